@@ -1,0 +1,35 @@
+// Every failure the sidecar reports, listed once. A KgError carries a stable code (for logs and
+// metrics), the HTTP status a client or publisher sees, and a message naming the bad input.
+// Nothing decides anything by matching message text: branch on `code`.
+
+export const ErrorCodes = {
+  KG_ERR_CONFIG_INVALID: { status: 0, summary: 'configuration is invalid; the process does not start' },
+  KG_ERR_INSTRUCT_INVALID: { status: 502, summary: 'the origin answered with GRIP instructions that do not parse' },
+  KG_ERR_INSTRUCT_TOO_LARGE: { status: 502, summary: 'a GRIP response body from the origin exceeded the buffered limit' },
+  KG_ERR_REQUEST_TOO_LARGE: { status: 400, summary: 'the client body was too large to keep for a GRIP hold' },
+  KG_ERR_ORIGIN_UNREACHABLE: { status: 502, summary: 'the origin could not be reached or failed mid-response' },
+  KG_ERR_ORIGIN_TIMEOUT: { status: 504, summary: 'the origin did not answer in time' },
+  KG_ERR_PUBLISH_INVALID: { status: 400, summary: 'a publish body or item is malformed' },
+  KG_ERR_PUBLISH_UNAUTHORIZED: { status: 401, summary: 'a publish lacked valid credentials' },
+  KG_ERR_HANDOFF_INVALID: { status: 401, summary: 'a request lacked a valid Kong handoff token' },
+  KG_ERR_TOO_MANY_CONNECTIONS: { status: 503, summary: 'the connection limit is reached' },
+  KG_ERR_NATS_PAYLOAD_INVALID: { status: 0, summary: 'a NATS message was not a valid publish item' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class KgError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KgError';
+    this.code = code;
+    this.status = ErrorCodes[code].status;
+  }
+}
+
+export function isKgError(err: unknown, code?: ErrorCode): err is KgError {
+  return err instanceof KgError && (code === undefined || err.code === code);
+}

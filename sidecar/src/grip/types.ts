@@ -1,0 +1,104 @@
+// Plain values for the GRIP terms. Parsers (instruct.ts, publish-item.ts) produce them, holds
+// consume them; past a parser nothing re-validates.
+
+export type HeaderList = Array<[name: string, value: string]>;
+
+export const HoldMode = { Response: 'response', Stream: 'stream' } as const;
+export type HoldMode = (typeof HoldMode)[keyof typeof HoldMode];
+
+/** One `Grip-Channel` entry (or JSON `hold.channels[]` element). */
+export interface ChannelSub {
+  name: string;
+  prevId?: string;
+  filters: string[];
+}
+
+export interface KeepAlive {
+  /** Bytes written to the stream when the timer fires. */
+  content: Buffer;
+  /** idle: restarted by every write; interval: fires regardless of traffic. */
+  mode: 'idle' | 'interval';
+  timeoutSec: number;
+}
+
+export interface Link {
+  /** Absolute URL, resolved against the request URL. */
+  url: string;
+  /** Only meaningful for rel=next. */
+  timeoutSec: number;
+}
+
+export interface Hold {
+  mode: HoldMode;
+  channels: ChannelSub[];
+  /** Response hold timeout in seconds (already clamped to the minimum). */
+  timeoutSec: number;
+  keepAlive?: KeepAlive;
+}
+
+/** What the origin asked for, parsed from its response headers and (JSON instruct) body. */
+export interface Instruct {
+  hold?: Hold;
+  /** Status the client sees (Grip-Status overrides the origin's). */
+  code: number;
+  reason: string;
+  /** Response headers for the client: Grip-* and hop-by-hop removed, Expose-Headers applied. */
+  headers: HeaderList;
+  /**
+   * The client-facing body when it is fully known at parse time (JSON instruct, or buffered
+   * response); undefined means "relay the origin body as it arrives".
+   */
+  body?: Buffer;
+  nextLink?: Link;
+  goneLink?: Link;
+  meta: Record<string, string>;
+}
+
+export const PublishAction = { Send: 'send', Hint: 'hint', Refresh: 'refresh', Close: 'close' } as const;
+export type PublishAction = (typeof PublishAction)[keyof typeof PublishAction];
+
+export interface HttpResponseFormat {
+  action: PublishAction;
+  code: number;
+  reason?: string;
+  headers: HeaderList;
+  /** From body-bin (precedence) or body. */
+  body?: Buffer;
+  /** RFC 6902 operations applied to the timeout body parsed as JSON. */
+  bodyPatch?: unknown[];
+  contentFilters?: string[];
+}
+
+export interface HttpStreamFormat {
+  action: Exclude<PublishAction, 'refresh'> | 'refresh';
+  content: Buffer;
+  contentFilters?: string[];
+}
+
+export type WsMessageType = 'text' | 'binary' | 'ping' | 'pong';
+
+export interface WsMessageFormat {
+  action: 'send' | 'close' | 'refresh' | 'hint';
+  type: WsMessageType;
+  content: Buffer;
+  /** close only; undefined = close frame without status. */
+  code?: number;
+  reason?: string;
+  contentFilters?: string[];
+}
+
+export interface PublishFormats {
+  'http-response'?: HttpResponseFormat;
+  'http-stream'?: HttpStreamFormat;
+  'ws-message'?: WsMessageFormat;
+}
+
+/** One validated publish item, the unit the bus carries. */
+export interface PublishItem {
+  channel: string;
+  id?: string;
+  prevId?: string;
+  formats: PublishFormats;
+  meta: Record<string, string>;
+  noSeq: boolean;
+}

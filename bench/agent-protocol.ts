@@ -1,0 +1,76 @@
+// Messages between the bench orchestrator (run.ts) and its client agents (agent.ts), which
+// run in child processes so the clients' event loops are not the measuring process's.
+
+export const StreamKind = { Sse: 'sse', Ws: 'ws' } as const;
+export type StreamKind = (typeof StreamKind)[keyof typeof StreamKind];
+
+export interface ConnectTarget {
+  port: number;
+  path: string;
+  /** Local source addresses to spread connections over (empty: let the kernel choose). */
+  srcAddrs: string[];
+  /** Maximum connection attempts in flight at once. */
+  window: number;
+  /** Further attempts for a connection that failed to open (a browser's EventSource retries too). */
+  retries: number;
+}
+
+export type AgentCommand =
+  | { op: 'open-streams'; kind: StreamKind; target: ConnectTarget; count: number }
+  | { op: 'wait-message'; tag: 'M' | 'W'; seq: number; timeoutMs: number }
+  | { op: 'collect' }
+  | { op: 'close-streams' }
+  | { op: 'poll-start'; target: ConnectTarget; count: number }
+  | { op: 'poll-status' }
+  | { op: 'poll-wait-round'; round: number; timeoutMs: number }
+  | { op: 'poll-stop' };
+
+export type AgentRequest = { id: number } & AgentCommand;
+
+export interface OpenResult {
+  opened: number;
+  /** Connections that still failed after every retry. */
+  failed: number;
+  /** Failed attempts that were retried. */
+  retried: number;
+  firstErrors: string[];
+  startedAtMs: number;
+  finishedAtMs: number;
+}
+
+export interface WaitResult {
+  /** Streams (still open) that received the awaited message. */
+  reached: number;
+  open: number;
+  timedOut: boolean;
+}
+
+export interface CollectResult {
+  /** Publish→receive latencies of measured (`M`) messages, ms. */
+  latenciesMs: number[];
+  received: number;
+  duplicates: number;
+  outOfOrder: number;
+  /** Streams the server closed or that failed after opening. */
+  dropped: number;
+  open: number;
+  firstReceivedAtMs: number;
+  lastReceivedAtMs: number;
+}
+
+export interface PollStatus {
+  clients: number;
+  /** Clients with a request sent and no response yet. */
+  waiting: number;
+  statuses: Record<string, number>;
+  connectionErrors: number;
+}
+
+export interface RoundResult {
+  delivered: number;
+  clients: number;
+  timedOut: boolean;
+  latenciesMs: number[];
+}
+
+export type AgentReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };

@@ -1,0 +1,63 @@
+// Runs the kong-grip sidecar standalone (no Kong, in-process bus) in front of the bench origin:
+//   node sidecar/dist/cli.js --listen 127.0.0.1:P --control 127.0.0.1:Q --origin URL --sig-key K
+// Build it first (`npm run build`). Clients connect to P; the publish API is POST /publish/ on Q.
+
+import { createWriteStream, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitUntilProxying } from './pushpin.js';
+import { freePort, spawnWithMaxFiles, stopProcess, waitForPort } from './proc.js';
+import type { Target, TargetOptions } from './target.js';
+
+export interface KongGripOptions extends TargetOptions {
+  /** Extra CLI arguments (for example a worker count). */
+  extraArgs?: string[];
+  /** Extra node flags (for example --cpu-prof). */
+  nodeArgs?: string[];
+}
+
+export const SIDECAR_CLI = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', 'sidecar', 'dist', 'cli.js');
+
+export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
+  if (!existsSync(SIDECAR_CLI)) throw new Error(`${SIDECAR_CLI} not found: build the sidecar first (npm run build)`);
+  const clientPort = await freePort();
+  const publishPort = await freePort();
+  const logPath = join(opts.workDir, 'kong-grip.log');
+  const log = createWriteStream(logPath);
+  await new Promise<void>((res, rej) => {
+    log.once('open', () => res());
+    log.once('error', rej);
+  });
+  const args = [
+    ...(opts.nodeArgs ?? []),
+    SIDECAR_CLI,
+    '--listen',
+    `127.0.0.1:${clientPort}`,
+    '--control',
+    `127.0.0.1:${publishPort}`,
+    '--origin',
+    `http://127.0.0.1:${opts.originPort}`,
+    '--sig-key',
+    opts.sigKey,
+    ...(opts.extraArgs ?? []),
+  ];
+  const child = spawnWithMaxFiles(process.execPath, args, { stdio: ['ignore', log, log], cwd: opts.workDir });
+  const isAlive = (): boolean => child.exitCode === null && child.signalCode === null;
+  const stop = async (): Promise<void> => {
+    await stopProcess(child, 10_000);
+    log.end();
+  };
+  try {
+    await new Promise<void>((res, rej) => {
+      child.once('spawn', () => res());
+      child.once('error', rej);
+    });
+    await waitForPort(clientPort, 15_000, isAlive);
+    await waitForPort(publishPort, 15_000, isAlive);
+    await waitUntilProxying(clientPort, isAlive);
+  } catch (err) {
+    await stop();
+    throw new Error(`kong-grip did not start (log: ${logPath}): ${(err as Error).message}`);
+  }
+  return { name: 'kong-grip', clientPort, publishPort, rootPid: child.pid!, stop };
+}

@@ -1,0 +1,316 @@
+// The side-by-side benchmark: `npm run bench -- [options]`. Runs each scenario on Pushpin and
+// on kong-grip in turn (a fresh proxy process for every scenario, the same origin process and
+// client agents for both), prints a table of both with the ratio, and writes bench/RESULTS.md.
+// Loopback only; every scenario has a deadline, and so does the whole run.
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AgentPool } from './agent-pool.js';
+import { request } from './http-client.js';
+import { startKongGrip } from './kong-grip.js';
+import type { OriginStats } from './origin.js';
+import { spawnWithMaxFiles, stopProcess } from './proc.js';
+import { startPushpin } from './pushpin.js';
+import { pairRows, renderConsoleTable, renderResultsMarkdown, type SystemFigures } from './report.js';
+import { runFanout } from './scenarios/fanout.js';
+import { runHerd } from './scenarios/herd.js';
+import { runPeak } from './scenarios/peak.js';
+import { runStreamRate } from './scenarios/stream-rate.js';
+import type { ScenarioContext, ScenarioResult } from './scenarios/types.js';
+import type { StartTarget, Target } from './target.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak'] as const;
+type ScenarioName = (typeof SCENARIOS)[number];
+const SYSTEMS = ['pushpin', 'kong-grip'] as const;
+type SystemName = (typeof SYSTEMS)[number];
+const SIG_KEY = 'bench-sig-key';
+/** Beyond this many connections from one agent, spread them over 127.0.0.x source addresses. */
+const CONNECTIONS_PER_SOURCE_ADDRESS = 20_000;
+
+const USAGE = `npm run bench -- [options]
+  --scenarios LIST     comma-separated: ${SCENARIOS.join(',')} (default: all)
+  --systems LIST       comma-separated: ${SYSTEMS.join(',')} (default: both)
+  --n LIST             connection counts: SSE fan-out runs once per value; ws, herd and streams
+                       use the largest, peak the smallest (default: sse 1000,5000; others 5000;
+                       peak 1000)
+  --messages K         messages per fan-out run (default 5)
+  --rounds R           long-poll herd rounds (default 5)
+  --peak-messages K    messages in the peak-throughput run (default 500)
+  --agents A           client agent processes (default 2)
+  --window W           connection attempts in flight per agent (default 100)
+  --src-addrs LIST     client source addresses (default: 127.0.0.1, spread over 127.0.0.x
+                       beyond ${CONNECTIONS_PER_SOURCE_ADDRESS} connections)
+  --kong-grip-arg ARG  extra argument for the sidecar CLI (repeatable)
+  --pushpin-log-level L  Pushpin's log level (default 1 = warnings; 2 logs every request)
+  --out FILE           results file (default bench/RESULTS.md; "-" to skip)
+  --max-minutes M      deadline for the whole run (default 30)
+  --keep-work          keep the temporary work directory (configs, logs)`;
+
+interface Job {
+  scenario: ScenarioName;
+  name: string;
+  run(ctx: ScenarioContext): Promise<ScenarioResult>;
+}
+
+function parseList(v: string | undefined): string[] | undefined {
+  return v === undefined ? undefined : v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+function parsePositiveInt(name: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function parseCli(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scenarios: { type: 'string' },
+      systems: { type: 'string' },
+      n: { type: 'string' },
+      messages: { type: 'string' },
+      rounds: { type: 'string' },
+      'peak-messages': { type: 'string' },
+      agents: { type: 'string' },
+      window: { type: 'string' },
+      'src-addrs': { type: 'string' },
+      'kong-grip-arg': { type: 'string', multiple: true },
+      'pushpin-log-level': { type: 'string' },
+      out: { type: 'string' },
+      'max-minutes': { type: 'string' },
+      'keep-work': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  const scenarios = (parseList(values.scenarios) ?? [...SCENARIOS]).map((s) => {
+    if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--scenarios: unknown scenario ${JSON.stringify(s)} (known: ${SCENARIOS.join(', ')})`);
+    return s as ScenarioName;
+  });
+  const systems = (parseList(values.systems) ?? [...SYSTEMS]).map((s) => {
+    if (!(SYSTEMS as readonly string[]).includes(s)) throw new Error(`--systems: unknown system ${JSON.stringify(s)} (known: ${SYSTEMS.join(', ')})`);
+    return s as SystemName;
+  });
+  const n = parseList(values.n)?.map((v) => parsePositiveInt('n', v, 0));
+  return {
+    help: values.help ?? false,
+    scenarios,
+    systems,
+    sseN: n ?? [1000, 5000],
+    bigN: n ? Math.max(...n) : 5000,
+    peakN: n ? Math.min(...n) : 1000,
+    messages: parsePositiveInt('messages', values.messages, 5),
+    rounds: parsePositiveInt('rounds', values.rounds, 5),
+    peakMessages: parsePositiveInt('peak-messages', values['peak-messages'], 500),
+    agents: parsePositiveInt('agents', values.agents, 2),
+    window: parsePositiveInt('window', values.window, 100),
+    srcAddrs: parseList(values['src-addrs']),
+    kongGripArgs: values['kong-grip-arg'] ?? [],
+    pushpinLogLevel: values['pushpin-log-level'] === undefined ? 1 : parsePositiveInt('pushpin-log-level', values['pushpin-log-level'], 1),
+    out: values.out ?? join(HERE, 'RESULTS.md'),
+    maxMinutes: parsePositiveInt('max-minutes', values['max-minutes'], 30),
+    keepWork: values['keep-work'] ?? false,
+  };
+}
+
+type Options = ReturnType<typeof parseCli>;
+
+function buildJobs(o: Options): Job[] {
+  const jobs: Job[] = [];
+  for (const s of o.scenarios) {
+    switch (s) {
+      case 'sse':
+        for (const n of o.sseN) jobs.push({ scenario: s, name: `sse-${n}`, run: (ctx) => runFanout(ctx, { kind: 'sse', clients: n, messages: o.messages }) });
+        break;
+      case 'ws':
+        jobs.push({ scenario: s, name: `ws-${o.bigN}`, run: (ctx) => runFanout(ctx, { kind: 'ws', clients: o.bigN, messages: o.messages }) });
+        break;
+      case 'herd':
+        jobs.push({ scenario: s, name: `herd-${o.bigN}`, run: (ctx) => runHerd(ctx, { clients: o.bigN, rounds: o.rounds }) });
+        break;
+      case 'streams':
+        jobs.push({ scenario: s, name: `streams-${o.bigN}`, run: (ctx) => runStreamRate(ctx, { streams: o.bigN }) });
+        break;
+      case 'peak':
+        jobs.push({ scenario: s, name: `peak-${o.peakN}`, run: (ctx) => runPeak(ctx, { clients: o.peakN, messages: o.peakMessages }) });
+        break;
+      default: {
+        const never: never = s;
+        throw new Error(`unknown scenario ${String(never)}`);
+      }
+    }
+  }
+  return jobs;
+}
+
+function largestJob(o: Options): number {
+  return Math.max(...o.sseN, o.bigN, o.peakN);
+}
+
+/** Source addresses so no single (source address, destination) pair runs out of ports. */
+function sourceAddresses(o: Options): string[] {
+  if (o.srcAddrs) return o.srcAddrs;
+  const perAgent = Math.ceil(largestJob(o) / o.agents);
+  if (perAgent <= CONNECTIONS_PER_SOURCE_ADDRESS) return [];
+  const count = Math.ceil(perAgent / CONNECTIONS_PER_SOURCE_ADDRESS);
+  return Array.from({ length: count }, (_, i) => `127.0.0.${i + 2}`);
+}
+
+interface OriginProcess {
+  port: number;
+  stop(): Promise<void>;
+}
+
+async function startOriginProcess(): Promise<OriginProcess> {
+  const child = spawnWithMaxFiles(process.execPath, ['--import', 'tsx', join(HERE, 'origin.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  const port = await new Promise<number>((res, rej) => {
+    lines.once('line', (line) => res((JSON.parse(line) as { port: number }).port));
+    child.once('exit', (code) => rej(new Error(`origin exited with code ${code}`)));
+  });
+  return { port, stop: () => stopProcess(child, 3000) };
+}
+
+function shell(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unavailable';
+  }
+}
+
+function machineFacts(o: Options): string[] {
+  const cpus = os.cpus();
+  return [
+    `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${os.release()}`,
+    `Node ${process.version}; ${shell('pushpin', ['--version'])} (Debian package, with condure and zurl)`,
+    `open files per process: ${shell('sh', ['-c', 'ulimit -Hn'])} (hard limit; the bench raises the soft limit to it)`,
+    `load average at the start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} (1 / 5 / 15 min; other work on the machine shows here)`,
+    `kong-grip commit ${shell('git', ['-C', HERE, 'rev-parse', '--short', 'HEAD'])}; ${o.agents} client agent processes, ${o.window} connection attempts in flight per agent`,
+  ];
+}
+
+const METHOD = [
+  'Every scenario starts a fresh proxy process (tree) and runs on Pushpin, then on kong-grip. Clients are raw `net` sockets in separate agent processes with minimal parsing (no EventSource or ws library). The origin (bench/origin.ts, plain node:http) runs in its own process.',
+  'Pushpin 1.36 runs from a private config directory (own rundir, ports, and a zurl it starts itself), with `message_rate` and `message_hwm` raised to 100,000,000 so its delivery limiter does not cap it; log level 1. Everything else is the packaged default (including zurl\'s max_open_requests=2000).',
+  'kong-grip runs as `node sidecar/dist/cli.js --listen … --control … --origin … --sig-key …` (standalone, in-process bus).',
+  'Fan-out: N streams on one channel; warm-up probes are published until every stream has one (so every subscription is in place); then K messages, one after another, each carrying its publish time from the system-wide monotonic clock. Latency = receive time in the agent − publish time (taken just before the publish POST), over all N×K deliveries. Completeness counts deliveries; order counts messages received after a later one.',
+  'Memory per held connection: RSS of all the proxy\'s processes (for Pushpin: runner, condure, zurl, proxy, handler), after a warm-up with 10 streams and 1 s of settling, subtracted from the RSS 1 s after the N fan-out connections are held, divided by N.',
+  'Long-poll herd: N long-polls on one channel; a round is published once every client has a request outstanding and the origin has seen no poll for 1.5 s (Pushpin refreshes every held request 1 s after a channel\'s first subscription); each client re-polls the moment it gets its response. A round is fully delivered when all N got it within 30 s. Errors: non-200 responses, and connections that failed.',
+  'New held streams per second: M SSE streams opened with a bounded number of attempts in flight (each an origin round trip and a subscription); streams whose response head arrived ÷ time from the first attempt to the last head.',
+  'Peak deliveries per second: N SSE streams; K messages published back to back (10 items per publish request, 2 requests in flight); deliveries received ÷ time from the first publish to the last delivery.',
+];
+
+async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, rej) => {
+    timer = setTimeout(() => rej(new Error(`${what} did not finish within ${(ms / 1000).toFixed(0)} s`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function emptyFigures(): SystemFigures {
+  return { metrics: new Map(), errors: new Map(), notes: [] };
+}
+
+async function main(): Promise<void> {
+  const o = parseCli(process.argv.slice(2));
+  if (o.help) {
+    console.log(USAGE);
+    return;
+  }
+  const startedAt = new Date();
+  const deadline = Date.now() + o.maxMinutes * 60_000;
+  const workDir = mkdtempSync('/tmp/kgb-');
+  const srcAddrs = sourceAddresses(o);
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const log = (line: string): void => console.error(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)}s] ${line}`);
+  log(`work dir ${workDir}${srcAddrs.length > 0 ? `; source addresses ${srcAddrs.join(', ')}` : ''}`);
+
+  const starters: Record<SystemName, StartTarget> = {
+    pushpin: (t) => startPushpin({ ...t, logLevel: o.pushpinLogLevel }),
+    'kong-grip': (t) => startKongGrip({ ...t, extraArgs: o.kongGripArgs }),
+  };
+  const figures: Record<SystemName, SystemFigures> = { pushpin: emptyFigures(), 'kong-grip': emptyFigures() };
+
+  const origin = await startOriginProcess();
+  let agents = await AgentPool.start(o.agents);
+  const originStats = async (): Promise<OriginStats> => JSON.parse((await request(origin.port, 'GET', '/_stats')).body) as OriginStats;
+  try {
+    for (const job of buildJobs(o)) {
+      for (const system of o.systems) {
+        const f = figures[system];
+        const left = deadline - Date.now();
+        if (left < 10_000) {
+          f.errors.set(job.name, 'skipped: the run reached --max-minutes');
+          continue;
+        }
+        log(`${job.name} on ${system}`);
+        let target: Target | undefined;
+        try {
+          const jobDir = join(workDir, `${job.name}-${system}`);
+          target = await starters[system]({ originPort: origin.port, sigKey: SIG_KEY, workDir: mkdirp(jobDir) });
+          const ctx: ScenarioContext = { target, agents, originStats, srcAddrs, window: o.window, log };
+          const result = await withDeadline(job.run(ctx), Math.min(left, 5 * 60_000), `${job.name} on ${system}`);
+          for (const m of result.metrics) f.metrics.set(m.key, m);
+          f.notes.push(...result.notes);
+        } catch (err) {
+          const msg = (err as Error).message;
+          log(`${job.name} on ${system} failed: ${msg}`);
+          f.errors.set(job.name, msg);
+          // A scenario cut short may leave connections behind in the agents: start afresh.
+          await agents.stop();
+          agents = await AgentPool.start(o.agents);
+        } finally {
+          await target?.stop();
+        }
+      }
+    }
+  } finally {
+    await agents.stop();
+    await origin.stop();
+    if (!o.keepWork) rmSync(workDir, { recursive: true, force: true });
+  }
+
+  const rows = pairRows(figures.pushpin, figures['kong-grip']);
+  console.log(renderConsoleTable(rows));
+  for (const system of o.systems) for (const [job, err] of figures[system].errors) console.log(`${system} ${job}: ${err}`);
+  if (o.out !== '-') {
+    const durationS = (Date.now() - startedAt.getTime()) / 1000;
+    const doc = renderResultsMarkdown({
+      command,
+      startedAt: startedAt.toISOString(),
+      durationS,
+      machine: machineFacts(o),
+      rows,
+      pushpin: figures.pushpin,
+      kongGrip: figures['kong-grip'],
+      method: METHOD,
+    });
+    writeFileSync(resolve(o.out), doc);
+    log(`wrote ${resolve(o.out)}`);
+  }
+}
+
+function mkdirp(dir: string): string {
+  execFileSync('mkdir', ['-p', dir]);
+  return dir;
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  console.error(USAGE);
+  process.exitCode = 1;
+});

@@ -1,0 +1,79 @@
+// Steps several scenarios share: opening streams, warming up a channel, reading memory.
+
+import type { OpenResult, StreamKind, WaitResult } from '../agent-protocol.js';
+import { publish, type PublishContent } from '../http-client.js';
+import { treeRssBytes } from '../proc.js';
+import { encodeBenchMessage, MessageTag, monotonicMs } from '../wire/message.js';
+import type { ScenarioContext } from './types.js';
+
+export function sumOf<T>(xs: T[], f: (x: T) => number): number {
+  let s = 0;
+  for (const x of xs) s += f(x);
+  return s;
+}
+
+export function uniqueChannel(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}`;
+}
+
+export function streamPath(kind: StreamKind, channel: string): string {
+  return `/${kind}?channel=${encodeURIComponent(channel)}`;
+}
+
+/** A publish item carrying `text` in the format a stream of `kind` receives. */
+export function streamItem(kind: StreamKind, channel: string, text: string): PublishContent {
+  return kind === 'ws' ? { channel, ws: text } : { channel, stream: `data: ${text}\n\n` };
+}
+
+/** Further attempts for a stream that failed to open, as a browser's EventSource would make. */
+export const OPEN_RETRIES = 3;
+
+export interface Opened {
+  opened: number;
+  failed: number;
+  retried: number;
+  firstErrors: string[];
+  elapsedMs: number;
+}
+
+export async function openStreams(ctx: ScenarioContext, kind: StreamKind, channel: string, count: number): Promise<Opened> {
+  const results = await ctx.agents.split<OpenResult>(count, (share) => ({
+    op: 'open-streams',
+    kind,
+    count: share,
+    target: { port: ctx.target.clientPort, path: streamPath(kind, channel), srcAddrs: ctx.srcAddrs, window: ctx.window, retries: OPEN_RETRIES },
+  }));
+  return {
+    opened: results.reduce((s, r) => s + r.opened, 0),
+    failed: results.reduce((s, r) => s + r.failed, 0),
+    retried: results.reduce((s, r) => s + r.retried, 0),
+    firstErrors: results.flatMap((r) => r.firstErrors).slice(0, 5),
+    elapsedMs: Math.max(...results.map((r) => r.finishedAtMs)) - Math.min(...results.map((r) => r.startedAtMs)),
+  };
+}
+
+/**
+ * Publishes warm-up probes until every open stream has received one (so the proxy has finished
+ * subscribing every connection before anything is measured). Returns how many streams it reached.
+ */
+export async function warmUp(ctx: ScenarioContext, kind: StreamKind, channel: string, attempts = 5): Promise<{ reached: number; open: number }> {
+  let last = { reached: 0, open: 0 };
+  for (let seq = 1; seq <= attempts; seq++) {
+    await publish(ctx.target.publishPort, [streamItem(kind, channel, encodeBenchMessage(MessageTag.Warmup, seq, monotonicMs()))]);
+    const results = await ctx.agents.all<WaitResult>({ op: 'wait-message', tag: 'W', seq, timeoutMs: 5000 });
+    last = { reached: sumOf(results, (r) => r.reached), open: sumOf(results, (r) => r.open) };
+    if (!results.some((r) => r.timedOut)) return last;
+  }
+  return last;
+}
+
+/** RSS of the proxy's whole process tree after letting it settle for `settleMs`. */
+export async function settledRss(ctx: ScenarioContext, settleMs = 1000): Promise<number> {
+  await new Promise((r) => setTimeout(r, settleMs));
+  return treeRssBytes(ctx.target.rootPid);
+}
+
+export async function closeStreams(ctx: ScenarioContext): Promise<void> {
+  await ctx.agents.all({ op: 'close-streams' });
+  await ctx.agents.all({ op: 'collect' });
+}

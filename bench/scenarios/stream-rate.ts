@@ -1,0 +1,26 @@
+// New held streams per second: open M SSE streams as fast as the proxy accepts them (a bounded
+// number of attempts in flight per agent); each one costs the proxy an origin round trip and a
+// subscription. Rate = streams opened / time from the first attempt to the last response head.
+
+import { closeStreams, openStreams, uniqueChannel } from './common.js';
+import { Better, type ScenarioContext, type ScenarioResult } from './types.js';
+
+export async function runStreamRate(ctx: ScenarioContext, p: { streams: number }): Promise<ScenarioResult> {
+  const notes: string[] = [];
+  const channel = uniqueChannel('rate');
+  const opened = await openStreams(ctx, 'sse', channel, p.streams);
+  await closeStreams(ctx);
+  if (opened.retried > 0 || opened.failed > 0) {
+    notes.push(
+      `new streams: ${opened.retried} failed attempts were retried (the time includes the retries); ${opened.failed} streams never opened` +
+        ` (first errors: ${[...new Set(opened.firstErrors)].join('; ')})`,
+    );
+  }
+  const rate = (opened.opened / opened.elapsedMs) * 1000;
+  notes.push(`new streams: ${opened.opened} held in ${opened.elapsedMs.toFixed(0)} ms (${ctx.window} attempts in flight per agent × ${ctx.agents.size} agents)`);
+  ctx.log(`streams: ${opened.opened}/${p.streams} in ${opened.elapsedMs.toFixed(0)} ms`);
+  return {
+    metrics: [{ key: 'stream-rate', label: `New held SSE streams per second (M=${p.streams})`, value: rate, unit: '/s', better: Better.Higher, targetRatio: 3, digits: 0 }],
+    notes,
+  };
+}

@@ -1,0 +1,59 @@
+import test from 'ava';
+import { formatNumber, pairRows, renderMarkdownTable, renderResultsMarkdown, type SystemFigures } from '../../../bench/report.js';
+import { Better, type Metric } from '../../../bench/scenarios/types.js';
+
+function figures(metrics: Metric[]): SystemFigures {
+  return { metrics: new Map(metrics.map((m) => [m.key, m])), errors: new Map(), notes: [] };
+}
+
+const p99 = (value: number): Metric => ({ key: 'sse-p99', label: 'SSE p99', value, unit: 'ms', better: Better.Lower, targetRatio: 0.5 });
+const rate = (value: number): Metric => ({ key: 'rate', label: 'streams/s', value, unit: '/s', better: Better.Higher, targetRatio: 3, digits: 0 });
+const rounds = (value: number): Metric => ({ key: 'rounds', label: 'rounds', value, unit: '', better: Better.Higher, targetValue: 5, digits: 0 });
+
+test('pairs figures by key and computes kong-grip ÷ Pushpin', (t) => {
+  const [row] = pairRows(figures([p99(200)]), figures([p99(50)]));
+  t.is(row?.ratio, 0.25);
+  t.is(row?.met, 'yes');
+  t.is(row?.target, 'ratio ≤ 0.5');
+});
+
+test('judges higher-is-better ratios and absolute goals', (t) => {
+  const rows = pairRows(figures([rate(1000), rounds(2)]), figures([rate(2500), rounds(5)]));
+  t.is(rows[0]?.met, 'no'); // 2.5× < 3×
+  t.is(rows[1]?.met, 'yes'); // 5 of 5 rounds
+  t.is(rows[1]?.target, '≥ 5');
+});
+
+test('a figure missing on one side gives no ratio and no verdict', (t) => {
+  const [row] = pairRows(figures([p99(200)]), figures([]));
+  t.is(row?.kongGrip, undefined);
+  t.is(row?.ratio, undefined);
+  t.is(row?.met, '');
+  t.regex(renderMarkdownTable([row!]), /\| SSE p99 \| 200\.0 ms \| n\/a \| n\/a \| ratio ≤ 0\.5 \|  \|/);
+});
+
+test('formats thousands, NaN and missing values', (t) => {
+  t.is(formatNumber(296000, 0), '296,000');
+  t.is(formatNumber(NaN, 1), '—');
+  t.is(formatNumber(undefined, 1), 'n/a');
+});
+
+test('the results page carries the command, the table and the rows still behind', (t) => {
+  const pp = figures([p99(200), rate(1000)]);
+  const kg = figures([p99(50), rate(1500)]);
+  kg.errors.set('ws-5000', 'kong-grip did not start');
+  const md = renderResultsMarkdown({
+    command: 'npm run bench -- --n 1000',
+    startedAt: '2026-01-01T00:00:00.000Z',
+    durationS: 12,
+    machine: ['2 cores'],
+    rows: pairRows(pp, kg),
+    pushpin: pp,
+    kongGrip: kg,
+    method: ['fresh proxy per scenario'],
+  });
+  t.true(md.includes('npm run bench -- --n 1000'));
+  t.true(md.includes('| SSE p99 | 200.0 ms | 50.0 ms | 0.25× | ratio ≤ 0.5 | yes |'));
+  t.true(md.includes('Rows still short of their target: streams/s.'));
+  t.true(md.includes('- kong-grip, ws-5000: kong-grip did not start'));
+});

@@ -49,11 +49,11 @@ function parseContentFilters(obj: Json, path: string): string[] | undefined {
   return v as string[];
 }
 
-function parseCode(obj: Json, path: string, fallback: number | undefined): number | undefined {
+function parseCode(obj: Json, path: string, fallback: number | undefined, max = 999): number | undefined {
   const v = obj['code'];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 999) {
-    throw invalid(path, `'code' must be an integer 0-999, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+    throw invalid(path, `'code' must be an integer 0-${max}, got ${JSON.stringify(v)}`);
   }
   return v;
 }
@@ -142,7 +142,7 @@ function parseWsMessage(v: unknown, path: string): WsMessageFormat {
   }
   const format: WsMessageFormat = { action, type, content: content ?? EMPTY };
   if (action === 'close') {
-    const code = parseCode(v, path, undefined);
+    const code = parseCode(v, path, undefined, 4999); // WebSocket close codes run to 4999
     if (code !== undefined) format.code = code;
     const reason = optString(v, 'reason', path);
     if (reason !== undefined) {

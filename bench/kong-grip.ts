@@ -2,9 +2,10 @@
 //   node sidecar/dist/cli.js --listen 127.0.0.1:P --control 127.0.0.1:Q --origin URL --sig-key K
 // Build it first (`npm run build`). Clients connect to P; the publish API is POST /publish/ on Q.
 
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { summarizePinoLog } from './log-summary.js';
 import { waitUntilProxying } from './pushpin.js';
 import { freePort, spawnWithMaxFiles, stopProcess, waitForPort } from './proc.js';
 import type { Target, TargetOptions } from './target.js';
@@ -14,12 +15,17 @@ export interface KongGripOptions extends TargetOptions {
   extraArgs?: string[];
   /** Extra node flags (for example --cpu-prof). */
   nodeArgs?: string[];
+  /** The CLI to run; tests run the TypeScript source with `nodeArgs: ['--import', 'tsx']`. */
+  cli?: string;
 }
 
-export const SIDECAR_CLI = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', 'sidecar', 'dist', 'cli.js');
+const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+export const SIDECAR_CLI = join(ROOT, 'sidecar', 'dist', 'cli.js');
+export const SIDECAR_CLI_SOURCE = join(ROOT, 'sidecar', 'src', 'cli.ts');
 
 export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
-  if (!existsSync(SIDECAR_CLI)) throw new Error(`${SIDECAR_CLI} not found: build the sidecar first (npm run build)`);
+  const cli = opts.cli ?? SIDECAR_CLI;
+  if (!existsSync(cli)) throw new Error(`${cli} not found: build the sidecar first (npm run build)`);
   const clientPort = await freePort();
   const publishPort = await freePort();
   const logPath = join(opts.workDir, 'kong-grip.log');
@@ -30,7 +36,7 @@ export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
   });
   const args = [
     ...(opts.nodeArgs ?? []),
-    SIDECAR_CLI,
+    cli,
     '--listen',
     `127.0.0.1:${clientPort}`,
     '--control',
@@ -39,9 +45,12 @@ export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
     `http://127.0.0.1:${opts.originPort}`,
     '--sig-key',
     opts.sigKey,
+    // Quiet like Pushpin at log level 1: warnings and errors only, no line per request.
+    '--log-level',
+    'warn',
     ...(opts.extraArgs ?? []),
   ];
-  const child = spawnWithMaxFiles(process.execPath, args, { stdio: ['ignore', log, log], cwd: opts.workDir });
+  const child = spawnWithMaxFiles(process.execPath, args, { stdio: ['ignore', log, log], cwd: ROOT });
   const isAlive = (): boolean => child.exitCode === null && child.signalCode === null;
   const stop = async (): Promise<void> => {
     await stopProcess(child, 10_000);
@@ -59,5 +68,6 @@ export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
     await stop();
     throw new Error(`kong-grip did not start (log: ${logPath}): ${(err as Error).message}`);
   }
-  return { name: 'kong-grip', clientPort, publishPort, rootPid: child.pid!, stop };
+  const logSummary = (): string[] => summarizePinoLog(readFileSync(logPath, 'utf8'));
+  return { name: 'kong-grip', clientPort, publishPort, rootPid: child.pid!, logSummary, stop };
 }

@@ -187,13 +187,13 @@ function shell(cmd: string, args: string[]): string {
   }
 }
 
-function machineFacts(o: Options): string[] {
+function machineFacts(o: Options, loadAtStart: number[]): string[] {
   const cpus = os.cpus();
   return [
     `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${os.release()}`,
     `Node ${process.version}; ${shell('pushpin', ['--version'])} (Debian package, with condure and zurl)`,
     `open files per process: ${shell('sh', ['-c', 'ulimit -Hn'])} (hard limit; the bench raises the soft limit to it)`,
-    `load average at the start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} (1 / 5 / 15 min; other work on the machine shows here)`,
+    `load average (1 / 5 / 15 min) at the start ${loadAtStart.map((l) => l.toFixed(2)).join(' / ')}, at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}; other work on the machine shows here`,
     `kong-grip commit ${shell('git', ['-C', HERE, 'rev-parse', '--short', 'HEAD'])}; ${o.agents} client agent processes, ${o.window} connection attempts in flight per agent`,
   ];
 }
@@ -232,6 +232,7 @@ async function main(): Promise<void> {
     return;
   }
   const startedAt = new Date();
+  const loadAtStart = os.loadavg();
   const deadline = Date.now() + o.maxMinutes * 60_000;
   const workDir = mkdtempSync('/tmp/kgb-');
   const srcAddrs = sourceAddresses(o);
@@ -266,6 +267,7 @@ async function main(): Promise<void> {
           const result = await withDeadline(job.run(ctx), Math.min(left, 5 * 60_000), `${job.name} on ${system}`);
           for (const m of result.metrics) f.metrics.set(m.key, m);
           f.notes.push(...result.notes);
+          for (const line of target.logSummary()) f.notes.push(`${job.name}, ${system} log: ${line}`);
         } catch (err) {
           const msg = (err as Error).message;
           log(`${job.name} on ${system} failed: ${msg}`);
@@ -293,7 +295,7 @@ async function main(): Promise<void> {
       command,
       startedAt: startedAt.toISOString(),
       durationS,
-      machine: machineFacts(o),
+      machine: machineFacts(o, loadAtStart),
       rows,
       pushpin: figures.pushpin,
       kongGrip: figures['kong-grip'],

@@ -9,6 +9,8 @@ export interface Target {
   publishPort: number;
   /** Root of the proxy's process tree; memory is the RSS of the whole tree. */
   rootPid: number;
+  /** The proxy's warnings and errors so far, condensed (see log-summary.ts). */
+  logSummary(): string[];
   stop(): Promise<void>;
 }
 

@@ -43,8 +43,12 @@ export async function openStreams(ctx: ScenarioContext, kind: StreamKind, channe
     count: share,
     target: { port: ctx.target.clientPort, path: streamPath(kind, channel), srcAddrs: ctx.srcAddrs, window: ctx.window, retries: OPEN_RETRIES },
   }));
+  const opened = results.reduce((s, r) => s + r.opened, 0);
+  if (opened === 0 && count > 0) {
+    throw new Error(`no ${kind} stream opened (first errors: ${[...new Set(results.flatMap((r) => r.firstErrors))].join('; ')})`);
+  }
   return {
-    opened: results.reduce((s, r) => s + r.opened, 0),
+    opened,
     failed: results.reduce((s, r) => s + r.failed, 0),
     retried: results.reduce((s, r) => s + r.retried, 0),
     firstErrors: results.flatMap((r) => r.firstErrors).slice(0, 5),

@@ -29,6 +29,8 @@ export async function runHerd(ctx: ScenarioContext, p: HerdParams): Promise<Scen
   const roundTimeoutMs = p.roundTimeoutMs ?? 30_000;
   const channel = uniqueChannel('herd');
   const path = `/poll?channel=${encodeURIComponent(channel)}`;
+  // Read before any client polls: the first polls can reach the origin before poll-start returns.
+  let pollsBefore = (await ctx.originStats()).poll;
   const opened = await ctx.agents.split<OpenResult>(p.clients, (share) => ({
     op: 'poll-start',
     count: share,
@@ -41,7 +43,6 @@ export async function runHerd(ctx: ScenarioContext, p: HerdParams): Promise<Scen
   let fullRounds = 0;
   const roundLatencies: number[] = [];
   const perRound: string[] = [];
-  let pollsBefore = (await ctx.originStats()).poll;
   for (let round = 1; round <= p.rounds; round++) {
     const held = await waitAllHeld(ctx, p.clients, pollsBefore, quietMs, roundTimeoutMs);
     pollsBefore = (await ctx.originStats()).poll;

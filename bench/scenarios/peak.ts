@@ -54,6 +54,8 @@ export async function runPeak(ctx: ScenarioContext, p: PeakParams): Promise<Scen
   const received = sumOf(collected, (c) => c.received);
   const expected = opened.opened * p.messages;
   const lastAt = Math.max(...collected.map((c) => c.lastReceivedAtMs));
+  const dropped = sumOf(collected, (c) => c.dropped);
+  if (dropped > 0) notes.push(`peak: ${dropped} streams were closed by the proxy during the run`);
   const rate = received / ((lastAt - startedAtMs) / 1000);
   notes.push(
     `peak: ${received}/${expected} deliveries in ${(lastAt - startedAtMs).toFixed(0)} ms ` +

@@ -16,14 +16,14 @@ export interface BenchRig {
   close(): Promise<void>;
 }
 
-export async function startBenchRig(start: StartTarget): Promise<BenchRig> {
+export async function startBenchRig(start: StartTarget, agentCount = 1): Promise<BenchRig> {
   const workDir = mkdtempSync(join(tmpdir(), 'kgb-test-'));
   const origin = await startOrigin();
   let target: Target | undefined;
   let agents: AgentPool | undefined;
   try {
     target = await start({ originPort: origin.port, sigKey: 'test-sig-key', workDir });
-    agents = await AgentPool.start(1);
+    agents = await AgentPool.start(agentCount);
   } catch (err) {
     await target?.stop();
     await origin.close();

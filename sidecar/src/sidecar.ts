@@ -9,7 +9,7 @@ import { GripSigner } from './grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
 import type { HoldDeps } from './holds/hold-deps.js';
 import { Hub } from './hub.js';
-import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader } from './kong-handoff.js';
+import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong-handoff.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { OriginClient } from './origin.js';
@@ -37,8 +37,8 @@ export interface Sidecar {
 }
 
 const OVERLOADED_TEXT = 'Service Unavailable: connection limit reached.\n';
-const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.\n';
-const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.\n';
+const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.';
+const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.';
 
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
@@ -61,7 +61,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     // sidecar can always trust Kong-Grip-* identity headers.
     const headers = forwardRequestHeaders(req.rawHeaders).filter(([name]) => !isHandoffOwnedHeader(name));
     if (handoff !== undefined) {
-      const verified = handoff.verify(req.headers, Date.now());
+      let verified: VerifiedHandoff;
+      try {
+        verified = handoff.verify(req.headers, Date.now());
+      } catch (err) {
+        throw handoffRefused(req, err);
+      }
       return { url: originUrl(verified.origin, req.url), headers: [...headers, ...verified.headersForOrigin] };
     }
     if (config.origin === undefined) {
@@ -70,24 +75,22 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     }
     return { url: originUrl(new URL(config.origin), req.url), headers };
   };
-  const refuse = (req: IncomingMessage, res: ServerResponse, err: KgError): void => {
+  // Counted and logged here, for plain requests and WebSocket upgrades alike. The error the
+  // caller answers with carries only a generic text: the client learns nothing about why.
+  const handoffRefused = (req: IncomingMessage, err: unknown): unknown => {
     const reason = handoffFailureReason(err);
-    if (reason !== undefined) {
-      metrics.handoffRejected.inc({ reason });
-      // The detail goes to the log only: the client learns nothing about why.
-      log[err.code === 'KG_ERR_HANDOFF_CAPACITY' ? 'error' : 'warn']({ code: err.code, reason, err: err.message, remote: req.socket.remoteAddress }, 'handoff refused');
-    }
+    if (reason === undefined) return err;
+    const e = err as KgError;
+    metrics.handoffRejected.inc({ reason });
+    log[e.code === 'KG_ERR_HANDOFF_CAPACITY' ? 'error' : 'warn']({ code: e.code, reason, err: e.message, remote: req.socket.remoteAddress }, 'handoff refused');
+    return new KgError(e.code, e.code === 'KG_ERR_HANDOFF_CAPACITY' ? HANDOFF_CAPACITY_TEXT : HANDOFF_REFUSED_TEXT, { cause: err });
+  };
+  const refuse = (req: IncomingMessage, res: ServerResponse, err: KgError): void => {
     metrics.requests.inc({ outcome: err.code ?? 'error' });
-    if (err.code === 'KG_ERR_HANDOFF_INVALID') {
-      res.writeHead(401, ['Content-Type', 'text/plain; charset=utf-8', 'WWW-Authenticate', 'Kong-Grip-Handoff']);
-      res.end(HANDOFF_REFUSED_TEXT);
-    } else if (err.code === 'KG_ERR_HANDOFF_CAPACITY') {
-      res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1']);
-      res.end(HANDOFF_CAPACITY_TEXT);
-    } else {
-      res.writeHead(err.status || 400, ['Content-Type', 'text/plain; charset=utf-8']);
-      res.end(`${err.message}\n`);
-    }
+    const extra = err.code === 'KG_ERR_HANDOFF_INVALID' ? ['WWW-Authenticate', 'Kong-Grip-Handoff']
+      : err.code === 'KG_ERR_HANDOFF_CAPACITY' ? ['Retry-After', '1'] : [];
+    res.writeHead(err.status || 400, ['Content-Type', 'text/plain; charset=utf-8', ...extra]);
+    res.end(`${err.message}\n`);
     req.resume();
   };
 

@@ -18,6 +18,8 @@ export interface Row {
   kongGrip: number | undefined;
   /** kong-grip ÷ Pushpin. */
   ratio: number | undefined;
+  /** The same figure on the bare node:http floor server, when it ran. */
+  floor: number | undefined;
   better: Better;
   target: string;
   /** Whether kong-grip meets the issue's target ('' when there is none or no figure). */
@@ -25,7 +27,7 @@ export interface Row {
   digits: number;
 }
 
-export function pairRows(pushpin: SystemFigures, kongGrip: SystemFigures): Row[] {
+export function pairRows(pushpin: SystemFigures, kongGrip: SystemFigures, floor?: SystemFigures): Row[] {
   const keys: string[] = [];
   for (const k of pushpin.metrics.keys()) keys.push(k);
   for (const k of kongGrip.metrics.keys()) if (!keys.includes(k)) keys.push(k);
@@ -42,6 +44,7 @@ export function pairRows(pushpin: SystemFigures, kongGrip: SystemFigures): Row[]
       pushpin: pv,
       kongGrip: kv,
       ratio,
+      floor: floor?.metrics.get(key)?.value,
       better: m.better,
       target: describeTarget(m),
       met: judge(m, kv, ratio),
@@ -76,33 +79,43 @@ export function formatNumber(v: number | undefined, digits: number): string {
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function cells(r: Row): string[] {
+function cells(r: Row, withFloor: boolean): string[] {
   const unit = r.unit ? ` ${r.unit}` : '';
+  const value = (v: number | undefined): string => `${formatNumber(v, r.digits)}${v === undefined ? '' : unit}`;
   return [
     r.label,
-    `${formatNumber(r.pushpin, r.digits)}${r.pushpin === undefined ? '' : unit}`,
-    `${formatNumber(r.kongGrip, r.digits)}${r.kongGrip === undefined ? '' : unit}`,
+    value(r.pushpin),
+    value(r.kongGrip),
     r.ratio === undefined ? 'n/a' : `${r.ratio.toFixed(2)}×`,
     r.target,
     r.met,
+    ...(withFloor ? [r.floor === undefined ? '' : value(r.floor)] : []),
   ];
 }
 
 const HEADERS = ['Scenario', 'Pushpin', 'kong-grip', 'kong-grip ÷ Pushpin', 'Target', 'Met'];
+const FLOOR_HEADER = 'Floor (bare Node)';
+
+function headers(rows: Row[]): { names: string[]; withFloor: boolean } {
+  const withFloor = rows.some((r) => r.floor !== undefined);
+  return { names: withFloor ? [...HEADERS, FLOOR_HEADER] : HEADERS, withFloor };
+}
 
 export function renderConsoleTable(rows: Row[]): string {
-  const table = [HEADERS, ...rows.map(cells)];
-  const widths = HEADERS.map((_, c) => Math.max(...table.map((r) => [...r[c]!].length)));
+  const { names, withFloor } = headers(rows);
+  const table = [names, ...rows.map((r) => cells(r, withFloor))];
+  const widths = names.map((_, c) => Math.max(...table.map((r) => [...r[c]!].length)));
   const line = (r: string[]): string => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ');
   return [line(table[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...table.slice(1).map(line)].join('\n');
 }
 
 export function renderMarkdownTable(rows: Row[]): string {
+  const { names, withFloor } = headers(rows);
   const esc = (s: string): string => s.replace(/\|/g, '\\|');
   return [
-    `| ${HEADERS.join(' | ')} |`,
-    `|${HEADERS.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
-    ...rows.map((r) => `| ${cells(r).map(esc).join(' | ')} |`),
+    `| ${names.join(' | ')} |`,
+    `|${names.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...rows.map((r) => `| ${cells(r, withFloor).map(esc).join(' | ')} |`),
   ].join('\n');
 }
 
@@ -114,13 +127,14 @@ export interface ResultsDoc {
   rows: Row[];
   pushpin: SystemFigures;
   kongGrip: SystemFigures;
+  floor?: SystemFigures;
   method: string[];
 }
 
 export function renderResultsMarkdown(d: ResultsDoc): string {
   const behind = d.rows.filter((r) => r.met === 'no').map((r) => r.label);
   const errorLines = (name: string, f: SystemFigures): string[] => [...f.errors].map(([s, e]) => `- ${name}, ${s}: ${e}`);
-  const errors = [...errorLines('Pushpin', d.pushpin), ...errorLines('kong-grip', d.kongGrip)];
+  const errors = [...errorLines('Pushpin', d.pushpin), ...errorLines('kong-grip', d.kongGrip), ...(d.floor ? errorLines('floor', d.floor) : [])];
   return [
     '# kong-grip vs Pushpin: side-by-side benchmark',
     '',
@@ -156,6 +170,7 @@ export function renderResultsMarkdown(d: ResultsDoc): string {
     '',
     ...d.kongGrip.notes.map((n) => `- ${n}`),
     '',
+    ...(d.floor && d.floor.notes.length > 0 ? ['### Floor (bare node:http fan-out server)', '', ...d.floor.notes.map((n) => `- ${n}`), ''] : []),
     '## Method',
     '',
     ...d.method.map((m) => `- ${m}`),

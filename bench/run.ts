@@ -15,13 +15,15 @@ import { request } from './http-client.js';
 import { startKongGrip } from './kong-grip.js';
 import type { OriginStats } from './origin.js';
 import { spawnWithMaxFiles, stopProcess } from './proc.js';
+import { startFloorServer } from './floor-server.js';
+import { median } from './wire/stats.js';
 import { startPushpin } from './pushpin.js';
 import { pairRows, renderConsoleTable, renderResultsMarkdown, type SystemFigures } from './report.js';
 import { runFanout } from './scenarios/fanout.js';
 import { runHerd } from './scenarios/herd.js';
 import { runPeak } from './scenarios/peak.js';
 import { runStreamRate } from './scenarios/stream-rate.js';
-import type { ScenarioContext, ScenarioResult } from './scenarios/types.js';
+import type { Metric, ScenarioContext, ScenarioResult } from './scenarios/types.js';
 import type { StartTarget, Target } from './target.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -29,6 +31,8 @@ const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 const SYSTEMS = ['pushpin', 'kong-grip'] as const;
 type SystemName = (typeof SYSTEMS)[number];
+/** The systems under test plus the floor (a bare node:http fan-out server, SSE fan-out only). */
+type RunnerName = SystemName | 'floor';
 const SIG_KEY = 'bench-sig-key';
 /** Beyond this many connections from one agent, spread them over 127.0.0.x source addresses. */
 const CONNECTIONS_PER_SOURCE_ADDRESS = 20_000;
@@ -49,6 +53,9 @@ const USAGE = `npm run bench -- [options]
   --kong-grip-arg ARG  extra argument for the sidecar CLI (repeatable)
   --pushpin-log-level L  Pushpin's log level (default 1 = warnings; 2 logs every request)
   --out FILE           results file (default bench/RESULTS.md; "-" to skip)
+  --repeat R           run every scenario R times on each system, alternating, and report
+                       the median of each figure (default 1)
+  --skip-floor         do not run the SSE fan-out on the bare node:http floor server
   --max-minutes M      deadline for the whole run (default 30)
   --keep-work          keep the temporary work directory (configs, logs)`;
 
@@ -86,6 +93,8 @@ function parseCli(argv: string[]) {
       'pushpin-log-level': { type: 'string' },
       out: { type: 'string' },
       'max-minutes': { type: 'string' },
+      repeat: { type: 'string' },
+      'skip-floor': { type: 'boolean' },
       'keep-work': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -117,6 +126,8 @@ function parseCli(argv: string[]) {
     pushpinLogLevel: values['pushpin-log-level'] === undefined ? 1 : parsePositiveInt('pushpin-log-level', values['pushpin-log-level'], 1),
     out: values.out ?? join(HERE, 'RESULTS.md'),
     maxMinutes: parsePositiveInt('max-minutes', values['max-minutes'], 30),
+    repeat: parsePositiveInt('repeat', values.repeat, 1),
+    floor: !(values['skip-floor'] ?? false),
     keepWork: values['keep-work'] ?? false,
   };
 }
@@ -204,8 +215,10 @@ const METHOD = [
   'kong-grip runs as `node sidecar/dist/cli.js --listen … --control … --origin … --sig-key …` (standalone, in-process bus).',
   'Fan-out: N streams on one channel; warm-up probes are published until every stream has one (so every subscription is in place); then K messages, one after another, each carrying its publish time from the system-wide monotonic clock. Latency = receive time in the agent − publish time (taken just before the publish POST), over all N×K deliveries. Completeness counts deliveries; order counts messages received after a later one.',
   'Memory per held connection: RSS of all the proxy\'s processes (for Pushpin: runner, condure, zurl, proxy, handler), after a warm-up with 10 streams and 1 s of settling, subtracted from the RSS 1 s after the N fan-out connections are held, divided by N.',
-  'Long-poll herd: N long-polls on one channel; a round is published once every client has a request outstanding and the origin has seen no poll for 1.5 s (Pushpin refreshes every held request 1 s after a channel\'s first subscription); each client re-polls the moment it gets its response. A round is fully delivered when all N got it within 30 s. Errors: non-200 responses, and connections that failed.',
+  'Long-poll herd: N long-polls on one channel; a round is published once every client has a request outstanding and the origin has seen no poll for 1.5 s (Pushpin refreshes every held request 1 s after a channel\'s first subscription); each client re-polls the moment it gets its response. A round is fully delivered when all N got it within 30 s. Errors: non-200 responses, and connections that failed. Re-poll herd: time from a round's full delivery (or its 30 s deadline) until every client is held again, checked every 100 ms; a client answered with an error polls again after 250 ms.',
   'New held streams per second: M SSE streams opened with a bounded number of attempts in flight (each an origin round trip and a subscription); streams whose response head arrived ÷ time from the first attempt to the last head.',
+  'Floor: the SSE fan-out also runs against a bare node:http server with no GRIP (bench/floor-server.ts: holds the responses, writes each published item to every one), in its own process, with the same clients. Its figures (last column) are what the clients, the kernel and Node cost by themselves; no proxy can be expected to go below them.',
+  'With `--repeat R`, each scenario runs R times per system, alternating systems, and the table shows the median of each figure; the notes keep every run.',
   'Peak deliveries per second: N SSE streams; K messages published back to back (10 items per publish request, 2 requests in flight); deliveries received ÷ time from the first publish to the last delivery.',
 ];
 
@@ -240,43 +253,54 @@ async function main(): Promise<void> {
   const log = (line: string): void => console.error(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)}s] ${line}`);
   log(`work dir ${workDir}${srcAddrs.length > 0 ? `; source addresses ${srcAddrs.join(', ')}` : ''}`);
 
-  const starters: Record<SystemName, StartTarget> = {
+  const starters: Record<RunnerName, StartTarget> = {
     pushpin: (t) => startPushpin({ ...t, logLevel: o.pushpinLogLevel }),
     'kong-grip': (t) => startKongGrip({ ...t, extraArgs: o.kongGripArgs }),
+    floor: () => startFloorServer(),
   };
-  const figures: Record<SystemName, SystemFigures> = { pushpin: emptyFigures(), 'kong-grip': emptyFigures() };
+  const figures: Record<RunnerName, SystemFigures> = { pushpin: emptyFigures(), 'kong-grip': emptyFigures(), floor: emptyFigures() };
+  const samples: Record<RunnerName, Map<string, Metric[]>> = { pushpin: new Map(), 'kong-grip': new Map(), floor: new Map() };
 
   const origin = await startOriginProcess();
   let agents = await AgentPool.start(o.agents);
   const originStats = async (): Promise<OriginStats> => JSON.parse((await request(origin.port, 'GET', '/_stats')).body) as OriginStats;
   try {
     for (const job of buildJobs(o)) {
-      for (const system of o.systems) {
-        const f = figures[system];
-        const left = deadline - Date.now();
-        if (left < 10_000) {
-          f.errors.set(job.name, 'skipped: the run reached --max-minutes');
-          continue;
-        }
-        log(`${job.name} on ${system}`);
-        let target: Target | undefined;
-        try {
-          const jobDir = join(workDir, `${job.name}-${system}`);
-          target = await starters[system]({ originPort: origin.port, sigKey: SIG_KEY, workDir: mkdirp(jobDir) });
-          const ctx: ScenarioContext = { target, agents, originStats, srcAddrs, window: o.window, log };
-          const result = await withDeadline(job.run(ctx), Math.min(left, 5 * 60_000), `${job.name} on ${system}`);
-          for (const m of result.metrics) f.metrics.set(m.key, m);
-          f.notes.push(...result.notes);
-          for (const line of target.logSummary()) f.notes.push(`${job.name}, ${system} log: ${line}`);
-        } catch (err) {
-          const msg = (err as Error).message;
-          log(`${job.name} on ${system} failed: ${msg}`);
-          f.errors.set(job.name, msg);
-          // A scenario cut short may leave connections behind in the agents: start afresh.
-          await agents.stop();
-          agents = await AgentPool.start(o.agents);
-        } finally {
-          await target?.stop();
+      const runners: RunnerName[] = [...o.systems, ...(o.floor && job.scenario === 'sse' ? (['floor'] as const) : [])];
+      for (let rep = 1; rep <= o.repeat; rep++) {
+        for (const runner of runners) {
+          const f = figures[runner];
+          const label = o.repeat > 1 ? `${job.name} (run ${rep} of ${o.repeat})` : job.name;
+          const left = deadline - Date.now();
+          if (left < 10_000) {
+            f.errors.set(job.name, 'skipped: the run reached --max-minutes');
+            continue;
+          }
+          log(`${label} on ${runner}`);
+          let target: Target | undefined;
+          try {
+            const jobDir = mkdirp(join(workDir, `${job.name}-${rep}-${runner}`));
+            target = await starters[runner]({ originPort: origin.port, sigKey: SIG_KEY, workDir: jobDir });
+            const ctx: ScenarioContext = { target, agents, originStats, srcAddrs, window: o.window, log };
+            const result = await withDeadline(job.run(ctx), Math.min(left, 5 * 60_000), `${label} on ${runner}`);
+            for (const m of result.metrics) {
+              const list = samples[runner].get(m.key) ?? [];
+              list.push(m);
+              samples[runner].set(m.key, list);
+            }
+            const prefix = o.repeat > 1 ? `run ${rep}: ` : '';
+            f.notes.push(...result.notes.map((n) => prefix + n));
+            for (const line of target.logSummary()) f.notes.push(`${prefix}${job.name}, ${runner} log: ${line}`);
+          } catch (err) {
+            const msg = (err as Error).message;
+            log(`${label} on ${runner} failed: ${msg}`);
+            f.errors.set(job.name, msg);
+            // A scenario cut short may leave connections behind in the agents: start afresh.
+            await agents.stop();
+            agents = await AgentPool.start(o.agents);
+          } finally {
+            await target?.stop();
+          }
         }
       }
     }
@@ -285,10 +309,13 @@ async function main(): Promise<void> {
     await origin.stop();
     if (!o.keepWork) rmSync(workDir, { recursive: true, force: true });
   }
+  for (const runner of Object.keys(samples) as RunnerName[]) {
+    for (const [key, ms] of samples[runner]) figures[runner].metrics.set(key, { ...ms[0]!, value: median(ms.map((m) => m.value)) });
+  }
 
-  const rows = pairRows(figures.pushpin, figures['kong-grip']);
+  const rows = pairRows(figures.pushpin, figures['kong-grip'], figures.floor);
   console.log(renderConsoleTable(rows));
-  for (const system of o.systems) for (const [job, err] of figures[system].errors) console.log(`${system} ${job}: ${err}`);
+  for (const runner of Object.keys(figures) as RunnerName[]) for (const [job, err] of figures[runner].errors) console.log(`${runner} ${job}: ${err}`);
   if (o.out !== '-') {
     const durationS = (Date.now() - startedAt.getTime()) / 1000;
     const doc = renderResultsMarkdown({
@@ -299,6 +326,7 @@ async function main(): Promise<void> {
       rows,
       pushpin: figures.pushpin,
       kongGrip: figures['kong-grip'],
+      floor: figures.floor,
       method: METHOD,
     });
     writeFileSync(resolve(o.out), doc);

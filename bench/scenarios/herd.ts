@@ -41,10 +41,13 @@ export async function runHerd(ctx: ScenarioContext, p: HerdParams): Promise<Scen
   if (failed > 0) notes.push(`${failed} of ${p.clients} first long-polls failed to connect (those clients kept retrying)`);
 
   let fullRounds = 0;
+  let slowestReholdMs = NaN;
   const roundLatencies: number[] = [];
   const perRound: string[] = [];
   for (let round = 1; round <= p.rounds; round++) {
-    const held = await waitAllHeld(ctx, p.clients, pollsBefore, quietMs, roundTimeoutMs);
+    const { held, heldAfterMs } = await waitAllHeld(ctx, p.clients, pollsBefore, quietMs, roundTimeoutMs);
+    // After round 1, this is the herd itself: everyone re-polled at once; how long until all held?
+    if (round > 1) slowestReholdMs = Number.isNaN(slowestReholdMs) ? heldAfterMs : Math.max(slowestReholdMs, heldAfterMs);
     pollsBefore = (await ctx.originStats()).poll;
     await publish(ctx.target.publishPort, [{ channel, response: encodeBenchMessage(MessageTag.Measured, round, monotonicMs()) }]);
     const results = await ctx.agents.all<RoundResult>({ op: 'poll-wait-round', round, timeoutMs: roundTimeoutMs });
@@ -81,6 +84,14 @@ export async function runHerd(ctx: ScenarioContext, p: HerdParams): Promise<Scen
       { key: 'herd-errors', label: `Long-poll herd N=${p.clients}: error statuses`, value: errorStatuses, unit: '', better: Better.Lower, targetValue: 0, digits: 0 },
       { key: 'herd-conn-errors', label: `Long-poll herd N=${p.clients}: connection errors`, value: connErrors, unit: '', better: Better.Lower, targetValue: 0, digits: 0 },
       {
+        key: 'herd-rehold',
+        label: `Long-poll herd N=${p.clients}: slowest re-poll herd, until all held again`,
+        value: slowestReholdMs,
+        unit: 'ms',
+        better: Better.Lower,
+        digits: 0,
+      },
+      {
         key: 'herd-round-max',
         label: `Long-poll herd N=${p.clients}: slowest round, last delivery`,
         value: roundLatencies.some(Number.isFinite) ? Math.max(...roundLatencies.filter(Number.isFinite)) : NaN,
@@ -95,16 +106,28 @@ export async function runHerd(ctx: ScenarioContext, p: HerdParams): Promise<Scen
 
 /**
  * Until every client has a request outstanding, the origin has answered at least one poll per
- * client since `pollsBefore`, and it has then been quiet for `quietMs`.
+ * client since `pollsBefore`, and it has then been quiet for `quietMs`. `heldAfterMs` is when the
+ * first two held (checked every 100 ms), or the whole wait if they never did.
  */
-async function waitAllHeld(ctx: ScenarioContext, clients: number, pollsBefore: number, quietMs: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+async function waitAllHeld(
+  ctx: ScenarioContext,
+  clients: number,
+  pollsBefore: number,
+  quietMs: number,
+  timeoutMs: number,
+): Promise<{ held: boolean; heldAfterMs: number }> {
+  const startedAt = Date.now();
+  const deadline = startedAt + timeoutMs;
+  let heldAfterMs: number | undefined;
   while (Date.now() < deadline) {
     const statuses = await ctx.agents.all<PollStatus>({ op: 'poll-status' });
     const waiting = sumOf(statuses, (s) => s.waiting);
     const origin: OriginStats = await ctx.originStats();
-    if (waiting >= clients && origin.poll - pollsBefore >= clients && origin.nowMs - origin.lastPollAtMs >= quietMs) return true;
+    if (waiting >= clients && origin.poll - pollsBefore >= clients) {
+      heldAfterMs ??= Date.now() - startedAt;
+      if (origin.nowMs - origin.lastPollAtMs >= quietMs) return { held: true, heldAfterMs };
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return false;
+  return { held: false, heldAfterMs: heldAfterMs ?? Date.now() - startedAt };
 }

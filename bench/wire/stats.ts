@@ -23,3 +23,11 @@ export function summarizeLatencies(samples: ArrayLike<number>): LatencySummary {
     maxMs: sorted.length === 0 ? NaN : sorted[sorted.length - 1]!,
   };
 }
+
+/** Median of the finite values (the mean of the two middle ones for an even count); NaN if none. */
+export function median(values: number[]): number {
+  const finite = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (finite.length === 0) return NaN;
+  const mid = finite.length >> 1;
+  return finite.length % 2 === 1 ? finite[mid]! : (finite[mid - 1]! + finite[mid]!) / 2;
+}

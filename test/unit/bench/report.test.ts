@@ -57,3 +57,13 @@ test('the results page carries the command, the table and the rows still behind'
   t.true(md.includes('Rows still short of their target: streams/s.'));
   t.true(md.includes('- kong-grip, ws-5000: kong-grip did not start'));
 });
+
+test('adds the floor column only when the floor ran, blank for rows it has no figure for', (t) => {
+  const floor = figures([p99(20)]);
+  const rows = pairRows(figures([p99(200), rate(1000)]), figures([p99(50), rate(1500)]), floor);
+  const md = renderMarkdownTable(rows);
+  t.true(md.startsWith('| Scenario | Pushpin | kong-grip | kong-grip ÷ Pushpin | Target | Met | Floor (bare Node) |'));
+  t.true(md.includes('| SSE p99 | 200.0 ms | 50.0 ms | 0.25× | ratio ≤ 0.5 | yes | 20.0 ms |'));
+  t.true(md.includes('| streams/s | 1,000 /s | 1,500 /s | 1.50× | ratio ≥ 3 | no |  |'));
+  t.false(renderMarkdownTable(pairRows(figures([p99(1)]), figures([p99(1)]))).includes('Floor'));
+});

@@ -177,6 +177,7 @@ function sourceAddresses(o: Options): string[] {
 
 interface OriginProcess {
   port: number;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -187,7 +188,7 @@ async function startOriginProcess(): Promise<OriginProcess> {
     lines.once('line', (line) => res((JSON.parse(line) as { port: number }).port));
     child.once('exit', (code) => rej(new Error(`origin exited with code ${code}`)));
   });
-  return { port, stop: () => stopProcess(child, 3000) };
+  return { port, pid: child.pid!, stop: () => stopProcess(child, 3000) };
 }
 
 function shell(cmd: string, args: string[]): string {
@@ -217,7 +218,7 @@ const METHOD = [
   'Memory per held connection: RSS of all the proxy\'s processes (for Pushpin: runner, condure, zurl, proxy, handler), after a warm-up with 10 streams and 1 s of settling, subtracted from the RSS 1 s after the N fan-out connections are held, divided by N.',
   'Long-poll herd: N long-polls on one channel; a round is published once every client has a request outstanding and the origin has seen no poll for 1.5 s (Pushpin refreshes every held request 1 s after a channel\'s first subscription); each client re-polls the moment it gets its response. A round is fully delivered when all N got it within 30 s. Errors: non-200 responses, and connections that failed. Re-poll herd: time from a round’s full delivery (or its 30 s deadline) until every client is held again, checked every 100 ms; a client answered with an error polls again after 250 ms.',
   'New held streams per second: M SSE streams opened with a bounded number of attempts in flight (each an origin round trip and a subscription); streams whose response head arrived ÷ time from the first attempt to the last head.',
-  'Floor: the SSE fan-out also runs against a bare node:http server with no GRIP (bench/floor-server.ts: holds the responses, writes each published item to every one), in its own process, with the same clients. Its figures (last column) are what the clients, the kernel and Node cost by themselves; no proxy can be expected to go below them.',
+  'Floor: the SSE fan-out also runs against a bare node:http server with no GRIP (bench/floor-server.ts: holds the responses, writes each published item to every one), in its own process, with the same clients. Its figures (last column) are what the clients, the kernel and Node cost by themselves; no proxy can be expected to go below them. For new streams per second the floor is the clients talking to the origin directly, with no proxy between.',
   'With `--repeat R`, each scenario runs R times per system, alternating systems, and the table shows the median of each figure; the notes keep every run.',
   'Peak deliveries per second: N SSE streams; K messages published back to back (10 items per publish request, 2 requests in flight); deliveries received ÷ time from the first publish to the last delivery.',
 ];
@@ -253,20 +254,30 @@ async function main(): Promise<void> {
   const log = (line: string): void => console.error(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)}s] ${line}`);
   log(`work dir ${workDir}${srcAddrs.length > 0 ? `; source addresses ${srcAddrs.join(', ')}` : ''}`);
 
+  const origin = await startOriginProcess();
   const starters: Record<RunnerName, StartTarget> = {
     pushpin: (t) => startPushpin({ ...t, logLevel: o.pushpinLogLevel }),
     'kong-grip': (t) => startKongGrip({ ...t, extraArgs: o.kongGripArgs }),
     floor: () => startFloorServer(),
   };
+  // For new streams the floor is the origin itself, no proxy: what clients and origin can do alone.
+  const originAsTarget = async (): Promise<Target> => ({
+    name: 'floor',
+    clientPort: origin.port,
+    publishPort: origin.port,
+    rootPid: origin.pid,
+    logSummary: () => [],
+    stop: async () => {},
+  });
   const figures: Record<RunnerName, SystemFigures> = { pushpin: emptyFigures(), 'kong-grip': emptyFigures(), floor: emptyFigures() };
   const samples: Record<RunnerName, Map<string, Metric[]>> = { pushpin: new Map(), 'kong-grip': new Map(), floor: new Map() };
 
-  const origin = await startOriginProcess();
   let agents = await AgentPool.start(o.agents);
   const originStats = async (): Promise<OriginStats> => JSON.parse((await request(origin.port, 'GET', '/_stats')).body) as OriginStats;
   try {
     for (const job of buildJobs(o)) {
-      const runners: RunnerName[] = [...o.systems, ...(o.floor && job.scenario === 'sse' ? (['floor'] as const) : [])];
+      const hasFloor = o.floor && (job.scenario === 'sse' || job.scenario === 'streams');
+      const runners: RunnerName[] = [...o.systems, ...(hasFloor ? (['floor'] as const) : [])];
       for (let rep = 1; rep <= o.repeat; rep++) {
         for (const runner of runners) {
           const f = figures[runner];
@@ -280,7 +291,8 @@ async function main(): Promise<void> {
           let target: Target | undefined;
           try {
             const jobDir = mkdirp(join(workDir, `${job.name}-${rep}-${runner}`));
-            target = await starters[runner]({ originPort: origin.port, sigKey: SIG_KEY, workDir: jobDir });
+            const start = runner === 'floor' && job.scenario === 'streams' ? originAsTarget : starters[runner];
+            target = await start({ originPort: origin.port, sigKey: SIG_KEY, workDir: jobDir });
             const ctx: ScenarioContext = { target, agents, originStats, srcAddrs, window: o.window, log };
             const result = await withDeadline(job.run(ctx), Math.min(left, 5 * 60_000), `${label} on ${runner}`);
             for (const m of result.metrics) {

@@ -1,0 +1,86 @@
+import test from 'ava';
+import { encodePublishItem, parsePublishItem, parsePublishRequest } from '../../../sidecar/src/grip/publish-item.js';
+import { KgError } from '../../../sidecar/src/errors.js';
+
+const invalidMessage = (fn: () => unknown): string => {
+  const err = (() => { try { fn(); } catch (e) { return e; } return undefined; })();
+  if (!(err instanceof KgError) || err.code !== 'KG_ERR_PUBLISH_INVALID') throw new Error(`expected KG_ERR_PUBLISH_INVALID, got ${String(err)}`);
+  return err.message;
+};
+
+test('parses an item with all three formats', (t) => {
+  const item = parsePublishItem({
+    channel: 'news', id: '2', 'prev-id': '1', meta: { sender: 'alice' },
+    formats: {
+      'http-response': { code: 202, headers: { 'X-Pub': '1' }, body: 'hi\n' },
+      'http-stream': { content: 'data: hi\n\n' },
+      'ws-message': { 'content-bin': Buffer.from([1, 2]).toString('base64') },
+    },
+  });
+  t.is(item.channel, 'news');
+  t.is(item.id, '2');
+  t.is(item.prevId, '1');
+  t.deepEqual(item.meta, { sender: 'alice' });
+  t.is(item.formats['http-response']?.code, 202);
+  t.deepEqual(item.formats['http-response']?.headers, [['X-Pub', '1']]);
+  t.is(item.formats['http-response']?.body?.toString(), 'hi\n');
+  t.is(item.formats['http-stream']?.content.toString(), 'data: hi\n\n');
+  t.is(item.formats['ws-message']?.type, 'binary');
+  t.deepEqual([...(item.formats['ws-message']?.content ?? [])], [1, 2]);
+});
+
+test('body-bin takes precedence over body, and headers may be a list of pairs', (t) => {
+  const item = parsePublishItem({ channel: 'c', formats: { 'http-response': {
+    body: 'text', 'body-bin': Buffer.from('bin').toString('base64'), headers: [['A', '1'], ['A', '2']] } } });
+  t.is(item.formats['http-response']?.body?.toString(), 'bin');
+  t.deepEqual(item.formats['http-response']?.headers, [['A', '1'], ['A', '2']]);
+});
+
+test('accepts the legacy style with formats placed on the item', (t) => {
+  const item = parsePublishItem({ channel: 'c', 'http-stream': { content: 'x' } });
+  t.is(item.formats['http-stream']?.content.toString(), 'x');
+});
+
+test('close actions need no content; ws close carries code and reason', (t) => {
+  const item = parsePublishItem({ channel: 'c', formats: {
+    'http-stream': { action: 'close' }, 'ws-message': { action: 'close', code: 4001, reason: 'pubclose' } } });
+  t.is(item.formats['http-stream']?.action, 'close');
+  t.is(item.formats['ws-message']?.code, 4001);
+  t.is(item.formats['ws-message']?.reason, 'pubclose');
+});
+
+test('rejects bad items with a message naming the field', (t) => {
+  t.regex(invalidMessage(() => parsePublishItem({ formats: { 'http-stream': { content: 'x' } } })), /does not contain 'channel'/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c' })), /no formats specified/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-stream': {} } })), /http-stream: does not contain 'content' or 'content-bin'/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': {} } })), /does not contain 'body', 'body-bin', or 'body-patch'/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', code: 1000 } } })), /'code' must be an integer 0-999/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-stream': { 'content-bin': '***' } } })), /'content-bin' is not valid base64/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-stream': { content: 'x', action: 'explode' } } })), /'action' must be one of/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'ws-message': { content: 'x', type: 'blob' } } })), /'type' must be one of/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', meta: { n: 1 }, formats: { 'http-stream': { content: 'x' } } })), /'meta.n' must be a string/);
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', headers: { 'Bad Name': 'v' } } } })), /header name/);
+});
+
+test('a whole request is all-or-nothing and uses Pushpin texts', (t) => {
+  t.is(invalidMessage(() => parsePublishRequest([])), 'Invalid format.');
+  t.is(invalidMessage(() => parsePublishRequest({})), `Invalid format: object does not contain 'items'`);
+  t.is(invalidMessage(() => parsePublishRequest({ items: {} })), `Invalid format: object contains 'items' with wrong type`);
+  t.regex(invalidMessage(() => parsePublishRequest({ items: [
+    { channel: 'a', formats: { 'http-stream': { content: 'x' } } }, { formats: {} }] })), /^Invalid format: items\[1\]: /);
+  t.deepEqual(parsePublishRequest({ items: [] }), []);
+});
+
+test('encode then parse round-trips text and binary content', (t) => {
+  const original = parsePublishItem({ channel: 'c', id: '1', 'no-seq': true, formats: {
+    'http-stream': { 'content-bin': Buffer.from([0xff, 0x00, 0x41]).toString('base64') },
+    'http-response': { body: 'héllo', reason: 'Fine' },
+    'ws-message': { content: 'hi' } } });
+  const again = parsePublishItem(JSON.parse(JSON.stringify(encodePublishItem(original))));
+  t.deepEqual(again, original);
+});
+
+test('a channel given from outside (a subject) must agree with the item', (t) => {
+  t.is(parsePublishItem({ formats: { 'http-stream': { content: 'x' } } }, 'item', { channel: 'sub' }).channel, 'sub');
+  t.regex(invalidMessage(() => parsePublishItem({ channel: 'other', formats: { 'http-stream': { content: 'x' } } }, 'item', { channel: 'sub' })), /does not match/);
+});

@@ -123,3 +123,25 @@ export function rejectionResponseHeaders(headers: HeaderList): HeaderList {
     return !NOT_IN_REJECTION.has(n) && !n.startsWith('set-meta-') && !n.startsWith('grip-');
   });
 }
+
+const WS_KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+/**
+ * What is wrong with a client's upgrade request, checked before the origin is asked anything
+ * (RFC 6455 4.2.1); undefined when it is a valid WebSocket handshake.
+ */
+export function upgradeRequestProblem(method: string | undefined, headers: HeaderList): string | undefined {
+  if (method !== 'GET') return `WebSocket handshake must use GET, got ${JSON.stringify(method)}`;
+  const upgrade = firstHeader(headers, 'Upgrade');
+  if (upgrade === undefined || lower(upgrade.trim()) !== 'websocket') return `Upgrade must be "websocket", got ${JSON.stringify(upgrade)}`;
+  const key = firstHeader(headers, 'Sec-WebSocket-Key');
+  if (key === undefined || !WS_KEY.test(key.trim())) return 'Sec-WebSocket-Key must be 16 bytes in base64';
+  const version = firstHeader(headers, 'Sec-WebSocket-Version')?.trim();
+  if (version !== '13' && version !== '8') return `Sec-WebSocket-Version must be 13, got ${JSON.stringify(version)}`;
+  return undefined;
+}
+
+/** Subprotocols the client offered (Sec-WebSocket-Protocol, comma-separated, possibly repeated). */
+export function offeredSubprotocols(headers: HeaderList): string[] {
+  return headerValues(headers, 'Sec-WebSocket-Protocol').flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+}

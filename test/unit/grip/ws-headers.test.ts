@@ -1,7 +1,7 @@
 import test from 'ava';
 import {
-  applySetMeta, handshakeResponseHeaders, headerListFromRaw, isWsEventsContentType, parseKeepAliveInterval,
-  rejectionResponseHeaders, replayedHandshakeHeaders, wsRequestHeaders, type WsMeta,
+  applySetMeta, handshakeResponseHeaders, headerListFromRaw, isWsEventsContentType, offeredSubprotocols, parseKeepAliveInterval,
+  rejectionResponseHeaders, replayedHandshakeHeaders, upgradeRequestProblem, wsRequestHeaders, type WsMeta,
 } from '../../../sidecar/src/grip/ws-headers.js';
 
 const handshake = headerListFromRaw([
@@ -80,4 +80,17 @@ test('a rejection keeps the origin headers but not its framing', (t) => {
   t.deepEqual(rejectionResponseHeaders([
     ['Content-Type', 'text/plain'], ['Content-Length', '9'], ['Transfer-Encoding', 'chunked'], ['WWW-Authenticate', 'Bearer'],
   ]), [['Content-Type', 'text/plain'], ['WWW-Authenticate', 'Bearer']]);
+});
+
+test('accepts a valid upgrade request and names what is wrong with an invalid one', (t) => {
+  const ok: Array<[string, string]> = [['Upgrade', 'websocket'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13']];
+  t.is(upgradeRequestProblem('GET', ok), undefined);
+  t.regex(upgradeRequestProblem('POST', ok) ?? '', /must use GET, got "POST"/);
+  t.regex(upgradeRequestProblem('GET', [['Upgrade', 'h2c'], ...ok.slice(1)]) ?? '', /Upgrade must be "websocket", got "h2c"/);
+  t.regex(upgradeRequestProblem('GET', [ok[0]!, ['Sec-WebSocket-Key', 'short'], ok[2]!]) ?? '', /Sec-WebSocket-Key must be 16 bytes/);
+  t.regex(upgradeRequestProblem('GET', [ok[0]!, ok[1]!, ['Sec-WebSocket-Version', '7']]) ?? '', /Sec-WebSocket-Version must be 13, got "7"/);
+});
+
+test('lists offered subprotocols across commas and header lines', (t) => {
+  t.deepEqual(offeredSubprotocols([['Sec-WebSocket-Protocol', 'a, b'], ['sec-websocket-protocol', 'c']]), ['a', 'b', 'c']);
 });

@@ -80,17 +80,24 @@ export function readBody(stream: IncomingMessage, limit: number): Promise<Buffer
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
+    const fail = (err: KgError): void => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+      stream.destroy();
+    };
     stream.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
-        stream.destroy();
-        reject(new KgError('KG_ERR_INSTRUCT_TOO_LARGE', `origin body exceeded ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
+      if (size > limit) fail(new KgError('KG_ERR_INSTRUCT_TOO_LARGE', `origin body exceeded ${limit} bytes`));
+      else chunks.push(chunk);
     });
-    stream.once('end', () => resolve(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks)));
-    stream.once('error', (err) => reject(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin body failed: ${err.message}`, { cause: err })));
-    stream.once('aborted', () => reject(new KgError('KG_ERR_ORIGIN_UNREACHABLE', 'origin closed the connection mid-body')));
+    stream.once('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks));
+    });
+    stream.once('error', (err) => fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin body failed: ${err.message}`, { cause: err })));
+    stream.once('aborted', () => fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', 'origin closed the connection mid-body')));
   });
 }

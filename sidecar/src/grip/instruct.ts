@@ -337,6 +337,8 @@ type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const jsonInvalid = (path: string, problem: string): KgError => invalid(`JSON instruct ${path} ${problem}`);
+/** Field path for messages; top-level fields have no prefix. */
+const at = (path: string, key: string): string => (path === '' ? key : `${path}.${key}`);
 
 /** Optional field: undefined when absent or null. */
 function field(obj: Json, key: string): unknown {
@@ -346,14 +348,14 @@ function field(obj: Json, key: string): unknown {
 
 function optString(obj: Json, key: string, path: string): string | undefined {
   const v = field(obj, key);
-  if (v !== undefined && typeof v !== 'string') throw jsonInvalid(`${path}.${key}`, `must be a string, got ${show(v)}`);
+  if (v !== undefined && typeof v !== 'string') throw jsonInvalid(at(path, key), `must be a string, got ${show(v)}`);
   return v;
 }
 
 function optBase64(obj: Json, key: string, path: string): Buffer | undefined {
   const v = optString(obj, key, path);
   if (v === undefined) return undefined;
-  if (!isBase64(v)) throw jsonInvalid(`${path}.${key}`, `must be base64, got ${show(v)}`);
+  if (!isBase64(v)) throw jsonInvalid(at(path, key), `must be base64, got ${show(v)}`);
   return Buffer.from(v, 'base64');
 }
 
@@ -361,14 +363,14 @@ function optNonNegativeInt(obj: Json, key: string, path: string): number | undef
   const v = field(obj, key);
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_INT) {
-    throw jsonInvalid(`${path}.${key}`, `must be a non-negative integer, got ${show(v)}`);
+    throw jsonInvalid(at(path, key), `must be a non-negative integer, got ${show(v)}`);
   }
   return v;
 }
 
 function optObject(obj: Json, key: string, path: string): Json | undefined {
   const v = field(obj, key);
-  if (v !== undefined && !isObject(v)) throw jsonInvalid(`${path}.${key}`, `must be an object, got ${show(v)}`);
+  if (v !== undefined && !isObject(v)) throw jsonInvalid(at(path, key), `must be an object, got ${show(v)}`);
   return v;
 }
 
@@ -461,7 +463,7 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
   }
   if (!isObject(doc)) throw invalid(`JSON instruct body must be a JSON object, got ${show(Array.isArray(doc) ? 'array' : typeof doc)}`);
 
-  const hold = optObject(doc, 'hold', 'instruct');
+  const hold = optObject(doc, 'hold', '');
   if (hold !== undefined) {
     const mode = optString(hold, 'mode', 'hold');
     draft.holdMode = mode === undefined ? 'response' : parseHoldMode(mode, 'JSON instruct hold.mode');
@@ -482,7 +484,7 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
   // The client response comes from `response` alone; the real one is discarded [observed 1.36].
   draft.headers = [];
   draft.body = Buffer.alloc(0);
-  const res = optObject(doc, 'response', 'instruct');
+  const res = optObject(doc, 'response', '');
   if (res === undefined) return;
   const code = field(res, 'code');
   if (code !== undefined) {

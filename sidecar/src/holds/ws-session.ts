@@ -310,8 +310,9 @@ export class WsSession implements Subscriber {
         }, delayMs);
         return;
       }
-      this.log.warn({ err: outcome.error.message, code: outcome.error.code, retries: this.retries }, 'origin unreachable; closing WebSocket');
-      this.close('origin_error', { type: 'close', code: CLOSE_ORIGIN_FAILED, reason: 'origin unreachable' }, undefined);
+      const isUnreachable = outcome.error.code === 'KG_ERR_ORIGIN_UNREACHABLE';
+      this.log.warn({ err: outcome.error.message, code: outcome.error.code, retries: this.retries }, 'origin request failed; closing WebSocket');
+      this.close('origin_error', { type: 'close', code: CLOSE_ORIGIN_FAILED, reason: isUnreachable ? 'origin unreachable' : 'origin error' }, undefined);
       return;
     }
     this.retries = 0;

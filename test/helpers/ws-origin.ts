@@ -123,10 +123,23 @@ export function echoHandler(options: { onOpen?: (ws: WebSocketContext) => void; 
   };
 }
 
-/** A ws client connected through the sidecar; rejects with the HTTP status if refused. */
+const logs = new WeakMap<WebSocket, MessageLog>();
+
+/** The messages a client from `connect` received, recorded from before the handshake completed. */
+export function logOf(ws: WebSocket): MessageLog {
+  const log = logs.get(ws);
+  if (log === undefined) throw new Error('not a client from connect()');
+  return log;
+}
+
+/**
+ * A ws client connected through the sidecar; rejects with the HTTP status if refused. Its
+ * messages are recorded from the start (see logOf): messages may arrive with the 101 itself.
+ */
 export function connect(url: string, options: WebSocket.ClientOptions & { protocols?: string[] } = {}): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url.replace(/^http/, 'ws'), options.protocols, options);
+    logs.set(ws, new MessageLog(ws));
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => {
       let body = '';

@@ -2,7 +2,7 @@ import test from 'ava';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
-import { closed, connect, echoHandler, MessageLog, startWsOrigin } from '../helpers/ws-origin.js';
+import { closed, connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin.js';
 
 // What the client sees when the origin misbehaves or goes away mid-session: a clear close
 // (1014 Bad Gateway with a fixed reason), never a crash, and the sidecar keeps serving.
@@ -35,7 +35,7 @@ async function sidecarStillEchoes(t: import('ava').ExecutionContext) {
   t.teardown(() => origin.close());
   const side = await sidecarFor(t, origin.url);
   const client = await connect(side.url('/after'));
-  const log = new MessageLog(client);
+  const log = logOf(client);
   client.send('still here');
   t.deepEqual(await log.waitForCount(1), ['still here']);
   client.close();
@@ -120,7 +120,7 @@ test('DISCONNECT from the origin drops the client connection', async (t) => {
   t.teardown(() => origin.close());
   const side = await sidecarFor(t, origin.url);
   const client = await connect(side.url('/chat'));
-  const log = new MessageLog(client);
+  const log = logOf(client);
   const done = closed(client);
   client.send('hi');
   t.deepEqual(await done, { code: 1006, reason: '' });
@@ -132,7 +132,7 @@ test('unknown event types from the origin are skipped', async (t) => {
   t.teardown(() => origin.close());
   const side = await sidecarFor(t, origin.url);
   const client = await connect(side.url('/chat'));
-  const log = new MessageLog(client);
+  const log = logOf(client);
   client.send('hi');
   t.deepEqual(await log.waitForCount(1), ['ok']);
   client.close();
@@ -142,7 +142,7 @@ test('the origin going down mid-session closes the client with 1014 after the re
   const origin = await startWsOrigin(echoHandler());
   const side = await sidecarFor(t, origin.url);
   const client = await connect(side.url('/chat'));
-  const log = new MessageLog(client);
+  const log = logOf(client);
   client.send('before');
   await log.waitForCount(1);
   await origin.close();
@@ -157,7 +157,7 @@ test('a POST that could not reach the origin is retried and delivered once it is
   const origin = await startWsOrigin(echoHandler());
   const side = await sidecarFor(t, origin.url, { retries: 5, retryBaseMs: 50 });
   const client = await connect(side.url('/chat'));
-  const log = new MessageLog(client);
+  const log = logOf(client);
   await origin.close();
   client.send('are you there');
   // Wait for the first failed attempt, then bring the origin back on the same port.

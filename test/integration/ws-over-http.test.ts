@@ -4,7 +4,7 @@ import { WebSocketEvent } from '@fanoutio/grip';
 import WebSocket from 'ws';
 import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
-import { closed, connect, echoHandler, MessageLog, startWsOrigin } from '../helpers/ws-origin.js';
+import { closed, connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin.js';
 
 // WebSocket-over-HTTP (spec 7.1) end to end: a ws client, the sidecar, and an origin written
 // with @fanoutio/serve-grip's WebSocketContext.
@@ -22,7 +22,7 @@ async function setup(t: import('ava').ExecutionContext, handler = echoHandler(),
 test('echoes a message through the origin, which sees OPEN then TEXT on one connection id', async (t) => {
   const { origin, side } = await setup(t);
   const client = await connect(side.url('/chat?room=1'));
-  const log = new MessageLog(client);
+  const log = logOf(client);
   client.send('hello');
   t.deepEqual(await log.waitForCount(1), ['hello']);
   client.close();
@@ -44,7 +44,7 @@ test('each POST carries the protocol headers and replays the handshake headers, 
   const client = await connect(side.url('/chat'), {
     headers: { Cookie: 's=1', 'Meta-User': 'mallory', 'X-Custom': 'yes', 'Grip-Sig': 'forged' },
   });
-  const log = new MessageLog(client);
+  const log = logOf(client);
   client.send('x');
   await log.waitForCount(1);
   client.close();
@@ -68,7 +68,7 @@ test('Set-Meta-* from the origin comes back as Meta-* on later requests, and an 
     commands: { '!forget': (ws) => { delete ws.meta['user']; ws.send('forgotten'); } },
   }));
   const client = await connect(side.url('/chat'), { headers: { 'Meta-User': 'mallory' } });
-  const log = new MessageLog(client);
+  const log = logOf(client);
   client.send('one');
   await log.waitForCount(1);
   client.send('!forget');

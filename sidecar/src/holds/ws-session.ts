@@ -227,7 +227,8 @@ export class WsSession implements Subscriber {
     this.ws = ws;
     this.grip = gripExtensionFrom(headerValues(originHeaders, 'Sec-WebSocket-Extensions'));
     ws.on('message', this.onWsMessage);
-    ws.on('ping', this.onWsPing);
+    // With answerPings, ws answers client pings itself (autoPong) and the origin is not asked.
+    if (!this.deps.ws.answerPings) ws.on('ping', this.onWsPing);
     ws.on('pong', this.onWsPong);
     ws.on('error', this.onWsError);
     ws.once('close', this.onWsClose);

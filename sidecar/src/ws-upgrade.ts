@@ -93,7 +93,7 @@ export class WsUpgradeHandler {
       { ...this.deps, sentCounter: this.sentCounter },
       {
         req, socket, head, target,
-        accept: (headers, protocol) => this.complete(req, socket, head, headers, protocol),
+        accept: (headers, protocol, fullHead) => this.complete(req, socket, fullHead, headers, protocol),
         onClosed: this.onSessionClosed,
       },
     );

@@ -212,3 +212,25 @@ test('an invalid handshake is refused with 400 before the origin is asked', asyn
   t.regex(reply, /Sec-WebSocket-Key must be 16 bytes in base64/);
   t.is(origin.seen.length, 0);
 });
+
+test('a client that leaves while the origin decides on OPEN is reported to the origin with DISCONNECT', async (t) => {
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  const accept = echoHandler();
+  const { origin, side } = await setup(t, async (ws, req, res) => {
+    if (ws.isOpening()) await held;
+    await accept(ws, req, res);
+  });
+  const client = new WebSocket(side.url('/chat').replace('http', 'ws'));
+  client.on('error', () => undefined);
+  await origin.waitForEvent('OPEN');
+  client.terminate();
+  const metric = side.sidecar.metrics.holdsClosed;
+  while (((await metric.get()).values.find((v) => v.labels['reason'] === 'client_gone')?.value ?? 0) < 1) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  release();
+  const bye = await origin.waitForEvent('DISCONNECT');
+  t.deepEqual(bye.events, [{ type: 'DISCONNECT' }]);
+  t.is(bye.headers['connection-id'], origin.seen[0]?.headers['connection-id']);
+});

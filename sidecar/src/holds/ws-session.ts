@@ -59,7 +59,7 @@ export interface WsSessionInit {
   /** Where the POSTs go, and the client's handshake headers already cleaned for the origin. */
   target: { url: URL; headers: HeaderList };
   /** Completes the upgrade with these extra 101 headers; undefined if the socket is gone. */
-  accept: (headers: HeaderList, protocol: string | undefined) => WebSocket | undefined;
+  accept: (headers: HeaderList, protocol: string | undefined, head: Buffer) => WebSocket | undefined;
   onClosed: (session: WsSession) => void;
 }
 
@@ -135,7 +135,17 @@ export class WsSession implements Subscriber {
   private lastSentMs = 0;
   private delayed: { frame: Buffer; timer: NodeJS.Timeout } | undefined;
 
-  private readonly onSocketGone = (): void => this.close('client_gone', ENDED, [DISCONNECT]);
+  private readonly onSocketGone = (): void => this.close('client_gone', TERMINATE, [DISCONNECT]);
+  private readonly earlyData: Buffer[] = [];
+  private earlyBytes = 0;
+  private readonly onEarlyData = (chunk: Buffer): void => {
+    this.earlyBytes += chunk.length;
+    if (this.earlyBytes > this.deps.ws.maxMessageBytes) {
+      this.close('client_gone', TERMINATE, [DISCONNECT]);
+      return;
+    }
+    this.earlyData.push(chunk);
+  };
   private readonly onSocketError = (err: Error): void => this.log.debug({ err: err.message }, 'client socket error');
   private readonly onWsMessage = (data: Buffer, isBinary: boolean): void =>
     this.fromClient(isBinary ? { type: 'BINARY', content: data } : { type: 'TEXT', content: data });
@@ -164,6 +174,10 @@ export class WsSession implements Subscriber {
   start(): void {
     this.socket.on('error', this.onSocketError);
     this.socket.once('close', this.onSocketGone);
+    // Read while the origin decides, or a client that leaves (FIN) goes unnoticed; anything it
+    // sends meanwhile is kept for ws.
+    this.socket.once('end', this.onSocketGone);
+    this.socket.on('data', this.onEarlyData);
     this.deps.metrics.connections.inc({ kind: 'ws' });
     void this.open();
   }
@@ -217,9 +231,9 @@ export class WsSession implements Subscriber {
   private accept(originHeaders: HeaderList): void {
     const chosen = firstHeader(originHeaders, 'Sec-WebSocket-Protocol')?.trim();
     const protocol = chosen !== undefined && offeredSubprotocols(this.init.target.headers).includes(chosen) ? chosen : undefined;
-    this.socket.off('error', this.onSocketError);
-    this.socket.off('close', this.onSocketGone);
-    const ws = this.init.accept(handshakeResponseHeaders(originHeaders), protocol);
+    this.detachEarlyListeners();
+    const head = this.earlyData.length === 0 ? this.init.head : Buffer.concat([this.init.head, ...this.earlyData]);
+    const ws = this.init.accept(handshakeResponseHeaders(originHeaders), protocol, head);
     if (ws === undefined) {
       this.close('client_gone', ENDED, [DISCONNECT]);
       return;
@@ -243,7 +257,6 @@ export class WsSession implements Subscriber {
     lines.push(`Content-Length: ${body.length}`, 'Connection: close', '', '');
     const socket = this.socket;
     this.close(status === 502 ? 'origin_error' : 'rejected', ENDED, undefined);
-    socket.on('error', ignoreError);
     if (socket.writable) {
       socket.once('finish', () => socket.destroy());
       socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
@@ -640,8 +653,8 @@ export class WsSession implements Subscriber {
       this.inFlight = false;
     }
     this.pending = [];
-    this.socket.off('error', this.onSocketError);
-    this.socket.off('close', this.onSocketGone);
+    this.detachEarlyListeners();
+    this.socket.on('error', ignoreError);
     const ws = this.ws;
     if (ws !== undefined) {
       ws.off('message', this.onWsMessage);
@@ -662,6 +675,13 @@ export class WsSession implements Subscriber {
     this.farewell = farewell;
     this.init.onClosed(this);
     this.pump();
+  }
+
+  private detachEarlyListeners(): void {
+    this.socket.off('error', this.onSocketError);
+    this.socket.off('close', this.onSocketGone);
+    this.socket.off('end', this.onSocketGone);
+    this.socket.off('data', this.onEarlyData);
   }
 
   /** Subscriptions and client-side timers: nothing more goes to the client. */

@@ -79,6 +79,7 @@ const MAX_REJECT_BODY_BYTES = 100_000;
 /** Pushpin's limit on filters per subscription (MESSAGEFILTERSTACK_SIZE_MAX). */
 const MAX_FILTERS = 5;
 const PROXY_ERROR_TEXT = Buffer.from('Error while proxying to origin.\n');
+const PROXY_ERROR_HEADERS: HeaderList = [['Content-Type', 'text/plain; charset=utf-8']];
 /** 1014 Bad Gateway (RFC 6455 registry): the origin failed or answered something unusable. */
 const CLOSE_ORIGIN_FAILED = 1014;
 const CLOSE_SHUTDOWN = 1001;
@@ -110,8 +111,6 @@ export class WsSession implements Subscriber {
   private readonly replayed: HeaderList;
   private readonly meta: WsMeta = new Map();
   private readonly channels = new Set<string>();
-  /** Subscription meta from c:set-meta; kept for delivery filters (spec 6.1). */
-  private readonly subMeta = new Map<string, string>();
   private readonly log: Logger;
   private readonly startedAt = performance.now();
 
@@ -156,7 +155,7 @@ export class WsSession implements Subscriber {
   private readonly onOriginKeepAlive = (): void => {
     this.originKeepAliveTimer = undefined;
     if (this.state === 'opening') {
-      void this.open();
+      this.run(this.open());
       return;
     }
     this.refreshWanted = true;
@@ -179,7 +178,15 @@ export class WsSession implements Subscriber {
     this.socket.once('end', this.onSocketGone);
     this.socket.on('data', this.onEarlyData);
     this.deps.metrics.connections.inc({ kind: 'ws' });
-    void this.open();
+    this.run(this.open());
+  }
+
+  /** A bug in an async step must end this session, not the process. */
+  private run(step: Promise<void>): void {
+    step.catch((err: unknown) => {
+      this.log.error({ err }, 'WebSocket session failed');
+      this.close('error', TERMINATE, undefined);
+    });
   }
 
   // ── opening ────────────────────────────────────────────────────────────────
@@ -197,18 +204,18 @@ export class WsSession implements Subscriber {
     if (outcome.type === 'failed') {
       this.deps.metrics.originErrors.inc({ kind: 'ws' });
       this.log.warn({ err: outcome.error.message, code: outcome.error.code }, 'origin unreachable for WebSocket OPEN');
-      this.reject(502, 'Bad Gateway', [['Content-Type', 'text/plain; charset=utf-8']], PROXY_ERROR_TEXT);
+      this.reject('origin_error', 502, 'Bad Gateway', PROXY_ERROR_HEADERS, PROXY_ERROR_TEXT);
       return;
     }
     const { status, headers, body } = outcome;
     if (status !== 200) {
       this.log.info({ status }, 'origin refused WebSocket');
-      this.reject(status, outcome.reason, rejectionResponseHeaders(headers), body.subarray(0, MAX_REJECT_BODY_BYTES));
+      this.reject('rejected', status, outcome.reason, rejectionResponseHeaders(headers), body.subarray(0, MAX_REJECT_BODY_BYTES));
       return;
     }
     const events = this.decodeReply(outcome);
     if (events === undefined) {
-      this.reject(502, 'Bad Gateway', [['Content-Type', 'text/plain; charset=utf-8']], PROXY_ERROR_TEXT);
+      this.reject('origin_error', 502, 'Bad Gateway', PROXY_ERROR_HEADERS, PROXY_ERROR_TEXT);
       return;
     }
     if (events.length === 0 && this.originKeepAliveMs !== undefined) {
@@ -219,7 +226,7 @@ export class WsSession implements Subscriber {
     if (events[0]?.type !== 'OPEN') {
       this.log.warn({ first: events[0]?.type ?? 'none' }, 'origin reply to OPEN does not start with OPEN');
       this.deps.metrics.originErrors.inc({ kind: 'ws' });
-      this.reject(502, 'Bad Gateway', [['Content-Type', 'text/plain; charset=utf-8']], PROXY_ERROR_TEXT);
+      this.reject('origin_error', 502, 'Bad Gateway', PROXY_ERROR_HEADERS, PROXY_ERROR_TEXT);
       return;
     }
     this.accept(headers);
@@ -251,12 +258,12 @@ export class WsSession implements Subscriber {
   }
 
   /** Answers the upgrade with the origin's refusal (or our 502) instead of 101. */
-  private reject(status: number, reason: string, headers: HeaderList, body: Buffer): void {
+  private reject(label: CloseReason, status: number, reason: string, headers: HeaderList, body: Buffer): void {
     const lines = [`HTTP/1.1 ${status} ${reason.replace(/[\r\n]/g, ' ') || STATUS_CODES[status] || ''}`];
     for (const [k, v] of headers) lines.push(`${k}: ${v}`);
     lines.push(`Content-Length: ${body.length}`, 'Connection: close', '', '');
     const socket = this.socket;
-    this.close(status === 502 ? 'origin_error' : 'rejected', ENDED, undefined);
+    this.close(label, ENDED, undefined);
     if (socket.writable) {
       socket.once('finish', () => socket.destroy());
       socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
@@ -299,7 +306,7 @@ export class WsSession implements Subscriber {
     }
     clearTimeout(this.originKeepAliveTimer);
     this.originKeepAliveTimer = undefined;
-    void this.exchange(events);
+    this.run(this.exchange(events));
   }
 
   private async exchange(events: WsEvent[]): Promise<void> {
@@ -320,7 +327,7 @@ export class WsSession implements Subscriber {
         this.inFlight = true;
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
-          void this.exchange(events);
+          this.run(this.exchange(events));
         }, delayMs);
         return;
       }
@@ -379,9 +386,9 @@ export class WsSession implements Subscriber {
     const events = this.farewell;
     if (events === undefined || this.inFlight) return;
     this.farewell = undefined;
-    void this.postEvents(events).then((outcome) => {
+    this.postEvents(events).then((outcome) => {
       if (outcome.type === 'failed') this.log.debug({ err: outcome.error.message }, 'final WebSocket event not delivered to origin');
-    });
+    }, (err: unknown) => this.log.error({ err }, 'final WebSocket event failed'));
   }
 
   // ── origin → client ────────────────────────────────────────────────────────
@@ -457,8 +464,8 @@ export class WsSession implements Subscriber {
         this.log.debug('GRIP session ids are not supported; control message ignored');
         return;
       case 'set-meta':
-        if (msg.value === undefined) this.subMeta.delete(msg.name);
-        else this.subMeta.set(msg.name, msg.value);
+        // Subscription meta only feeds delivery filters (spec 6.1), which the sidecar does not run.
+        this.log.debug({ name: msg.name }, 'set-meta ignored: filters are not implemented');
         return;
       case 'keep-alive':
         this.setClientKeepAlive(msg.message, msg.timeoutSec, msg.mode);

@@ -102,6 +102,7 @@ function stats(xs: number[]): string {
 }
 
 console.log(`one ${payloadBytes}-byte text message to ${clients} clients, ${rounds} rounds after ${WARMUP} warm-up`);
+// The baseline needs the ws objects, which the handler keeps to itself.
 const wss = (handler as unknown as { wss: WebSocketServer }).wss;
 const sharedFrame = (k: number): void => {
   const item: PublishItem = {

@@ -44,11 +44,18 @@ export class WsUpgradeHandler {
   private readonly sessions = new Set<WsSession>();
   /** 101 headers and subprotocol for the upgrade being completed, handed to ws's hooks. */
   private readonly accepting = new WeakMap<IncomingMessage, PendingAccept>();
-  private readonly sentCounter;
+  /** Deliveries since the last flush to messagesSent: one metric update per tick, not per socket. */
+  private sentSinceFlush = 0;
+  private readonly flushSent = (): void => {
+    this.deps.metrics.messagesSent.inc({ kind: 'ws' }, this.sentSinceFlush);
+    this.sentSinceFlush = 0;
+  };
+  private readonly countSent = (): void => {
+    if (this.sentSinceFlush++ === 0) setImmediate(this.flushSent);
+  };
   private readonly onSessionClosed = (session: WsSession): void => { this.sessions.delete(session); };
 
   constructor(private readonly deps: WsUpgradeDeps) {
-    this.sentCounter = deps.metrics.messagesSent.labels({ kind: 'ws' });
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: true,
@@ -90,7 +97,7 @@ export class WsUpgradeHandler {
       return;
     }
     const session = new WsSession(
-      { ...this.deps, sentCounter: this.sentCounter },
+      { ...this.deps, countSent: this.countSent },
       {
         req, socket, head, target,
         accept: (headers, protocol, fullHead) => this.complete(req, socket, fullHead, headers, protocol),

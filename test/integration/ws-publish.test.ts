@@ -35,6 +35,9 @@ test('a client subscribed by a control message receives what is published to the
   t.deepEqual(await log.waitForCount(2), ['hello room', 'bin:0062696e']);
   client.close();
   await waitForSubscribers(side.sidecar.hub, 'room', 0);
+  const sent = async () => (await side.sidecar.metrics.messagesSent.get()).values.find((v) => v.labels['kind'] === 'ws')?.value;
+  while ((await sent()) === undefined) await new Promise((resolve) => setImmediate(resolve));
+  t.is(await sent(), 2, 'kong_grip_messages_sent_total{kind="ws"} counts deliveries');
 });
 
 test('subscribe and unsubscribe work at any time through control messages', async (t) => {

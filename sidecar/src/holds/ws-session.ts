@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Counter } from 'prom-client';
 import type { WebSocket } from 'ws';
 import type { Limits, WsSettings } from '../config.js';
 import { isKgError } from '../errors.js';
@@ -45,8 +44,8 @@ export interface WsSessionDeps {
   hub: Hub;
   post: PostWsEvents;
   metrics: Metrics;
-  /** messagesSent{kind="ws"}, bound once so the fan-out loop does no label lookup. */
-  sentCounter: Counter.Internal;
+  /** Counts one delivered publish; cheap (batched into kong_grip_messages_sent_total). */
+  countSent: () => void;
   log: Logger;
   limits: Limits;
   ws: WsSettings;
@@ -523,7 +522,7 @@ export class WsSession implements Subscriber {
           this.log.debug({ channel: item.channel }, 'published control frame over 125 bytes dropped');
           return;
         }
-        if (this.write(frame)) this.deps.sentCounter.inc();
+        if (this.write(frame)) this.deps.countSent();
         return;
       }
       case 'close': {

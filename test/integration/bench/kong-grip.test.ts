@@ -32,6 +32,14 @@ test.serial('SSE fan-out through the sidecar delivers every message to every str
   t.is(metric(r.metrics, 'sse-20-order'), 0);
 });
 
+test.serial('WebSocket fan-out through the sidecar (WebSocket-over-HTTP to the origin) delivers every message', async (t) => {
+  const before = rig.origin.stats().wsOpen;
+  const r = await runFanout(rig.ctx, { kind: 'ws', clients: 20, messages: 3 });
+  t.is(metric(r.metrics, 'ws-20-complete'), 100);
+  t.is(metric(r.metrics, 'ws-20-order'), 0);
+  t.true(rig.origin.stats().wsOpen - before >= 20);
+});
+
 test.serial('a small long-poll herd through the sidecar gets every round', async (t) => {
   const r = await runHerd(rig.ctx, { clients: 20, rounds: 2 });
   t.is(metric(r.metrics, 'herd-rounds'), 2);

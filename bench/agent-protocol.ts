@@ -56,6 +56,8 @@ export interface CollectResult {
   open: number;
   firstReceivedAtMs: number;
   lastReceivedAtMs: number;
+  /** CPU time (user + system) this agent process used since the previous collect, ms. */
+  cpuMs: number;
 }
 
 export interface PollStatus {

@@ -12,6 +12,7 @@ if (!process.send) throw new Error('bench agent must be started with an IPC chan
 const recorder = new DeliveryRecorder();
 let streams: StreamClient[] = [];
 let herd: PollHerd | undefined;
+let cpuMark = process.cpuUsage();
 
 type Result = OpenResult | WaitResult | CollectResult | PollStatus | RoundResult | { closed: number };
 
@@ -27,8 +28,11 @@ async function handle(req: AgentRequest): Promise<Result> {
     }
     case 'wait-message':
       return recorder.waitFor(req.tag, req.seq, req.timeoutMs);
-    case 'collect':
-      return recorder.collect();
+    case 'collect': {
+      const cpu = process.cpuUsage(cpuMark);
+      cpuMark = process.cpuUsage();
+      return { ...recorder.collect(), cpuMs: (cpu.user + cpu.system) / 1000 };
+    }
     case 'close-streams': {
       const closed = streams.length;
       for (const s of streams) s.close();

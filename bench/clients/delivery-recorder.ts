@@ -10,7 +10,7 @@ export interface StreamProgress {
 }
 
 interface Waiter {
-  key: string;
+  key: number;
   resolve: (r: WaitResult) => void;
   timer: NodeJS.Timeout;
 }
@@ -23,7 +23,8 @@ export class DeliveryRecorder {
   private dropped = 0;
   private firstReceivedAtMs = 0;
   private lastReceivedAtMs = 0;
-  private readonly reached = new Map<string, number>();
+  /** Streams that received each message, keyed by `reachKey` (a number: no string per delivery). */
+  private readonly reached = new Map<number, number>();
   private waiters: Waiter[] = [];
   open = 0;
 
@@ -40,7 +41,7 @@ export class DeliveryRecorder {
       if (this.firstReceivedAtMs === 0) this.firstReceivedAtMs = receivedAtMs;
       this.lastReceivedAtMs = receivedAtMs;
     }
-    const key = msg.tag + msg.seq;
+    const key = reachKey(msg.tag, msg.seq);
     const n = (this.reached.get(key) ?? 0) + 1;
     this.reached.set(key, n);
     if (this.waiters.length > 0 && n >= this.open) this.settle(key);
@@ -60,8 +61,8 @@ export class DeliveryRecorder {
     this.open--;
   }
 
-  waitFor(tag: string, seq: number, timeoutMs: number): Promise<WaitResult> {
-    const key = tag + seq;
+  waitFor(tag: MessageTag, seq: number, timeoutMs: number): Promise<WaitResult> {
+    const key = reachKey(tag, seq);
     const reached = this.reached.get(key) ?? 0;
     if (reached >= this.open) return Promise.resolve({ reached, open: this.open, timedOut: false });
     return new Promise((resolve) => {
@@ -78,8 +79,8 @@ export class DeliveryRecorder {
   }
 
   /** Returns what was measured since the last collect and starts afresh. */
-  collect(): CollectResult {
-    const result: CollectResult = {
+  collect(): Omit<CollectResult, 'cpuMs'> {
+    const result: Omit<CollectResult, 'cpuMs'> = {
       latenciesMs: this.latenciesMs,
       received: this.received,
       duplicates: this.duplicates,
@@ -96,7 +97,7 @@ export class DeliveryRecorder {
     return result;
   }
 
-  private settle(key: string): void {
+  private settle(key: number): void {
     const reached = this.reached.get(key) ?? 0;
     const keep: Waiter[] = [];
     for (const w of this.waiters) {
@@ -107,4 +108,8 @@ export class DeliveryRecorder {
     }
     this.waiters = keep;
   }
+}
+
+function reachKey(tag: MessageTag, seq: number): number {
+  return seq * 2 + (tag === MessageTag.Warmup ? 1 : 0);
 }

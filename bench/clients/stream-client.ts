@@ -12,6 +12,13 @@ import type { DeliveryRecorder, StreamProgress } from './delivery-recorder.js';
 
 const OPEN_TIMEOUT_MS = 30_000;
 
+/**
+ * One read buffer for every socket in the agent: with `onread`, Node reads straight into it and
+ * calls us synchronously, skipping the stream machinery ('data' events, a Buffer per read).
+ * Everything kept past the callback is copied (strings, or Buffer.from in the frame parser).
+ */
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
+
 export class StreamClient implements StreamProgress, WsFrameSink {
   lastSeq = -1;
   private readonly socket: net.Socket;
@@ -47,7 +54,19 @@ export class StreamClient implements StreamProgress, WsFrameSink {
         rejectOpen(err);
       }
     };
-    this.socket = net.connect({ port, host: '127.0.0.1', localAddress, noDelay: true });
+    this.socket = net.connect({
+      port,
+      host: '127.0.0.1',
+      localAddress,
+      noDelay: true,
+      onread: {
+        buffer: SHARED_READ_BUFFER,
+        callback: (nread: number, buf: Uint8Array): boolean => {
+          onData(Buffer.from(buf.buffer, buf.byteOffset, nread));
+          return true;
+        },
+      },
+    });
     this.socket.on('connect', () => {
       const host = `127.0.0.1:${port}`;
       this.socket.write(
@@ -56,7 +75,7 @@ export class StreamClient implements StreamProgress, WsFrameSink {
           : `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAccept: text/event-stream\r\n\r\n`,
       );
     });
-    this.socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       this.receivedAtMs = monotonicMs();
       if (this.isOpen) {
         this.onBody(chunk);
@@ -85,7 +104,7 @@ export class StreamClient implements StreamProgress, WsFrameSink {
       const rest = chunk.subarray(chunk.length - (this.head.length - end));
       this.head = '';
       if (rest.length > 0) this.onBody(rest);
-    });
+    };
     this.socket.on('error', (err) => fail(err));
     this.socket.on('close', () => {
       if (!this.isOpen) {

@@ -50,6 +50,8 @@ export async function runFanout(ctx: ScenarioContext, p: FanoutParams): Promise<
   if (warm.reached < warm.open) notes.push(`warm-up probe reached only ${warm.reached} of ${warm.open} streams`);
   const rssAfter = await settledRss(ctx);
 
+  // Start the agents' counters (deliveries, CPU time) afresh for the measured messages.
+  await ctx.agents.all({ op: 'collect' });
   const timeoutMs = p.deliveryTimeoutMs ?? 15_000;
   let timeouts = 0;
   const gapMs = p.gapMs ?? 200;
@@ -72,6 +74,13 @@ export async function runFanout(ctx: ScenarioContext, p: FanoutParams): Promise<
   if (timeouts > 0) notes.push(`${timeouts} of ${p.messages} messages did not reach every stream within ${timeoutMs} ms`);
   if (dropped > 0) notes.push(`${dropped} streams were closed by the proxy during the run`);
   if (duplicates > 0) notes.push(`${duplicates} duplicate deliveries`);
+  const agentCpuMs = collected.map((c) => c.cpuMs);
+  if (received > 0) {
+    notes.push(
+      `${kindLabel} ${p.clients}: the client agents used ${((1000 * agentCpuMs.reduce((a, b) => a + b, 0)) / received).toFixed(1)} µs of CPU per delivery ` +
+        `(per agent and message: ${agentCpuMs.map((c) => (c / p.messages).toFixed(0)).join(', ')} ms, gaps between messages included)`,
+    );
+  }
   const memPerConnKb = opened.opened > 0 ? (rssAfter - rssBefore) / opened.opened / 1024 : NaN;
   notes.push(
     `${kindLabel} ${p.clients}: RSS ${(rssBefore / 2 ** 20).toFixed(1)} MiB → ${(rssAfter / 2 ** 20).toFixed(1)} MiB; ` +

@@ -1,6 +1,10 @@
 // Plain values for the GRIP terms. Parsers (instruct.ts, publish-item.ts) produce them, holds
 // consume them; past a parser nothing re-validates.
 
+/**
+ * Header name/value pairs in order, repeats kept. Values are wire strings, one char per byte
+ * (latin1), as Node's rawHeaders give them and as Node writes them back.
+ */
 export type HeaderList = Array<[name: string, value: string]>;
 
 export const HoldMode = { Response: 'response', Stream: 'stream' } as const;
@@ -21,10 +25,11 @@ export interface KeepAlive {
   timeoutSec: number;
 }
 
+/** A rel=next link. */
 export interface Link {
-  /** Absolute URL, resolved against the request URL. */
+  /** Absolute http(s) URL, resolved against the request URL. */
   url: string;
-  /** Only meaningful for rel=next. */
+  /** Idle time before the link is fetched (default 120). */
   timeoutSec: number;
 }
 
@@ -33,6 +38,7 @@ export interface Hold {
   channels: ChannelSub[];
   /** Response hold timeout in seconds (already clamped to the minimum). */
   timeoutSec: number;
+  /** Set only for stream holds (keep-alives do not apply to response holds). */
   keepAlive?: KeepAlive;
 }
 
@@ -50,7 +56,8 @@ export interface Instruct {
    */
   body?: Buffer;
   nextLink?: Link;
-  goneLink?: Link;
+  /** rel=gone: POSTed to (empty body) when the session ends; it has no timeout. */
+  goneLink?: Pick<Link, 'url'>;
   meta: Record<string, string>;
 }
 

@@ -1,0 +1,335 @@
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { KgError } from './errors.js';
+
+// The sidecar's configuration, typed once and frozen. Layers, lowest first: defaults, the YAML
+// file (--config), environment variables (GRIP_*, NATS_URL), command-line flags. Every problem
+// is collected and reported together in one KG_ERR_CONFIG_INVALID. Only this module reads
+// process.env.
+
+export interface HostPort { host: string; port: number }
+
+export interface Limits {
+  maxConnections: number;
+  /** Published items waiting for one slow connection before it is dropped. */
+  maxQueueItems: number;
+  /** Bytes waiting in one connection's socket before it is dropped as a slow consumer. */
+  maxQueueBytes: number;
+  maxChannelsPerConnection: number;
+  /** Client body kept for GRIP holds/retries (Pushpin: 100,000). */
+  maxRequestBodyBytes: number;
+  /** Buffered origin body for response holds and JSON instructs (Pushpin: 100,000). */
+  maxInstructBodyBytes: number;
+  maxPublishBodyBytes: number;
+  /** Time allowed for the origin to send response headers. */
+  originTimeoutMs: number;
+}
+
+export interface HoldDefaults {
+  /** Whether a channel's first local subscriber triggers Pushpin's refresh (spec 3.5). */
+  refreshOnFirstSubscription: boolean;
+  firstSubscriptionRefreshMs: number;
+}
+
+export interface Config {
+  listen: HostPort;
+  control: HostPort;
+  /** Standalone mode: the origin every client request goes to. */
+  origin?: string;
+  sigKey?: string;
+  sigIss: string;
+  /** Bearer token required on the publish API; none = open (like Pushpin). */
+  publishToken?: string;
+  nats?: { servers: string[]; subjectPrefix: string };
+  kong?: { secret: string; allowedOrigins: string[]; maxAgeSec: number };
+  workers: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  limits: Limits;
+  hold: HoldDefaults;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxConnections: 50_000,
+  maxQueueItems: 100,
+  maxQueueBytes: 1_048_576,
+  maxChannelsPerConnection: 20,
+  maxRequestBodyBytes: 100_000,
+  maxInstructBodyBytes: 100_000,
+  maxPublishBodyBytes: 1_000_000,
+  originTimeoutMs: 30_000,
+};
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Flags the CLI accepts, with the config key each one sets. */
+export const FLAGS = {
+  '--listen': 'listen',
+  '--control': 'control',
+  '--origin': 'origin',
+  '--sig-key': 'sigKey',
+  '--sig-iss': 'sigIss',
+  '--publish-token': 'publishToken',
+  '--nats': 'nats',
+  '--kong-secret': 'kongSecret',
+  '--workers': 'workers',
+  '--log-level': 'logLevel',
+  '--config': 'config',
+} as const;
+
+const ENV = {
+  GRIP_LISTEN: 'listen',
+  GRIP_CONTROL: 'control',
+  GRIP_ORIGIN: 'origin',
+  GRIP_SIG_KEY: 'sigKey',
+  GRIP_SIG_ISS: 'sigIss',
+  GRIP_PUBLISH_TOKEN: 'publishToken',
+  NATS_URL: 'nats',
+  GRIP_KONG_SECRET: 'kongSecret',
+  GRIP_WORKERS: 'workers',
+  GRIP_LOG_LEVEL: 'logLevel',
+  GRIP_CONFIG: 'config',
+} as const;
+
+type RawConfig = Record<string, unknown>;
+
+export const USAGE = `Usage: grip-sidecar [options]
+
+  --listen HOST:PORT      client-facing HTTP/WebSocket (default 127.0.0.1:7999)
+  --control HOST:PORT     publish API, /metrics, /healthz (default 127.0.0.1:5561)
+  --origin URL            origin every client request is forwarded to (standalone mode)
+  --sig-key SECRET        HS256 key for the Grip-Sig JWT sent to the origin
+  --sig-iss ISSUER        Grip-Sig issuer (default pushpin)
+  --publish-token TOKEN   require "Authorization: Bearer TOKEN" on the publish API
+  --nats URL[,URL...]     use NATS at these servers as the bus (default: in-process bus)
+  --kong-secret SECRET    Kong mode: accept only requests handed off by the grip plugin
+  --workers N             worker processes (default: number of cores)
+  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
+  --config FILE           YAML config file (flags override it)
+  --help                  show this help
+
+Environment: GRIP_LISTEN, GRIP_CONTROL, GRIP_ORIGIN, GRIP_SIG_KEY, GRIP_SIG_ISS,
+GRIP_PUBLISH_TOKEN, NATS_URL, GRIP_KONG_SECRET, GRIP_WORKERS, GRIP_LOG_LEVEL, GRIP_CONFIG.
+`;
+
+/** Splits argv into config keys. Throws KG_ERR_CONFIG_INVALID for unknown flags or missing values. */
+export function parseArgs(argv: readonly string[]): { values: RawConfig; help: boolean } {
+  const values: RawConfig = {};
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    if (!(flag in FLAGS)) throw new KgError('KG_ERR_CONFIG_INVALID', `unknown option ${JSON.stringify(flag)} (see --help)`);
+    let value: string | undefined;
+    if (eq > 0) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      i++;
+    }
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) {
+      throw new KgError('KG_ERR_CONFIG_INVALID', `option ${flag} needs a value`);
+    }
+    values[FLAGS[flag as keyof typeof FLAGS]] = value;
+  }
+  return { values, help };
+}
+
+function envValues(env: NodeJS.ProcessEnv): RawConfig {
+  const values: RawConfig = {};
+  for (const [name, key] of Object.entries(ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') values[key] = v;
+  }
+  return values;
+}
+
+function readFileValues(path: string): RawConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new KgError('KG_ERR_CONFIG_INVALID', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new KgError('KG_ERR_CONFIG_INVALID', `config file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new KgError('KG_ERR_CONFIG_INVALID', `config file ${path} must hold a mapping`);
+  return doc as RawConfig;
+}
+
+const FILE_KEYS = new Set(['listen', 'control', 'origin', 'sigKey', 'sigIss', 'publishToken', 'nats', 'kong', 'kongSecret',
+  'workers', 'logLevel', 'limits', 'hold']);
+
+class Problems {
+  readonly list: string[] = [];
+  add(key: string, problem: string, got: unknown): void {
+    this.list.push(`${key} ${problem}, got ${JSON.stringify(got)}`);
+  }
+}
+
+function hostPort(key: string, v: unknown, fallback: HostPort, problems: Problems): HostPort {
+  if (v === undefined) return fallback;
+  if (typeof v === 'number') return port(key, v, problems) === undefined ? fallback : { host: fallback.host, port: v };
+  if (typeof v !== 'string') { problems.add(key, 'must be HOST:PORT', v); return fallback; }
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(v) ?? /^()()(\d+)$/.exec(v);
+  if (!m) { problems.add(key, 'must be HOST:PORT', v); return fallback; }
+  const p = port(key, Number(m[3]), problems);
+  return { host: m[1] || m[2] || fallback.host, port: p ?? fallback.port };
+}
+
+function port(key: string, n: number, problems: Problems): number | undefined {
+  if (!Number.isInteger(n) || n < 0 || n > 65535) { problems.add(key, 'port must be 0-65535', n); return undefined; }
+  return n;
+}
+
+function httpUrl(key: string, v: unknown, problems: Problems): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'string') {
+    try {
+      const u = new URL(v);
+      if (u.protocol === 'http:' || u.protocol === 'https:') return u.href;
+    } catch { /* reported below */ }
+  }
+  problems.add(key, 'must be an http:// or https:// URL', v);
+  return undefined;
+}
+
+function str(key: string, v: unknown, problems: Problems, minLength = 1): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length < minLength) { problems.add(key, `must be a string of at least ${minLength} characters`, v); return undefined; }
+  return v;
+}
+
+function int(key: string, v: unknown, min: number, max: number, fallback: number, problems: Problems): number {
+  if (v === undefined) return fallback;
+  const n = typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    problems.add(key, `must be an integer ${min}-${max}`, v);
+    return fallback;
+  }
+  return n;
+}
+
+function bool(key: string, v: unknown, fallback: boolean, problems: Problems): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v === 'boolean') return v;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  problems.add(key, 'must be true or false', v);
+  return fallback;
+}
+
+function section(key: string, v: unknown, problems: Problems): RawConfig {
+  if (v === undefined) return {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) { problems.add(key, 'must be a mapping', v); return {}; }
+  return v as RawConfig;
+}
+
+function unknownKeys(prefix: string, obj: RawConfig, known: readonly string[], problems: Problems): void {
+  for (const k of Object.keys(obj)) {
+    if (!known.includes(k)) problems.list.push(`${prefix}${k} is not a known setting`);
+  }
+}
+
+export interface LoadOptions {
+  argv?: readonly string[];
+  env?: NodeJS.ProcessEnv;
+  /** Values set programmatically (tests, embedding); highest precedence. */
+  overrides?: RawConfig;
+}
+
+/** Builds the frozen Config. Throws KgError KG_ERR_CONFIG_INVALID listing every problem. */
+export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
+  const flagValues = parseArgs(options.argv ?? []).values;
+  const env = envValues(options.env ?? process.env);
+  const configPath = (options.overrides?.['config'] ?? flagValues['config'] ?? env['config']) as string | undefined;
+  const file = configPath === undefined ? {} : readFileValues(configPath);
+  const problems = new Problems();
+  for (const k of Object.keys(file)) if (!FILE_KEYS.has(k)) problems.list.push(`${k} is not a known setting (in ${configPath})`);
+  const raw: RawConfig = { ...file, ...env, ...flagValues, ...options.overrides };
+
+  const limitsRaw = section('limits', raw['limits'], problems);
+  unknownKeys('limits.', limitsRaw, Object.keys(DEFAULT_LIMITS), problems);
+  const limits = {} as Limits;
+  for (const [k, d] of Object.entries(DEFAULT_LIMITS) as Array<[keyof Limits, number]>) {
+    limits[k] = int(`limits.${k}`, limitsRaw[k], k === 'maxQueueItems' || k === 'maxChannelsPerConnection' ? 1 : 0, 2 ** 31 - 1, d, problems);
+  }
+  const holdRaw = section('hold', raw['hold'], problems);
+  unknownKeys('hold.', holdRaw, ['refreshOnFirstSubscription', 'firstSubscriptionRefreshMs'], problems);
+  const hold: HoldDefaults = {
+    refreshOnFirstSubscription: bool('hold.refreshOnFirstSubscription', holdRaw['refreshOnFirstSubscription'], true, problems),
+    firstSubscriptionRefreshMs: int('hold.firstSubscriptionRefreshMs', holdRaw['firstSubscriptionRefreshMs'], 0, 60_000, 1000, problems),
+  };
+
+  const logLevel = raw['logLevel'] ?? 'info';
+  if (!(LOG_LEVELS as readonly unknown[]).includes(logLevel)) problems.add('logLevel', `must be one of ${LOG_LEVELS.join('|')}`, logLevel);
+
+  const config: Config = {
+    listen: hostPort('listen', raw['listen'], { host: '127.0.0.1', port: 7999 }, problems),
+    control: hostPort('control', raw['control'], { host: '127.0.0.1', port: 5561 }, problems),
+    sigIss: str('sigIss', raw['sigIss'], problems) ?? 'pushpin',
+    workers: int('workers', raw['workers'], 1, 256, availableParallelism(), problems),
+    logLevel: logLevel as Config['logLevel'],
+    limits,
+    hold,
+  };
+  const origin = httpUrl('origin', raw['origin'], problems);
+  if (origin !== undefined) config.origin = origin;
+  const sigKey = str('sigKey', raw['sigKey'], problems);
+  if (sigKey !== undefined) config.sigKey = sigKey;
+  const publishToken = str('publishToken', raw['publishToken'], problems, 8);
+  if (publishToken !== undefined) config.publishToken = publishToken;
+
+  const nats = raw['nats'];
+  if (nats !== undefined) {
+    const natsRaw: RawConfig = typeof nats === 'string' ? { servers: nats } : section('nats', nats, problems);
+    unknownKeys('nats.', natsRaw, ['servers', 'subjectPrefix'], problems);
+    const servers = typeof natsRaw['servers'] === 'string' ? natsRaw['servers'].split(',').map((s) => s.trim()).filter(Boolean) : natsRaw['servers'];
+    if (!Array.isArray(servers) || servers.length === 0 || !servers.every((s) => typeof s === 'string' && /^(nats|tls|ws|wss):\/\/|^[^:/]+:\d+$/.test(s))) {
+      problems.add('nats.servers', 'must be nats://HOST:PORT URLs, comma-separated', natsRaw['servers']);
+    } else {
+      const prefix = natsRaw['subjectPrefix'] ?? 'grip.ch.';
+      if (typeof prefix !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.$/.test(prefix)) {
+        problems.add('nats.subjectPrefix', 'must be dot-separated NATS tokens ending with "."', prefix);
+      }
+      config.nats = { servers: servers as string[], subjectPrefix: String(prefix) };
+    }
+  }
+
+  const kongRaw = typeof raw['kong'] === 'object' ? section('kong', raw['kong'], problems) : {};
+  unknownKeys('kong.', kongRaw, ['secret', 'allowedOrigins', 'maxAgeSec'], problems);
+  const kongSecret = str('kong.secret', raw['kongSecret'] ?? kongRaw['secret'], problems, 16);
+  if (kongSecret !== undefined) {
+    const allowed = kongRaw['allowedOrigins'] ?? [];
+    if (!Array.isArray(allowed) || !allowed.every((o) => typeof o === 'string')) {
+      problems.add('kong.allowedOrigins', 'must be a list of origin URLs', allowed);
+    }
+    config.kong = {
+      secret: kongSecret,
+      allowedOrigins: Array.isArray(allowed) ? allowed.map(String) : [],
+      maxAgeSec: int('kong.maxAgeSec', kongRaw['maxAgeSec'], 1, 3600, 30, problems),
+    };
+  }
+  if (config.origin === undefined && config.kong === undefined) {
+    problems.list.push('origin is required (--origin URL) unless Kong mode is on (--kong-secret)');
+  }
+
+  if (problems.list.length > 0) {
+    throw new KgError('KG_ERR_CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
+  }
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,140 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { Bus } from './bus/bus.js';
+import { isKgError } from './errors.js';
+import { parsePublishRequest } from './grip/publish-item.js';
+import type { Hub } from './hub.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+
+// The control port: the Pushpin-compatible publish API (spec 4.2), /healthz, /metrics.
+// Texts and statuses follow Pushpin so GRIP publisher libraries behave as they do there.
+
+export interface ControlDeps {
+  bus: Bus;
+  hub: Hub;
+  metrics: Metrics;
+  log: Logger;
+  publishToken?: string;
+  maxPublishBodyBytes: number;
+}
+
+type Format = 'text' | 'json';
+
+/** Pushpin's Accept negotiation: text/plain by default, JSON on request, 406 otherwise. */
+function negotiate(accept: string | undefined): Format | undefined {
+  if (accept === undefined || accept.trim() === '') return 'text';
+  for (const part of accept.split(',')) {
+    const type = (part.split(';')[0] ?? '').trim().toLowerCase();
+    if (type === 'text/plain' || type === 'text/*' || type === '*/*' || type === '*') return 'text';
+    if (type === 'application/json' || type === 'application/*') return 'json';
+  }
+  return undefined;
+}
+
+function reply(res: ServerResponse, status: number, format: Format, message: string, extra: string[] = []): void {
+  const body = format === 'json' ? `${JSON.stringify({ message })}\n` : `${message}\n`;
+  res.writeHead(status, [
+    'Content-Type', format === 'json' ? 'application/json' : 'text/plain; charset=utf-8',
+    'Content-Length', String(Buffer.byteLength(body)), ...extra,
+  ]);
+  res.end(body);
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
+  if (!m) return false;
+  const given = Buffer.from((m[1] as string).trim());
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+export function createControlHandler(deps: ControlDeps) {
+  return async function handleControl(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] as string;
+    if (path === '/healthz' || path === '/readyz') {
+      const bus = deps.bus.status();
+      const ready = bus.type === 'connected';
+      const body = JSON.stringify({ status: ready ? 'ok' : 'degraded', bus, channels: deps.hub.channelCount() });
+      // Liveness holds while the process serves; readiness needs the bus.
+      res.writeHead(ready || path === '/healthz' ? 200 : 503, ['Content-Type', 'application/json']);
+      res.end(body);
+      return;
+    }
+    if (path === '/metrics') {
+      const text = await deps.metrics.registry.metrics();
+      res.writeHead(200, ['Content-Type', deps.metrics.registry.contentType]);
+      res.end(text);
+      return;
+    }
+    const format = negotiate(req.headers.accept);
+    if (format === undefined) {
+      reply(res, 406, 'text', 'Not Acceptable. Supported formats are text/plain and application/json.');
+      req.resume();
+      return;
+    }
+    if (path === '/' && req.method === 'GET') {
+      reply(res, 200, format, 'kong-grip API');
+      return;
+    }
+    if (path !== '/publish' && path !== '/publish/') {
+      req.resume();
+      reply(res, 404, format, 'Not Found');
+      return;
+    }
+    if (req.method !== 'POST') {
+      req.resume();
+      reply(res, 405, format, `Method not allowed: ${req.method}.`, ['Allow', 'POST']);
+      return;
+    }
+    if (deps.publishToken !== undefined && !tokenMatches(req.headers.authorization, deps.publishToken)) {
+      req.resume();
+      deps.metrics.publishRejected.inc({ reason: 'unauthorized' });
+      reply(res, 401, format, 'Unauthorized.', ['WWW-Authenticate', 'Bearer realm="kong-grip publish"']);
+      return;
+    }
+    await handlePublish(req, res, format, deps);
+  };
+}
+
+async function handlePublish(req: IncomingMessage, res: ServerResponse, format: Format, deps: ControlDeps): Promise<void> {
+  const lengthHeader = req.headers['content-length'];
+  if (lengthHeader === undefined) {
+    req.resume();
+    reply(res, 411, format, 'Request requires Content-Length.');
+    return;
+  }
+  if (Number(lengthHeader) > deps.maxPublishBodyBytes) {
+    req.resume();
+    deps.metrics.publishRejected.inc({ reason: 'too_large' });
+    reply(res, 400, format, 'Request body too large.');
+    return;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    deps.metrics.publishRejected.inc({ reason: 'invalid' });
+    reply(res, 400, format, 'Body is not valid JSON.');
+    return;
+  }
+  try {
+    const items = parsePublishRequest(doc);
+    await deps.bus.publish(items);
+    deps.metrics.publishItems.inc({ source: 'http' }, items.length);
+    deps.log.debug({ items: items.length }, 'publish received');
+    reply(res, 200, format, 'Published');
+  } catch (err) {
+    if (isKgError(err, 'KG_ERR_PUBLISH_INVALID')) {
+      deps.metrics.publishRejected.inc({ reason: 'invalid' });
+      reply(res, 400, format, err.message);
+      return;
+    }
+    deps.metrics.publishRejected.inc({ reason: 'bus_unavailable' });
+    deps.log.error({ err: (err as Error).message }, 'publish could not be handed to the bus');
+    reply(res, 503, format, `Publish failed: the bus did not accept it (${(err as Error).message}).`);
+  }
+}
+

@@ -1,0 +1,95 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderList } from './types.js';
+
+// Header rules for requests forwarded to the origin (spec 2.1) and responses relayed to the
+// client. Pure: raw header lists in, header lists out.
+
+/** The optional GRIP capabilities this sidecar implements, advertised in Grip-Feature. */
+export const GRIP_FEATURES = ['status', 'link:next'] as const;
+
+// Hop-by-hop, plus the encoding headers Pushpin drops so bodies stay identity-encoded.
+const REQUEST_DROP = new Set([
+  'connection', 'keep-alive', 'accept-encoding', 'content-encoding', 'transfer-encoding', 'expect', 'te', 'trailer',
+  'upgrade', 'proxy-connection', 'proxy-authorization', 'content-length',
+]);
+
+const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection']);
+
+export function isGripHeader(name: string): boolean {
+  return name.length >= 5 && name.slice(0, 5).toLowerCase() === 'grip-';
+}
+
+/** Header names listed in Connection are hop-by-hop too (RFC 9110 7.6.1). */
+function connectionTokens(raw: readonly string[]): Set<string> {
+  const tokens = new Set<string>();
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() === 'connection') {
+      for (const t of (raw[i + 1] as string).split(',')) tokens.add(t.trim().toLowerCase());
+    }
+  }
+  return tokens;
+}
+
+/**
+ * Client request headers as the origin should see them: hop-by-hop and encoding headers and
+ * every client `Grip-*` header removed (a client must not forge Grip-Sig or GRIP state).
+ * `extraDrop` names further headers to remove (e.g. Kong handoff headers).
+ */
+export function forwardRequestHeaders(rawHeaders: readonly string[], extraDrop: ReadonlySet<string> = new Set()): HeaderList {
+  const hop = connectionTokens(rawHeaders);
+  const out: HeaderList = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    const lower = name.toLowerCase();
+    if (REQUEST_DROP.has(lower) || hop.has(lower) || isGripHeader(name) || extraDrop.has(lower)) continue;
+    out.push([name, rawHeaders[i + 1] as string]);
+  }
+  return out;
+}
+
+/** Origin response headers for a relayed (non-GRIP) response. Content-Length is kept: the body is relayed byte for byte. */
+export function relayResponseHeaders(rawHeaders: readonly string[]): HeaderList {
+  const hop = connectionTokens(rawHeaders);
+  const out: HeaderList = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    const lower = name.toLowerCase();
+    if (RESPONSE_DROP.has(lower) || hop.has(lower)) continue;
+    out.push([name, rawHeaders[i + 1] as string]);
+  }
+  return out;
+}
+
+export function rawToList(rawHeaders: readonly string[]): HeaderList {
+  const out: HeaderList = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) out.push([rawHeaders[i] as string, rawHeaders[i + 1] as string]);
+  return out;
+}
+
+export function flatten(headers: HeaderList): string[] {
+  const out: string[] = [];
+  for (const [k, v] of headers) out.push(k, v);
+  return out;
+}
+
+/** Headers of `base` with every name present in `overlay` replaced by the overlay's values. */
+export function overlayHeaders(base: HeaderList, overlay: HeaderList): HeaderList {
+  if (overlay.length === 0) return base;
+  const replaced = new Set(overlay.map(([k]) => k.toLowerCase()));
+  return [...base.filter(([k]) => !replaced.has(k.toLowerCase())), ...overlay];
+}
+
+export function withoutHeaders(headers: HeaderList, names: readonly string[]): HeaderList {
+  const drop = new Set(names.map((n) => n.toLowerCase()));
+  return headers.filter(([k]) => !drop.has(k.toLowerCase()));
+}
+
+export function headerValue(headers: IncomingHttpHeaders | HeaderList, name: string): string | undefined {
+  if (Array.isArray(headers)) {
+    const lower = name.toLowerCase();
+    const found = headers.find(([k]) => k.toLowerCase() === lower);
+    return found?.[1];
+  }
+  const v = (headers as IncomingHttpHeaders)[name.toLowerCase()];
+  return Array.isArray(v) ? v.join(', ') : v;
+}

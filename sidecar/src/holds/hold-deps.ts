@@ -1,0 +1,29 @@
+import type { Limits } from '../config.js';
+import type { Hub } from '../hub.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { OriginClient } from '../origin.js';
+
+/** What every hold needs from the sidecar, handed in explicitly (no module singletons). */
+export interface HoldDeps {
+  hub: Hub;
+  origin: OriginClient;
+  metrics: Metrics;
+  log: Logger;
+  limits: Limits;
+}
+
+/** The channels a hold may subscribe to: the first maxChannelsPerConnection, the rest counted and dropped. */
+export function limitChannels<T>(channels: readonly T[], deps: HoldDeps): T[] {
+  const max = deps.limits.maxChannelsPerConnection;
+  if (channels.length <= max) return [...channels];
+  deps.metrics.channelsDropped.inc(channels.length - max);
+  deps.log.warn({ requested: channels.length, max }, 'channels over the per-connection limit dropped');
+  return channels.slice(0, max);
+}
+
+export function gripLastHeaders(lastIds: ReadonlyMap<string, string>): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const [channel, id] of lastIds) out.push(['Grip-Last', `${channel}; last-id=${id}`]);
+  return out;
+}

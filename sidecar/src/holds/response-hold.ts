@@ -1,0 +1,106 @@
+import type { ServerResponse } from 'node:http';
+import { flatten } from '../grip/headers.js';
+import { buildPublishedResponse, type ResponseParts } from '../grip/published-response.js';
+import type { ChannelSub, PublishItem } from '../grip/types.js';
+import type { Subscriber } from '../hub.js';
+import type { CloseReason } from '../metrics.js';
+import { type HoldDeps, limitChannels } from './hold-deps.js';
+
+// A long-poll (spec 3.5). The client has been sent nothing; it gets exactly one response:
+//
+//   holding ──http-response item──▶ closed (item's response)
+//      │ ────timeout──────────────▶ closed (the origin's timeout response)
+//      │ ────hint / prev-id gap───▶ closed (session retries the origin, which decides anew)
+//      └─────client gone──────────▶ closed
+//
+// close() runs once and releases the subscriptions and the timer.
+
+export interface ResponseHoldOptions {
+  channels: readonly ChannelSub[];
+  timeoutSec: number;
+  timeoutResponse: ResponseParts;
+  /** Ask the origin again (hint, or a gap in the item chain), with these Grip-Last values. */
+  retry: (gripLast: ReadonlyMap<string, string>) => void;
+}
+
+export class ResponseHold implements Subscriber {
+  private state: 'holding' | 'closed' = 'holding';
+  private readonly channels: ChannelSub[];
+  private readonly timer: NodeJS.Timeout;
+  private readonly startedAt = performance.now();
+  private readonly onClientGone = (): void => this.close('client_gone');
+
+  constructor(private readonly deps: HoldDeps, private readonly res: ServerResponse, private readonly options: ResponseHoldOptions) {
+    this.channels = limitChannels(options.channels, deps);
+    this.timer = setTimeout(() => this.finish('timeout', options.timeoutResponse), options.timeoutSec * 1000);
+    res.once('close', this.onClientGone);
+    for (const c of this.channels) deps.hub.subscribe(c.name, this);
+    deps.metrics.connections.inc({ kind: 'response' });
+  }
+
+  deliver(item: PublishItem): void {
+    const format = item.formats['http-response'];
+    if (this.state !== 'holding' || format === undefined) return;
+    const sub = this.channels.find((c) => c.name === item.channel);
+    // An item that does not follow the id the origin reported means this client missed one.
+    if (sub?.prevId !== undefined && item.prevId !== undefined && item.prevId !== sub.prevId) {
+      this.retryWith(new Map([[sub.name, sub.prevId]]));
+      return;
+    }
+    switch (format.action) {
+      case 'send':
+        this.deps.metrics.messagesSent.inc({ kind: 'response' });
+        this.finish('published', buildPublishedResponse(this.options.timeoutResponse, format));
+        return;
+      case 'hint':
+      case 'refresh':
+        this.retryWith(this.knownPrevIds());
+        return;
+      case 'close':
+        return; // Pushpin accepts it and does nothing for response holds.
+      default: {
+        const never: never = format.action;
+        throw new Error(`unhandled action ${String(never)}`);
+      }
+    }
+  }
+
+  private knownPrevIds(): Map<string, string> {
+    const ids = new Map<string, string>();
+    for (const c of this.channels) if (c.prevId !== undefined) ids.set(c.name, c.prevId);
+    return ids;
+  }
+
+  private retryWith(gripLast: Map<string, string>): void {
+    this.release('retry');
+    this.options.retry(gripLast);
+  }
+
+  private finish(reason: CloseReason, response: ResponseParts): void {
+    if (this.state === 'closed') return;
+    const headers = flatten(response.headers);
+    headers.push('Content-Length', String(response.body.length));
+    this.res.writeHead(response.code, response.reason, headers);
+    this.res.end(response.body);
+    this.release(reason);
+  }
+
+  close(reason: CloseReason): void {
+    if (this.state === 'closed') return;
+    this.release(reason);
+    if (!this.res.writableEnded) this.res.destroy();
+  }
+
+  private release(reason: CloseReason | 'retry'): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    clearTimeout(this.timer);
+    this.res.off('close', this.onClientGone);
+    for (const c of this.channels) this.deps.hub.unsubscribe(c.name, this);
+    this.deps.metrics.connections.dec({ kind: 'response' });
+    if (reason !== 'retry') {
+      this.deps.metrics.holdsClosed.inc({ kind: 'response', reason });
+      this.deps.metrics.holdDuration.observe({ kind: 'response' }, (performance.now() - this.startedAt) / 1000);
+    }
+  }
+}

@@ -1,0 +1,254 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { flatten } from '../grip/headers.js';
+import type { ChannelSub, HeaderList, KeepAlive, Link, PublishItem } from '../grip/types.js';
+import type { Subscriber } from '../hub.js';
+import { fetchLink } from '../link-fetch.js';
+import type { CloseReason } from '../metrics.js';
+import { type HoldDeps, limitChannels } from './hold-deps.js';
+
+// An HTTP stream (spec 3.6), also used for paged streaming (no hold, only a next link, 3.4).
+// Headers and the initial body go out at once; published http-stream content is appended.
+//
+//   starting ──initial body written──▶ holding ◀──page appended── fetching
+//      │                                  │  ──next-link timeout / hint / id gap──▲
+//      │                                  │ close item · client gone · slow client ·
+//      └──── origin error ────────────────┴──── page without hold or link ───▶ closed
+//
+// Items that arrive while starting or fetching wait in a bounded queue; close() runs once and
+// releases subscriptions and timers.
+
+const MAX_FETCH_ATTEMPTS = 5;
+
+export interface StreamHoldOptions {
+  code: number;
+  reason: string;
+  headers: HeaderList;
+  initialBody: Buffer | IncomingMessage;
+  channels: readonly ChannelSub[];
+  keepAlive?: KeepAlive;
+  nextLink?: Link;
+}
+
+type State = 'starting' | 'holding' | 'fetching' | 'closed';
+
+export class StreamHold implements Subscriber {
+  private state: State = 'starting';
+  private channels: ChannelSub[] = [];
+  /** Per channel, the id of the last item this client has (from prev-id, then delivered items). */
+  private readonly lastIds = new Map<string, string>();
+  private nextLink: Link | undefined;
+  private readonly pending: PublishItem[] = [];
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private keepAlive: KeepAlive | undefined;
+  private nextLinkTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = performance.now();
+  private readonly onClientGone = (): void => this.close('client_gone');
+  private readonly sendKeepAlive = (): void => this.write(this.keepAlive?.content ?? Buffer.alloc(0), false);
+
+  constructor(private readonly deps: HoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
+    res.once('close', this.onClientGone);
+    deps.metrics.connections.inc({ kind: 'stream' });
+    res.writeHead(options.code, options.reason, flatten(options.headers));
+    res.flushHeaders();
+    this.nextLink = options.nextLink;
+    this.setChannels(options.channels);
+    this.setKeepAlive(options.keepAlive);
+    void this.begin(options.initialBody, options.channels.length === 0);
+  }
+
+  private async begin(initialBody: Buffer | IncomingMessage, isPaged: boolean): Promise<void> {
+    if (!(await this.appendBody(initialBody))) return;
+    if (isPaged) await this.fetchNext();
+    else this.resume();
+  }
+
+  deliver(item: PublishItem): void {
+    if (this.state === 'closed' || item.formats['http-stream'] === undefined) return;
+    if (this.state !== 'holding') {
+      if (this.pending.length >= this.deps.limits.maxQueueItems) {
+        this.deps.log.warn({ channel: item.channel }, 'stream queue full while busy; closing');
+        this.close('slow_consumer');
+        return;
+      }
+      this.pending.push(item);
+      return;
+    }
+    this.apply(item);
+  }
+
+  private apply(item: PublishItem): void {
+    const format = item.formats['http-stream'];
+    if (format === undefined) return;
+    const last = this.lastIds.get(item.channel);
+    // A prev-id that does not follow what this client has means a missed item: recover from
+    // the origin (spec 5.3) rather than deliver out of sequence. Without a next link we cannot.
+    if (this.nextLink !== undefined && last !== undefined && item.prevId !== undefined && item.prevId !== last) {
+      void this.fetchNext();
+      return;
+    }
+    switch (format.action) {
+      case 'send':
+        if (item.id !== undefined) this.lastIds.set(item.channel, item.id);
+        else this.lastIds.delete(item.channel);
+        this.deps.metrics.messagesSent.inc({ kind: 'stream' });
+        this.write(format.content, true);
+        this.nextLinkTimer?.refresh();
+        return;
+      case 'close':
+        this.end('closed_by_publish');
+        return;
+      case 'hint':
+      case 'refresh':
+        if (this.nextLink !== undefined) {
+          this.pending.length = 0;
+          void this.fetchNext();
+        }
+        return;
+      default: {
+        const never: never = format.action;
+        throw new Error(`unhandled action ${String(never)}`);
+      }
+    }
+  }
+
+  private write(bytes: Buffer, isData: boolean): void {
+    if (this.state === 'closed') return;
+    this.res.write(bytes);
+    if (isData && this.keepAlive?.mode === 'idle') this.keepAliveTimer?.refresh();
+    if (this.res.writableLength > this.deps.limits.maxQueueBytes) {
+      this.deps.log.warn({ queuedBytes: this.res.writableLength }, 'slow consumer dropped');
+      this.close('slow_consumer');
+    }
+  }
+
+  /** Writes a body to the client; false if the stream ended meanwhile. */
+  private async appendBody(body: Buffer | IncomingMessage): Promise<boolean> {
+    if (Buffer.isBuffer(body)) {
+      if (body.length > 0) this.write(body, true);
+      return this.state !== 'closed';
+    }
+    try {
+      for await (const chunk of body) {
+        if (this.state === 'closed') {
+          body.destroy();
+          return false;
+        }
+        this.write(chunk as Buffer, true);
+      }
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'origin body failed mid-stream');
+      this.end('origin_error');
+      return false;
+    }
+    return this.state !== 'closed';
+  }
+
+  private resume(): void {
+    if (this.state === 'closed') return;
+    this.state = 'holding';
+    clearTimeout(this.nextLinkTimer);
+    this.nextLinkTimer = undefined;
+    if (this.nextLink !== undefined && this.channels.length > 0) {
+      this.nextLinkTimer = setTimeout(() => void this.fetchNext(), this.nextLink.timeoutSec * 1000);
+    }
+    while (this.pending.length > 0 && this.state === 'holding') this.apply(this.pending.shift() as PublishItem);
+  }
+
+  /** Fetches the next link and appends it, following further links of paged responses. */
+  private async fetchNext(): Promise<void> {
+    if (this.state === 'closed' || this.state === 'fetching' || this.nextLink === undefined) return;
+    this.state = 'fetching';
+    clearTimeout(this.nextLinkTimer);
+    for (;;) {
+      const link: Link = this.nextLink as Link;
+      const page = await this.fetchWithRetries(link.url);
+      if (page === undefined) return;
+      if (!(await this.appendBody(page.body))) return;
+      const instruct = page.instruct;
+      if (instruct?.hold !== undefined) {
+        this.setChannels(instruct.hold.channels);
+        this.setKeepAlive(instruct.hold.keepAlive);
+        this.nextLink = instruct.nextLink;
+        this.resume();
+        return;
+      }
+      if (instruct?.nextLink === undefined) {
+        this.end('completed');
+        return;
+      }
+      this.nextLink = instruct.nextLink;
+    }
+  }
+
+  private async fetchWithRetries(url: string): Promise<Awaited<ReturnType<typeof fetchLink>> | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fetchLink(this.deps.origin, url, this.lastIds, this.deps.limits.maxInstructBodyBytes);
+      } catch (err) {
+        this.deps.metrics.originErrors.inc({ kind: 'next_link' });
+        if (this.state === 'closed') return undefined;
+        if (attempt + 1 >= MAX_FETCH_ATTEMPTS) {
+          this.deps.log.warn({ err: (err as Error).message, url }, 'next link failed; ending stream');
+          this.end('origin_error');
+          return undefined;
+        }
+        const delayMs = 1000 * 2 ** attempt + Math.floor(Math.random() * 1000);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (this.isClosed()) return undefined;
+      }
+    }
+  }
+
+  /** State re-read after an await, where TypeScript's narrowing no longer holds. */
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  private setChannels(requested: readonly ChannelSub[]): void {
+    const next = limitChannels(requested, this.deps);
+    const nextNames = new Set(next.map((c) => c.name));
+    for (const c of this.channels) {
+      if (!nextNames.has(c.name)) {
+        this.deps.hub.unsubscribe(c.name, this);
+        this.lastIds.delete(c.name);
+      }
+    }
+    for (const c of next) {
+      this.deps.hub.subscribe(c.name, this);
+      if (c.prevId !== undefined) this.lastIds.set(c.name, c.prevId);
+    }
+    this.channels = next;
+  }
+
+  private setKeepAlive(keepAlive: KeepAlive | undefined): void {
+    clearInterval(this.keepAliveTimer);
+    this.keepAliveTimer = undefined;
+    this.keepAlive = keepAlive;
+    if (keepAlive !== undefined) this.keepAliveTimer = setInterval(this.sendKeepAlive, keepAlive.timeoutSec * 1000);
+  }
+
+  /** Ends the response cleanly (terminating chunk). */
+  private end(reason: CloseReason): void {
+    if (this.state === 'closed') return;
+    this.res.end();
+    this.release(reason);
+  }
+
+  close(reason: CloseReason): void {
+    if (this.state === 'closed') return;
+    this.release(reason);
+    if (!this.res.writableEnded) this.res.destroy();
+  }
+
+  private release(reason: CloseReason): void {
+    this.state = 'closed';
+    clearInterval(this.keepAliveTimer);
+    clearTimeout(this.nextLinkTimer);
+    this.pending.length = 0;
+    this.res.off('close', this.onClientGone);
+    for (const c of this.channels) this.deps.hub.unsubscribe(c.name, this);
+    this.deps.metrics.connections.dec({ kind: 'stream' });
+    this.deps.metrics.holdsClosed.inc({ kind: 'stream', reason });
+    this.deps.metrics.holdDuration.observe({ kind: 'stream' }, (performance.now() - this.startedAt) / 1000);
+  }
+}

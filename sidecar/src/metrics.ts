@@ -1,0 +1,57 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// Fixed names, bounded labels (no channel, consumer or URL labels), prefix kong_grip_.
+
+export type HoldKindLabel = 'response' | 'stream' | 'ws';
+export type CloseReason =
+  | 'published' | 'timeout' | 'client_gone' | 'closed_by_publish' | 'completed' | 'slow_consumer' | 'origin_error' | 'shutdown' | 'error';
+
+export function createMetrics(options: { collectDefaults?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.collectDefaults) collectDefaultMetrics({ register: registry, prefix: 'kong_grip_process_' });
+  const m = {
+    registry,
+    requests: new Counter({
+      name: 'kong_grip_requests_total', help: 'Client requests by outcome',
+      labelNames: ['outcome'] as const, registers: [registry],
+    }),
+    connections: new Gauge({
+      name: 'kong_grip_connections', help: 'Held connections by kind',
+      labelNames: ['kind'] as const, registers: [registry],
+    }),
+    holdsClosed: new Counter({
+      name: 'kong_grip_holds_closed_total', help: 'Held connections closed, by kind and reason',
+      labelNames: ['kind', 'reason'] as const, registers: [registry],
+    }),
+    holdDuration: new Histogram({
+      name: 'kong_grip_hold_duration_seconds', help: 'How long connections were held',
+      labelNames: ['kind'] as const, buckets: [0.1, 1, 5, 30, 60, 300, 1800, 3600], registers: [registry],
+    }),
+    subscribedChannels: new Gauge({
+      name: 'kong_grip_channels', help: 'Channels with at least one local subscriber', registers: [registry],
+    }),
+    publishItems: new Counter({
+      name: 'kong_grip_publish_items_total', help: 'Publish items accepted, by source',
+      labelNames: ['source'] as const, registers: [registry],
+    }),
+    publishRejected: new Counter({
+      name: 'kong_grip_publish_rejected_total', help: 'Publish requests refused, by reason',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
+    messagesSent: new Counter({
+      name: 'kong_grip_messages_sent_total', help: 'Published items delivered to connections, by kind',
+      labelNames: ['kind'] as const, registers: [registry],
+    }),
+    channelsDropped: new Counter({
+      name: 'kong_grip_channels_dropped_total', help: 'Channels ignored because a connection exceeded the per-connection limit',
+      registers: [registry],
+    }),
+    originErrors: new Counter({
+      name: 'kong_grip_origin_errors_total', help: 'Failures talking to the origin, by kind',
+      labelNames: ['kind'] as const, registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,103 @@
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { KgError } from './errors.js';
+import type { GripSigner } from './grip-sig.js';
+import { GRIP_FEATURES } from './grip/headers.js';
+import type { HeaderList } from './grip/types.js';
+
+// Requests to the origin: the forwarded client request, retries, next-link fetches and
+// WebSocket-over-HTTP events. Adds Grip-Sig and Grip-Feature, keeps connections alive, and
+// turns "no answer" into a KgError instead of a request that hangs forever.
+
+export interface OriginRequest {
+  method: string;
+  url: URL;
+  headers: HeaderList;
+}
+
+export interface OriginCall {
+  /** Write the body (if any) and end it. */
+  outgoing: ClientRequest;
+  /** Resolves with the response head; rejects with KG_ERR_ORIGIN_UNREACHABLE or KG_ERR_ORIGIN_TIMEOUT. */
+  response: Promise<IncomingMessage>;
+}
+
+const FEATURE_VALUE = GRIP_FEATURES.join(', ');
+
+export class OriginClient {
+  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256 });
+  private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256 });
+
+  constructor(private readonly options: { signer?: GripSigner; timeoutMs: number }) {}
+
+  async start(req: OriginRequest): Promise<OriginCall> {
+    const headers: string[] = [];
+    for (const [k, v] of req.headers) headers.push(k, v);
+    if (this.options.signer) headers.push('Grip-Sig', await this.options.signer.token());
+    headers.push('Grip-Feature', FEATURE_VALUE);
+    const isHttps = req.url.protocol === 'https:';
+    const outgoing = (isHttps ? https : http).request({
+      method: req.method,
+      protocol: req.url.protocol,
+      hostname: req.url.hostname.replace(/^\[|\]$/g, ''),
+      port: req.url.port || (isHttps ? 443 : 80),
+      path: req.url.pathname + req.url.search,
+      headers,
+      agent: isHttps ? this.httpsAgent : this.httpAgent,
+    });
+    const target = req.url.origin;
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new KgError('KG_ERR_ORIGIN_TIMEOUT', `origin ${target} sent no response within ${this.options.timeoutMs} ms`));
+        outgoing.destroy();
+      }, this.options.timeoutMs);
+      outgoing.once('response', (res) => { clearTimeout(timer); resolve(res); });
+      outgoing.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${target} failed: ${err.message}`, { cause: err }));
+      });
+    });
+    // An unobserved rejection (caller already gave up) must not crash the process.
+    response.catch(() => undefined);
+    return { outgoing, response };
+  }
+
+  /** A complete request with an in-memory body. */
+  async request(req: OriginRequest, body?: Buffer): Promise<IncomingMessage> {
+    const call = await this.start(req);
+    call.outgoing.end(body);
+    return call.response;
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+}
+
+/** Reads a body fully, failing once it passes `limit` bytes. */
+export function readBody(stream: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: KgError): void => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+      stream.destroy();
+    };
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) fail(new KgError('KG_ERR_INSTRUCT_TOO_LARGE', `origin body exceeded ${limit} bytes`));
+      else chunks.push(chunk);
+    });
+    stream.once('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks));
+    });
+    stream.once('error', (err) => fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin body failed: ${err.message}`, { cause: err })));
+    stream.once('aborted', () => fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', 'origin closed the connection mid-body')));
+  });
+}

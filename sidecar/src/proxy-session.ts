@@ -1,0 +1,175 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isKgError, KgError } from './errors.js';
+import { flatten, rawToList, relayResponseHeaders, withoutHeaders } from './grip/headers.js';
+import { isGripResponse, needsBufferedBody, parseInstruct } from './grip/instruct.js';
+import type { HeaderList, Instruct } from './grip/types.js';
+import { gripLastHeaders, type HoldDeps } from './holds/hold-deps.js';
+import { ResponseHold } from './holds/response-hold.js';
+import { StreamHold } from './holds/stream-hold.js';
+import { readBody } from './origin.js';
+
+// One client HTTP request: forward it to the origin, then either relay the answer (not GRIP)
+// or carry out the origin's instructions (spec 3). Retries re-send the original request, so
+// the client body is kept, up to maxRequestBodyBytes, while it streams to the origin.
+
+export interface ProxyTarget {
+  url: URL;
+  /** Headers for the origin, already cleaned by the forwarding rules. */
+  headers: HeaderList;
+}
+
+const PROXY_ERROR_TEXT = 'Error while proxying to origin.\n';
+const REQUEST_TOO_LARGE_TEXT = 'Request too large to accept GRIP instruct.\n';
+
+export class ProxySession {
+  private readonly keptBody: Buffer[] = [];
+  private keptBytes = 0;
+  private bodyOverLimit = false;
+
+  constructor(
+    private readonly deps: HoldDeps,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly target: ProxyTarget,
+  ) {}
+
+  async run(): Promise<void> {
+    let originRes: IncomingMessage;
+    try {
+      const call = await this.deps.origin.start({ method: this.req.method ?? 'GET', url: this.target.url, headers: this.target.headers });
+      this.req.on('data', (chunk: Buffer) => {
+        call.outgoing.write(chunk);
+        if (this.bodyOverLimit) return;
+        this.keptBytes += chunk.length;
+        if (this.keptBytes > this.deps.limits.maxRequestBodyBytes) {
+          this.bodyOverLimit = true;
+          this.keptBody.length = 0;
+        } else {
+          this.keptBody.push(chunk);
+        }
+      });
+      this.req.once('end', () => call.outgoing.end());
+      this.req.once('close', () => { if (!this.req.complete) call.outgoing.destroy(); });
+      originRes = await call.response;
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    await this.handleOriginResponse(originRes);
+  }
+
+  private async handleOriginResponse(originRes: IncomingMessage): Promise<void> {
+    const headers = rawToList(originRes.rawHeaders);
+    if (!isGripResponse(headers)) {
+      this.relay(originRes);
+      return;
+    }
+    if (this.bodyOverLimit) {
+      originRes.resume();
+      this.sendText(400, REQUEST_TOO_LARGE_TEXT);
+      return;
+    }
+    let instruct: Instruct;
+    const head = { code: originRes.statusCode ?? 502, reason: originRes.statusMessage ?? '', headers };
+    const context = { requestUrl: this.target.url.href };
+    try {
+      if (needsBufferedBody(headers)) {
+        instruct = parseInstruct({ ...head, body: await readBody(originRes, this.deps.limits.maxInstructBodyBytes) }, context);
+      } else {
+        instruct = parseInstruct(head, context);
+        if (instruct.hold?.mode === 'response' || (instruct.hold === undefined && instruct.nextLink === undefined)) {
+          // A long-poll's body is its timeout response; a plain GRIP answer is small too.
+          instruct.body = await readBody(originRes, this.deps.limits.maxInstructBodyBytes);
+        }
+      }
+    } catch (err) {
+      originRes.resume();
+      this.fail(err);
+      return;
+    }
+    this.apply(instruct, originRes);
+  }
+
+  private apply(instruct: Instruct, originRes: IncomingMessage): void {
+    const hold = instruct.hold;
+    const headers = withoutHeaders(instruct.headers, ['content-length']);
+    if (hold?.mode === 'response') {
+      new ResponseHold(this.deps, this.res, {
+        channels: hold.channels,
+        timeoutSec: hold.timeoutSec,
+        timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: instruct.body ?? Buffer.alloc(0) },
+        retry: (lastIds) => void this.retry(lastIds),
+      });
+      this.deps.metrics.requests.inc({ outcome: 'hold_response' });
+      return;
+    }
+    if (hold?.mode === 'stream' || instruct.nextLink !== undefined) {
+      const options = {
+        code: instruct.code, reason: instruct.reason, headers,
+        initialBody: instruct.body ?? originRes,
+        channels: hold?.channels ?? [],
+        ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
+        ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
+      };
+      new StreamHold(this.deps, this.res, options);
+      this.deps.metrics.requests.inc({ outcome: hold ? 'hold_stream' : 'paged' });
+      return;
+    }
+    const body = instruct.body ?? Buffer.alloc(0);
+    this.res.writeHead(instruct.code, instruct.reason, [...flatten(headers), 'Content-Length', String(body.length)]);
+    this.res.end(body);
+    this.deps.metrics.requests.inc({ outcome: 'grip_response' });
+  }
+
+  /** Asks the origin again with the original request plus Grip-Last (hint, or a gap in ids). */
+  private async retry(lastIds: ReadonlyMap<string, string>): Promise<void> {
+    if (this.res.destroyed) return;
+    try {
+      const originRes = await this.deps.origin.request(
+        { method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)] },
+        Buffer.concat(this.keptBody),
+      );
+      if (this.res.destroyed) {
+        originRes.resume();
+        return;
+      }
+      await this.handleOriginResponse(originRes);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private relay(originRes: IncomingMessage): void {
+    this.res.writeHead(originRes.statusCode ?? 502, originRes.statusMessage, flatten(relayResponseHeaders(originRes.rawHeaders)));
+    originRes.pipe(this.res);
+    originRes.once('error', () => this.res.destroy());
+    originRes.once('aborted', () => this.res.destroy());
+    this.res.once('close', () => { if (!originRes.complete) originRes.destroy(); });
+    this.deps.metrics.requests.inc({ outcome: 'relayed' });
+  }
+
+  /** Turns a failure into the client-visible answer: Pushpin's text, then what went wrong. */
+  private fail(err: unknown): void {
+    const kg = isKgError(err) ? err : new KgError('KG_ERR_ORIGIN_UNREACHABLE', String(err), { cause: err });
+    const level = kg.code === 'KG_ERR_INSTRUCT_INVALID' || kg.code === 'KG_ERR_INSTRUCT_TOO_LARGE' ? 'error' : 'warn';
+    this.deps.log[level]({ code: kg.code, origin: this.target.url.origin, err: kg.message }, 'request failed');
+    this.deps.metrics.requests.inc({ outcome: kg.code });
+    if (kg.code === 'KG_ERR_ORIGIN_UNREACHABLE' || kg.code === 'KG_ERR_ORIGIN_TIMEOUT') {
+      this.deps.metrics.originErrors.inc({ kind: kg.code === 'KG_ERR_ORIGIN_TIMEOUT' ? 'timeout' : 'unreachable' });
+    }
+    const detail = kg.code === 'KG_ERR_INSTRUCT_INVALID' || kg.code === 'KG_ERR_INSTRUCT_TOO_LARGE'
+      ? `Invalid GRIP instructions from origin ${this.target.url.origin}: ${kg.message}\n`
+      : `${kg.message}\n`;
+    this.sendText(kg.status || 502, kg.code === 'KG_ERR_REQUEST_TOO_LARGE' ? REQUEST_TOO_LARGE_TEXT : PROXY_ERROR_TEXT + detail);
+  }
+
+  private sendText(status: number, text: string): void {
+    if (this.res.headersSent) {
+      this.res.destroy();
+      return;
+    }
+    const body = Buffer.from(text);
+    this.res.writeHead(status, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(body.length)]);
+    this.res.end(body);
+  }
+}

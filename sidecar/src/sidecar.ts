@@ -1,0 +1,137 @@
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Bus } from './bus/bus.js';
+import { MemoryBus } from './bus/memory-bus.js';
+import type { Config } from './config.js';
+import { createControlHandler } from './control.js';
+import { KgError } from './errors.js';
+import { GripSigner } from './grip-sig.js';
+import { forwardRequestHeaders } from './grip/headers.js';
+import type { HoldDeps } from './holds/hold-deps.js';
+import { Hub } from './hub.js';
+import { createLogger, type Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { OriginClient } from './origin.js';
+import { ProxySession, type ProxyTarget } from './proxy-session.js';
+
+// Wires one sidecar together: the client-facing server, the control server, the bus, the hub.
+// Components get their dependencies from here; nothing is a module-level singleton, so a test
+// can run two sidecars in one process.
+
+export interface SidecarOptions {
+  config: Readonly<Config>;
+  log?: Logger;
+  /** Defaults to an in-process bus. */
+  bus?: Bus;
+}
+
+export interface Sidecar {
+  readonly clientPort: number;
+  readonly controlPort: number;
+  readonly metrics: Metrics;
+  readonly hub: Hub;
+  readonly bus: Bus;
+  close(): Promise<void>;
+}
+
+const OVERLOADED_TEXT = 'Service Unavailable: connection limit reached.\n';
+
+export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
+  const { config } = options;
+  const log = options.log ?? createLogger(config.logLevel);
+  const metrics = createMetrics({ collectDefaults: true });
+  if (config.nats !== undefined && options.bus === undefined) {
+    throw new KgError('KG_ERR_CONFIG_INVALID', 'nats is configured but this build has no NATS bus; pass a bus or remove nats');
+  }
+  const bus = options.bus ?? new MemoryBus();
+  const hub = new Hub(bus, metrics);
+  const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
+  const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
+  const deps: HoldDeps = { hub, origin, metrics, log, limits: config.limits };
+
+  let active = 0;
+  const targetFor = (req: IncomingMessage): ProxyTarget => {
+    if (config.origin === undefined) {
+      // Kong mode without a handoff verifier: fail closed, never act as an open proxy.
+      throw new KgError('KG_ERR_HANDOFF_INVALID', 'no origin configured for requests without a Kong handoff');
+    }
+    const base = new URL(config.origin);
+    const prefix = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
+    const url = new URL(prefix + (req.url ?? '/'), base);
+    return { url, headers: forwardRequestHeaders(req.rawHeaders) };
+  };
+
+  const client = http.createServer({ keepAlive: true }, (req: IncomingMessage, res: ServerResponse) => {
+    if (active >= config.limits.maxConnections) {
+      metrics.requests.inc({ outcome: 'over_limit' });
+      res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1']);
+      res.end(OVERLOADED_TEXT);
+      req.resume();
+      return;
+    }
+    active++;
+    res.once('close', () => { active--; });
+    let target: ProxyTarget;
+    try {
+      target = targetFor(req);
+    } catch (err) {
+      const e = err as KgError;
+      metrics.requests.inc({ outcome: e.code ?? 'error' });
+      res.writeHead(e.status || 400, ['Content-Type', 'text/plain; charset=utf-8']);
+      res.end(`${e.message}\n`);
+      req.resume();
+      return;
+    }
+    void new ProxySession(deps, req, res, target).run().catch((err: unknown) => {
+      log.error({ err }, 'request handling failed');
+      if (!res.headersSent) res.writeHead(500);
+      res.destroy();
+    });
+  });
+  // Long-lived streams must not be cut by Node's default request timeouts.
+  client.requestTimeout = 0;
+  client.headersTimeout = 60_000;
+
+  const controlHandler = createControlHandler({
+    bus, hub, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes,
+    ...(config.publishToken ? { publishToken: config.publishToken } : {}),
+  });
+  const control = http.createServer((req, res) => {
+    controlHandler(req, res).catch((err: unknown) => {
+      log.error({ err }, 'control request failed');
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+
+  await listen(client, config.listen.host, config.listen.port);
+  await listen(control, config.control.host, config.control.port);
+  const clientPort = (client.address() as AddressInfo).port;
+  const controlPort = (control.address() as AddressInfo).port;
+  log.info({ listen: `${config.listen.host}:${clientPort}`, control: `${config.control.host}:${controlPort}`, origin: config.origin }, 'sidecar started');
+
+  return {
+    clientPort, controlPort, metrics, hub, bus,
+    async close() {
+      client.closeAllConnections();
+      control.closeAllConnections();
+      await Promise.all([closeServer(client), closeServer(control)]);
+      origin.close();
+      await bus.close();
+    },
+  };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}

@@ -1,0 +1,80 @@
+import test from 'ava';
+import net from 'node:net';
+import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
+import { listenHttp, request } from '../helpers/http.js';
+import { startTestSidecar } from '../helpers/sidecar.js';
+
+test('an origin that is down gives 502 naming the origin', async (t) => {
+  // A port that was free a moment ago: connections are refused.
+  const probe = await listenHttp(() => undefined);
+  const deadUrl = probe.url;
+  await probe.close();
+  const side = await startTestSidecar({ origin: deadUrl });
+  t.teardown(() => side.close());
+  const res = await request(side.url('/x'));
+  t.is(res.status, 502);
+  t.true(res.body.startsWith('Error while proxying to origin.\n'));
+  t.true(res.body.includes(deadUrl), res.body);
+  const metrics = await (await fetch(`${side.controlUri}metrics`)).text();
+  t.regex(metrics, /kong_grip_origin_errors_total\{kind="unreachable"\} 1/);
+});
+
+test('an origin that hangs gives 504 after the configured origin timeout, and nothing stays held', async (t) => {
+  const sockets: net.Socket[] = [];
+  const hanging = net.createServer((s) => { sockets.push(s); s.on('error', () => undefined); });
+  await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => { for (const s of sockets) s.destroy(); hanging.close(); });
+  const port = (hanging.address() as net.AddressInfo).port;
+  const side = await startTestSidecar({ origin: `http://127.0.0.1:${port}`, limits: { originTimeoutMs: 200 } });
+  t.teardown(() => side.close());
+  const res = await request(side.url('/x'));
+  t.is(res.status, 504);
+  t.regex(res.body, /sent no response within 200 ms/);
+});
+
+test('malformed Grip-* instructions give a clear 502 naming the origin and the header', async (t) => {
+  const origin = await startGripOrigin({
+    '/bad-hold': (req, res) => { res.setHeader('Grip-Hold', 'forever'); res.setHeader('Grip-Channel', 'a'); res.end(); },
+    '/bad-timeout': (req, res) => {
+      res.setHeader('Grip-Hold', 'response'); res.setHeader('Grip-Channel', 'a'); res.setHeader('Grip-Timeout', 'abc'); res.end();
+    },
+    '/bad-json': (req, res) => { res.setHeader('Content-Type', 'application/grip-instruct'); res.end('{not json'); },
+  });
+  const side = await startTestSidecar({ origin: origin.url, sigKey: TEST_SIG_KEY });
+  t.teardown(async () => { await side.close(); await origin.close(); });
+  for (const [path, pattern] of [['/bad-hold', /Grip-Hold/], ['/bad-timeout', /Grip-Timeout/], ['/bad-json', /JSON/]] as const) {
+    const res = await request(side.url(path));
+    t.is(res.status, 502, path);
+    t.true(res.body.startsWith('Error while proxying to origin.\n'), path);
+    t.true(res.body.includes(origin.url), `${path}: ${res.body}`);
+    t.regex(res.body, pattern, path);
+    t.is(side.sidecar.hub.channelCount(), 0);
+  }
+});
+
+test('a response-hold body over the buffered limit gives 502', async (t) => {
+  const origin = await startGripOrigin({
+    '/huge': (req, res) => { res.setHeader('Grip-Hold', 'response'); res.setHeader('Grip-Channel', 'a'); res.end('x'.repeat(2000)); },
+  });
+  const side = await startTestSidecar({ origin: origin.url, sigKey: TEST_SIG_KEY, limits: { maxInstructBodyBytes: 1000 } });
+  t.teardown(async () => { await side.close(); await origin.close(); });
+  const res = await request(side.url('/huge'));
+  t.is(res.status, 502);
+  t.regex(res.body, /exceeded 1000 bytes/);
+});
+
+test('a client body too large to keep gets 400 when the origin answers with GRIP, and is relayed when it does not', async (t) => {
+  const origin = await startGripOrigin({
+    '/hold': (req, res) => { res.setHeader('Grip-Hold', 'response'); res.setHeader('Grip-Channel', 'a'); res.end(); },
+    '/echo': (req, res, seen) => { res.end(`got ${seen.body.length}\n`); },
+  });
+  const side = await startTestSidecar({ origin: origin.url, sigKey: TEST_SIG_KEY, limits: { maxRequestBodyBytes: 1000 } });
+  t.teardown(async () => { await side.close(); await origin.close(); });
+  const big = 'y'.repeat(5000);
+  const held = await request(side.url('/hold'), { method: 'POST', body: big });
+  t.is(held.status, 400);
+  t.is(held.body, 'Request too large to accept GRIP instruct.\n');
+  const echoed = await request(side.url('/echo'), { method: 'POST', body: big });
+  t.is(echoed.status, 200);
+  t.is(echoed.body, 'got 5000\n');
+});

@@ -1,7 +1,8 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Bus } from './bus/bus.js';
+import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
+import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
 import { createControlHandler } from './control.js';
 import { KgError } from './errors.js';
@@ -40,11 +41,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics({ collectDefaults: true });
-  if (config.nats !== undefined && options.bus === undefined) {
-    throw new KgError('KG_ERR_CONFIG_INVALID', 'nats is configured but this build has no NATS bus; pass a bus or remove nats');
-  }
-  const bus = options.bus ?? new MemoryBus();
-  const hub = new Hub(bus, metrics);
+  const bus = options.bus ?? createBus(config, log);
+  const isNats = bus instanceof NatsBus;
+  const stopBusMetrics = bus.listen((event) => recordBusEvent(event, metrics, isNats));
+  metrics.natsConnected.set(isNats && bus.status().type === 'connected' ? 1 : 0);
+  const hub = new Hub(bus, metrics, config.hold, log);
   const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
   const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
   const deps: HoldDeps = { hub, origin, metrics, log, limits: config.limits };
@@ -117,9 +118,42 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       control.closeAllConnections();
       await Promise.all([closeServer(client), closeServer(control)]);
       origin.close();
+      hub.close();
+      stopBusMetrics();
       await bus.close();
     },
   };
+}
+
+/** NATS when configured (each process its own connection), else the in-process bus. */
+export function createBus(config: Readonly<Config>, log: Logger): Bus {
+  if (config.nats === undefined) return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: config.hold.channelLingerMs });
+  return new NatsBus({
+    ...config.nats,
+    lingerMs: config.hold.channelLingerMs,
+    name: `kong-grip sidecar pid ${process.pid}`,
+    log: log.child({ component: 'nats' }),
+  });
+}
+
+function recordBusEvent(event: BusEvent, metrics: Metrics, isNats: boolean): void {
+  switch (event.type) {
+    case 'status':
+      if (!isNats) return;
+      if (event.status.type === 'disconnected') metrics.natsDisconnects.inc();
+      metrics.natsConnected.set(event.status.type === 'connected' ? 1 : 0);
+      return;
+    case 'payload-invalid':
+      metrics.natsPayloadsInvalid.inc();
+      return;
+    case 'channel-live':
+    case 'channel-released':
+      return;
+    default: {
+      const never: never = event;
+      throw new Error(`unhandled bus event ${JSON.stringify(never)}`);
+    }
+  }
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

@@ -23,6 +23,6 @@ export function newNatsBus(url: string, overrides: Partial<NatsBusOptions> = {})
   });
 }
 
-export function newMemoryBus(): MemoryBus {
-  return new MemoryBus({ log: testLogger() });
+export function newMemoryBus(options: { lingerMs?: number } = {}): MemoryBus {
+  return new MemoryBus({ log: testLogger(), ...options });
 }

@@ -18,9 +18,9 @@ test.after.always(async () => {
   await nats?.dispose();
 });
 
-const implementations: Array<{ name: string; make: () => Bus }> = [
-  { name: 'memory', make: () => newMemoryBus() },
-  { name: 'nats', make: () => newNatsBus(nats!.url) },
+const implementations: Array<{ name: string; make: (options?: { lingerMs?: number }) => Bus }> = [
+  { name: 'memory', make: (options) => newMemoryBus(options) },
+  { name: 'nats', make: (options) => newNatsBus(nats!.url, options) },
 ];
 
 /** Subscribes and waits until the subscription is live, so the next publish must arrive. */
@@ -175,6 +175,37 @@ for (const impl of implementations) {
       { type: 'channel-live', channel, cause: 'subscribed' },
       { type: 'channel-released', channel },
     ]);
+  });
+
+  test(title('keeps a channel live through the linger when a subscriber returns'), async (t) => {
+    const bus = impl.make({ lingerMs: 60_000 });
+    t.teardown(() => bus.close());
+    const channel = `linger-${impl.name}`;
+    const events: string[] = [];
+    bus.listen((e) => {
+      if (e.type === 'channel-live' || e.type === 'channel-released') events.push(e.type);
+    });
+    const off = bus.subscribe(channel, () => {});
+    await whenLive(bus, channel);
+    off();
+    t.true(bus.isLive(channel));
+    const c = new ItemCollector();
+    bus.subscribe(channel, c.handler);
+    await bus.publish([streamItem(channel, 'back')]);
+    await c.waitForText('back');
+    t.deepEqual(events, ['channel-live'], 'no second first-subscription');
+  });
+
+  test(title('releases a channel when its linger ends without a subscriber'), async (t) => {
+    const bus = impl.make({ lingerMs: 30 });
+    t.teardown(() => bus.close());
+    const channel = `linger-end-${impl.name}`;
+    const off = bus.subscribe(channel, () => {});
+    await whenLive(bus, channel);
+    const released = new Promise<void>((resolve) => bus.listen((e) => e.type === 'channel-released' && resolve()));
+    off();
+    await released;
+    t.false(bus.isLive(channel));
   });
 
   test(title('keeps delivering to other handlers when one throws'), async (t) => {

@@ -10,7 +10,7 @@ import { type HoldDeps, limitChannels } from './hold-deps.js';
 //
 //   holding ──http-response item──▶ closed (item's response)
 //      │ ────timeout──────────────▶ closed (the origin's timeout response)
-//      │ ────hint / prev-id gap───▶ closed (session retries the origin, which decides anew)
+//      │ ────hint / prev-id gap / refresh──▶ closed (session retries the origin, which decides anew)
 //      └─────client gone──────────▶ closed
 //
 // close() runs once and releases the subscriptions and the timer.
@@ -63,6 +63,12 @@ export class ResponseHold implements Subscriber {
         throw new Error(`unhandled action ${String(never)}`);
       }
     }
+  }
+
+  /** First-subscription refresh (spec 3.5): ask the origin again, as for a hint. */
+  refresh(): void {
+    if (this.state !== 'holding') return;
+    this.retryWith(this.knownPrevIds());
   }
 
   private knownPrevIds(): Map<string, string> {

@@ -32,7 +32,13 @@ export class OriginClient {
 
   async start(req: OriginRequest): Promise<OriginCall> {
     const headers: string[] = [];
-    for (const [k, v] of req.headers) headers.push(k, v);
+    let hasHost = false;
+    for (const [k, v] of req.headers) {
+      headers.push(k, v);
+      if (!hasHost && k.length === 4 && k.toLowerCase() === 'host') hasHost = true;
+    }
+    // Node adds no Host of its own when headers are given as a raw list.
+    if (!hasHost) headers.push('Host', req.url.host);
     if (this.options.signer) headers.push('Grip-Sig', await this.options.signer.token());
     headers.push('Grip-Feature', FEATURE_VALUE);
     const isHttps = req.url.protocol === 'https:';

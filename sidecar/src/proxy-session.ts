@@ -82,6 +82,9 @@ export class ProxySession {
           instruct.body = await readBody(originRes, this.deps.limits.maxInstructBodyBytes);
         }
       }
+      if (instruct.code < 100) {
+        throw new KgError('KG_ERR_INSTRUCT_INVALID', `Grip-Status ${instruct.code} cannot be sent over HTTP (must be 100-999)`);
+      }
     } catch (err) {
       originRes.resume();
       this.fail(err);

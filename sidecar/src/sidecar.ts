@@ -64,7 +64,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
 
   const client = http.createServer({ keepAlive: true }, (req: IncomingMessage, res: ServerResponse) => {
     if (active >= config.limits.maxConnections) {
-      metrics.requests.inc({ outcome: 'over_limit' });
+      metrics.requests.inc({ outcome: 'over_limit' }); // KG_ERR_TOO_MANY_CONNECTIONS
       res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1']);
       res.end(OVERLOADED_TEXT);
       req.resume();

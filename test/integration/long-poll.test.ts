@@ -7,7 +7,7 @@ import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
 const setup = async () => {
   const origin = await startGripOrigin({
     '/poll': (req, res) => {
-      const instruct = res.grip.startInstruct();
+      const instruct = res.grip!.startInstruct();
       instruct.addChannel('news');
       instruct.setHoldLongPoll(55);
       res.setHeader('Content-Type', 'text/plain');
@@ -28,7 +28,7 @@ test('a long-poll is answered by the published http-response, over the timeout r
   await origin.waitForRequests(1);
   // The hold is installed once the origin has answered; wait until the channel has a subscriber.
   await waitForSubscribers(side.sidecar.hub, 'news', 1);
-  await publisher.publishFormats('news', new HttpResponseFormat({ code: 202, headers: { 'X-Pub': '1', 'Content-Type': 'application/json' }, body: '{"items":[42]}' }));
+  await publisher.publishFormats('news', new HttpResponseFormat({ code: '202', headers: { 'X-Pub': '1', 'Content-Type': 'application/json' }, body: '{"items":[42]}' }));
   const res = await pending;
   t.is(res.status, 202);
   t.is(res.reason, 'Accepted');

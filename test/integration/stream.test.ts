@@ -8,7 +8,7 @@ import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
 const setup = async () => {
   const origin = await startGripOrigin({
     '/events': (req, res) => {
-      const instruct = res.grip.startInstruct();
+      const instruct = res.grip!.startInstruct();
       instruct.addChannel('feed');
       instruct.setHoldStream();
       res.setHeader('Content-Type', 'text/event-stream');
@@ -62,7 +62,7 @@ test('a stream is chunked, keeps the origin headers, gets keep-alives, and ends 
   await waitForSubscribers(side.sidecar.hub, 'raw', 1);
   await publisher.publishHttpStream('raw', 'hello world\n');
   await stream.waitFor('hello world\n');
-  await publisher.publishFormats('raw', new HttpStreamFormat(undefined, 'close'));
+  await publisher.publishFormats('raw', new HttpStreamFormat(null, true));
   const text = await stream.waitForEnd();
   t.true(stream.res.complete, 'the response ended with a terminating chunk');
   t.true(text.startsWith('stream open\n\n'));

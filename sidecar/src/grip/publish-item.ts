@@ -49,11 +49,13 @@ function parseContentFilters(obj: Json, path: string): string[] | undefined {
   return v as string[];
 }
 
-function parseCode(obj: Json, path: string, fallback: number | undefined, max = 999): number | undefined {
-  const v = obj['code'];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
-    throw invalid(path, `'code' must be an integer 0-${max}, got ${JSON.stringify(v)}`);
+function parseCode(obj: Json, path: string, fallback: number | undefined, min = 0, max = 999): number | undefined {
+  const raw = obj['code'];
+  if (raw === undefined || raw === null) return fallback;
+  // @fanoutio/grip types the code as a string ("202"); accept digit strings as Pushpin does.
+  const v = typeof raw === 'string' && /^\d{1,4}$/.test(raw) ? Number(raw) : raw;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalid(path, `'code' must be an integer ${min}-${max}, got ${JSON.stringify(raw)}`);
   }
   return v;
 }
@@ -87,7 +89,8 @@ export function parseHeaderSet(v: unknown, path: string): HeaderList {
 function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   if (!isObject(v)) throw invalid(path, 'must be an object');
   const action = parseAction(v, ['send', 'hint', 'refresh', 'close'] as const, path);
-  const code = parseCode(v, path, 200) ?? 200;
+  // HTTP cannot carry status codes below 100, so they are refused here rather than at send time.
+  const code = parseCode(v, path, 200, 100) ?? 200;
   const reason = optString(v, 'reason', path);
   if (reason !== undefined && /[\r\n]/.test(reason)) throw invalid(path, `'reason' must not contain CR or LF`);
   const headers = parseHeaderSet(v['headers'], `${path}.headers`);
@@ -142,7 +145,7 @@ function parseWsMessage(v: unknown, path: string): WsMessageFormat {
   }
   const format: WsMessageFormat = { action, type, content: content ?? EMPTY };
   if (action === 'close') {
-    const code = parseCode(v, path, undefined, 4999); // WebSocket close codes run to 4999
+    const code = parseCode(v, path, undefined, 0, 4999); // WebSocket close codes run to 4999
     if (code !== undefined) format.code = code;
     const reason = optString(v, 'reason', path);
     if (reason !== undefined) {

@@ -27,3 +27,8 @@ export function gripLastHeaders(lastIds: ReadonlyMap<string, string>): Array<[st
   for (const [channel, id] of lastIds) out.push(['Grip-Last', `${channel}; last-id=${id}`]);
   return out;
 }
+
+/** Seconds to a timer delay; Node timers cannot wait longer than 2^31-1 ms (about 24.8 days). */
+export function timerMs(seconds: number): number {
+  return Math.min(seconds * 1000, 2 ** 31 - 1);
+}

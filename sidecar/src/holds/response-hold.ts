@@ -4,7 +4,7 @@ import { buildPublishedResponse, type ResponseParts } from '../grip/published-re
 import type { ChannelSub, PublishItem } from '../grip/types.js';
 import type { Subscriber } from '../hub.js';
 import type { CloseReason } from '../metrics.js';
-import { type HoldDeps, limitChannels } from './hold-deps.js';
+import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
 
 // A long-poll (spec 3.5). The client has been sent nothing; it gets exactly one response:
 //
@@ -32,7 +32,7 @@ export class ResponseHold implements Subscriber {
 
   constructor(private readonly deps: HoldDeps, private readonly res: ServerResponse, private readonly options: ResponseHoldOptions) {
     this.channels = limitChannels(options.channels, deps);
-    this.timer = setTimeout(() => this.finish('timeout', options.timeoutResponse), options.timeoutSec * 1000);
+    this.timer = setTimeout(() => this.finish('timeout', options.timeoutResponse), timerMs(options.timeoutSec));
     res.once('close', this.onClientGone);
     for (const c of this.channels) deps.hub.subscribe(c.name, this);
     deps.metrics.connections.inc({ kind: 'response' });

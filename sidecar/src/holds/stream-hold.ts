@@ -4,7 +4,7 @@ import type { ChannelSub, HeaderList, KeepAlive, Link, PublishItem } from '../gr
 import type { Subscriber } from '../hub.js';
 import { fetchLink } from '../link-fetch.js';
 import type { CloseReason } from '../metrics.js';
-import { type HoldDeps, limitChannels } from './hold-deps.js';
+import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
 
 // An HTTP stream (spec 3.6), also used for paged streaming (no hold, only a next link, 3.4).
 // Headers and the initial body go out at once; published http-stream content is appended.
@@ -155,7 +155,7 @@ export class StreamHold implements Subscriber {
     clearTimeout(this.nextLinkTimer);
     this.nextLinkTimer = undefined;
     if (this.nextLink !== undefined && this.channels.length > 0) {
-      this.nextLinkTimer = setTimeout(() => void this.fetchNext(), this.nextLink.timeoutSec * 1000);
+      this.nextLinkTimer = setTimeout(() => void this.fetchNext(), timerMs(this.nextLink.timeoutSec));
     }
     while (this.pending.length > 0 && this.state === 'holding') this.apply(this.pending.shift() as PublishItem);
   }
@@ -230,7 +230,7 @@ export class StreamHold implements Subscriber {
     clearInterval(this.keepAliveTimer);
     this.keepAliveTimer = undefined;
     this.keepAlive = keepAlive;
-    if (keepAlive !== undefined) this.keepAliveTimer = setInterval(this.sendKeepAlive, keepAlive.timeoutSec * 1000);
+    if (keepAlive !== undefined) this.keepAliveTimer = setInterval(this.sendKeepAlive, timerMs(keepAlive.timeoutSec));
   }
 
   /** Ends the response cleanly (terminating chunk). */

@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { NatsBus } from './bus/nats-bus.js';
-import { DEFAULT_SUBJECT_PREFIX, normalizeSubjectPrefix } from './bus/subject.js';
+import { channelToSubject, DEFAULT_SUBJECT_PREFIX, normalizeSubjectPrefix } from './bus/subject.js';
 import { KgError } from './errors.js';
 import { encodePublishItem, parsePublishItem } from './grip/publish-item.js';
 import type { PublishAction, PublishItem, WsMessageType } from './grip/types.js';
@@ -81,6 +81,13 @@ export interface Publisher {
   /** Validates every item first (all or nothing), then publishes them in order. */
   publish(items: ItemInput | readonly ItemInput[]): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The NATS subject that carries `channel` (for publishing with another NATS client). */
+export function subjectFor(channel: string, subjectPrefix: string = DEFAULT_SUBJECT_PREFIX): string {
+  const prefix = normalizeSubjectPrefix(subjectPrefix);
+  if ('error' in prefix) throw new KgError('KG_ERR_CONFIG_INVALID', prefix.error);
+  return channelToSubject(prefix.prefix, channel);
 }
 
 /** The text of one Server-Sent Event, for `httpStream.content`. */

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
-import { sseEvent, toPublishItems } from '../../sidecar/src/publisher.js';
+import { sseEvent, subjectFor, toPublishItems } from '../../sidecar/src/publisher.js';
 
 test('sseEvent writes the event, id and one data line per line of data', (t) => {
   t.is(sseEvent({ data: 'hi' }), 'data: hi\n\n');
@@ -57,4 +57,11 @@ test('the package exports kong-grip/publish from the built publisher module', (t
   t.is(entry?.types, './sidecar/dist/publisher.d.ts');
   // The build maps sidecar/src to sidecar/dist, so the source must sit at the matching place.
   t.true(existsSync(new URL('../../sidecar/src/publisher.ts', import.meta.url)));
+});
+
+test('subjectFor gives the escaped subject under the default or a given prefix', (t) => {
+  t.is(subjectFor('news'), 'grip.ch.news');
+  t.is(subjectFor('user.42'), 'grip.ch.user%2E42');
+  t.is(subjectFor('room 1', 'app.rt'), 'app.rt.room%201');
+  t.throws(() => subjectFor('x', 'a.*'), { message: /must be dot-separated tokens/ });
 });

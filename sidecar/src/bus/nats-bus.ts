@@ -226,11 +226,24 @@ export class NatsBus implements Bus {
 
   private attach(nc: NatsConnection): void {
     this.nc = nc;
-    this.log.info({ server: nc.getServer() }, 'nats connected');
-    this.setStatus({ type: 'connected' });
-    for (const entry of this.channels.values()) this.subscribeUpstream(entry);
+    for (const entry of this.channels.values()) {
+      entry.sub = nc.subscribe(entry.subject, { callback: entry.onMessage });
+    }
     void this.watchStatus(nc);
     void nc.closed().then((err) => this.onClosed(nc, err));
+    // Connected (and ready for publishes) once the server has the subscriptions made so far.
+    const epoch = this.epoch;
+    nc.flush().then(
+      () => {
+        if (epoch !== this.epoch || this.nc !== nc || this.isClosing) return;
+        this.log.info({ server: nc.getServer(), channels: this.channels.size }, 'nats connected');
+        this.setStatus({ type: 'connected' });
+        for (const entry of this.channels.values()) {
+          if (entry.sub !== undefined) this.markLive(entry);
+        }
+      },
+      () => {}, // lost at once: the reconnect confirms them
+    );
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {

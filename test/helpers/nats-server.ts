@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,9 @@ import { once } from 'node:events';
 // its monitoring endpoint readable. Readiness is the server's own "Server is ready" log line
 // followed by a TCP probe that reads the INFO line, never a sleep.
 
-export const NATS_SERVER_BIN = process.env['NATS_SERVER_BIN'] ?? '/usr/sbin/nats-server';
+/** NATS_SERVER_BIN, else the Debian package's binary, else whatever `nats-server` is on PATH. */
+export const NATS_SERVER_BIN = process.env['NATS_SERVER_BIN']
+  ?? (existsSync('/usr/sbin/nats-server') ? '/usr/sbin/nats-server' : 'nats-server');
 
 export interface NatsServerOptions {
   /** Enable JetStream with a temporary store directory (kept across restarts). */

@@ -77,10 +77,17 @@ async function main(): Promise<void> {
   let onAllReceived: () => void = () => {};
   let samples = new Float64Array(0);
   let sampleCount = 0;
+  // Per message: when the first and the last client had it (pipeline latency vs fan-out done).
+  let firsts: number[] = [];
+  let lasts: number[] = [];
   const onMessage = (seq: number): void => {
     if (seq !== current) return;
     const latency = performance.now() - sentAt;
-    if (seq >= WARMUP) samples[sampleCount++] = latency;
+    if (seq >= WARMUP) {
+      samples[sampleCount++] = latency;
+      if (received === 0) firsts.push(latency);
+      if (received === CLIENTS - 1) lasts.push(latency);
+    }
     if (++received === CLIENTS) onAllReceived();
   };
 
@@ -110,6 +117,8 @@ async function main(): Promise<void> {
   for (const via of VIA) {
     samples = new Float64Array(MESSAGES * CLIENTS);
     sampleCount = 0;
+    firsts = [];
+    lasts = [];
     for (let seq = 0; seq < WARMUP + MESSAGES; seq++) {
       current = seq;
       received = 0;
@@ -124,6 +133,10 @@ async function main(): Promise<void> {
     const fmt = (ms: number): string => `${ms.toFixed(2)} ms`;
     console.log(`  via ${via.padEnd(4)} publish→delivery: p50 ${fmt(percentile(sorted, 50))}  p90 ${fmt(percentile(sorted, 90))}  ` +
       `p99 ${fmt(percentile(sorted, 99))}  max ${fmt(sorted[sorted.length - 1] ?? NaN)}  (${sampleCount} deliveries)`);
+    const first = Float64Array.from(firsts).sort();
+    const last = Float64Array.from(lasts).sort();
+    console.log(`           first client: p50 ${fmt(percentile(first, 50))}  p99 ${fmt(percentile(first, 99))}   ` +
+      `last client: p50 ${fmt(percentile(last, 50))}  p99 ${fmt(percentile(last, 99))}`);
   }
 
   for (const c of clients) c.destroy();

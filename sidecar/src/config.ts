@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { normalizeSubjectPrefix } from './bus/subject.js';
 import { KgError } from './errors.js';
+import { parseOriginUrl } from './handoff-format.js';
 
 // The sidecar's configuration, typed once and frozen. Layers, lowest first: defaults, the YAML
 // file (--config), environment variables (GRIP_*, NATS_URL), command-line flags. Every problem
@@ -25,6 +26,17 @@ export interface Limits {
   maxPublishBodyBytes: number;
   /** Time allowed for the origin to send response headers. */
   originTimeoutMs: number;
+}
+
+export interface KongConfig {
+  /** Shared with the grip plugin's `secret` (at least 32 characters, like the plugin's schema). */
+  secret: string;
+  /** Origin base URLs a handoff may name (scheme, host, port, path prefix). At least one. */
+  allowedOrigins: string[];
+  /** Oldest handoff token accepted, in seconds. */
+  maxAgeSec: number;
+  /** Nonces remembered against replay; when full, new requests get 503 (see docs/errors.md). */
+  replayCacheSize: number;
 }
 
 export interface HoldDefaults {
@@ -57,7 +69,8 @@ export interface Config {
   /** Bearer token required on the publish API; none = open (like Pushpin). */
   publishToken?: string;
   nats?: NatsConfig;
-  kong?: { secret: string; allowedOrigins: string[]; maxAgeSec: number };
+  /** Kong mode: every client request must carry a valid handoff token from the grip plugin. */
+  kong?: KongConfig;
   workers: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   limits: Limits;
@@ -88,6 +101,7 @@ export const FLAGS = {
   '--nats': 'nats',
   '--nats-prefix': 'natsPrefix',
   '--kong-secret': 'kongSecret',
+  '--kong-allowed-origins': 'kongAllowedOrigins',
   '--workers': 'workers',
   '--log-level': 'logLevel',
   '--config': 'config',
@@ -103,6 +117,7 @@ const ENV = {
   NATS_URL: 'nats',
   GRIP_NATS_PREFIX: 'natsPrefix',
   GRIP_KONG_SECRET: 'kongSecret',
+  GRIP_KONG_ALLOWED_ORIGINS: 'kongAllowedOrigins',
   GRIP_WORKERS: 'workers',
   GRIP_LOG_LEVEL: 'logLevel',
   GRIP_CONFIG: 'config',
@@ -121,13 +136,17 @@ export const USAGE = `Usage: grip-sidecar [options]
   --nats URL[,URL...]     use NATS at these servers as the bus (default: in-process bus)
   --nats-prefix PREFIX    NATS subject prefix for channels (default grip.ch.)
   --kong-secret SECRET    Kong mode: accept only requests handed off by the grip plugin
+                          (the same secret as the plugin's, at least 32 characters)
+  --kong-allowed-origins URL[,URL...]
+                          Kong mode: origins a handoff may name (or kong.allowedOrigins)
   --workers N             worker processes (default: number of cores with NATS, else 1)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
   --config FILE           YAML config file (flags override it)
   --help                  show this help
 
 Environment: GRIP_LISTEN, GRIP_CONTROL, GRIP_ORIGIN, GRIP_SIG_KEY, GRIP_SIG_ISS,
-GRIP_PUBLISH_TOKEN, NATS_URL, GRIP_NATS_PREFIX, GRIP_KONG_SECRET, GRIP_WORKERS, GRIP_LOG_LEVEL, GRIP_CONFIG.
+GRIP_PUBLISH_TOKEN, NATS_URL, GRIP_NATS_PREFIX, GRIP_KONG_SECRET, GRIP_KONG_ALLOWED_ORIGINS, GRIP_WORKERS,
+GRIP_LOG_LEVEL, GRIP_CONFIG.
 `;
 
 /** Splits argv into config keys. Throws KG_ERR_CONFIG_INVALID for unknown flags or missing values. */
@@ -181,7 +200,7 @@ function readFileValues(path: string): RawConfig {
   return doc as RawConfig;
 }
 
-const FILE_KEYS = new Set(['listen', 'control', 'origin', 'sigKey', 'sigIss', 'publishToken', 'nats', 'kong', 'kongSecret',
+const FILE_KEYS = new Set(['listen', 'control', 'origin', 'sigKey', 'sigIss', 'publishToken', 'nats', 'kong', 'kongSecret', 'kongAllowedOrigins',
   'workers', 'logLevel', 'limits', 'hold']);
 
 class Problems {
@@ -333,18 +352,33 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
   }
 
   const kongRaw = typeof raw['kong'] === 'object' ? section('kong', raw['kong'], problems) : {};
-  unknownKeys('kong.', kongRaw, ['secret', 'allowedOrigins', 'maxAgeSec'], problems);
-  const kongSecret = str('kong.secret', raw['kongSecret'] ?? kongRaw['secret'], problems, 16);
+  unknownKeys('kong.', kongRaw, ['secret', 'allowedOrigins', 'maxAgeSec', 'replayCacheSize'], problems);
+  const kongSecret = str('kong.secret', raw['kongSecret'] ?? kongRaw['secret'], problems, 32);
   if (kongSecret !== undefined) {
-    const allowed = kongRaw['allowedOrigins'] ?? [];
-    if (!Array.isArray(allowed) || !allowed.every((o) => typeof o === 'string')) {
-      problems.add('kong.allowedOrigins', 'must be a list of origin URLs', allowed);
+    const fromFlag = raw['kongAllowedOrigins'];
+    const allowed = typeof fromFlag === 'string'
+      ? fromFlag.split(',').map((o) => o.trim()).filter(Boolean)
+      : kongRaw['allowedOrigins'] ?? [];
+    if (!Array.isArray(allowed) || allowed.length === 0 || !allowed.every((o) => typeof o === 'string')) {
+      problems.add('kong.allowedOrigins', 'must list at least one origin URL the grip plugin may name (Kong mode refuses every other origin)', allowed);
+    } else {
+      allowed.forEach((o, i) => {
+        try {
+          parseOriginUrl(`kong.allowedOrigins[${i}]`, o);
+        } catch (err) {
+          problems.list.push((err as Error).message);
+        }
+      });
     }
     config.kong = {
       secret: kongSecret,
       allowedOrigins: Array.isArray(allowed) ? allowed.map(String) : [],
       maxAgeSec: int('kong.maxAgeSec', kongRaw['maxAgeSec'], 1, 3600, 30, problems),
+      replayCacheSize: int('kong.replayCacheSize', kongRaw['replayCacheSize'], 1000, 100_000_000, 500_000, problems),
     };
+    if (config.origin !== undefined) {
+      problems.list.push('origin (standalone mode) and kong.secret (Kong mode) exclude each other: in Kong mode each request names its origin in the handoff');
+    }
   }
   if (config.origin === undefined && config.kong === undefined) {
     problems.list.push('origin is required (--origin URL) unless Kong mode is on (--kong-secret)');

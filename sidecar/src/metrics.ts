@@ -61,6 +61,10 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_nats_payloads_invalid_total', help: 'NATS messages dropped because they were not valid publish items',
       registers: [registry],
     }),
+    handoffRejected: new Counter({
+      name: 'kong_grip_handoff_rejected_total', help: 'Client requests refused in Kong mode, by handoff failure',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
     originErrors: new Counter({
       name: 'kong_grip_origin_errors_total', help: 'Failures talking to the origin, by kind',
       labelNames: ['kind'] as const, registers: [registry],

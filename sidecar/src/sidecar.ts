@@ -10,9 +10,11 @@ import { GripSigner } from './grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
 import type { HoldDeps } from './holds/hold-deps.js';
 import { Hub } from './hub.js';
+import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong-handoff.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { OriginClient } from './origin.js';
+import { originUrl } from './origin-url.js';
 import { ProxySession, type ProxyTarget } from './proxy-session.js';
 
 // Wires one sidecar together: the client-facing server, the control server, the bus, the hub.
@@ -42,6 +44,8 @@ export interface Sidecar {
 }
 
 const OVERLOADED_TEXT = 'Service Unavailable: connection limit reached.\n';
+const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.';
+const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.';
 
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
@@ -55,15 +59,44 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const deps: HoldDeps = { hub, origin, metrics, log, limits: config.limits };
 
   let active = 0;
+  // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
+  const handoff = config.kong === undefined ? undefined : new HandoffVerifier(config.kong);
   const targetFor = (req: IncomingMessage): ProxyTarget => {
+    // Headers only a verified handoff may set are dropped in both modes, so an origin behind a
+    // sidecar can always trust Kong-Grip-* identity headers.
+    const headers = forwardRequestHeaders(req.rawHeaders).filter(([name]) => !isHandoffOwnedHeader(name));
+    if (handoff !== undefined) {
+      let verified: VerifiedHandoff;
+      try {
+        verified = handoff.verify(req.headers, Date.now());
+      } catch (err) {
+        throw handoffRefused(req, err);
+      }
+      return { url: originUrl(verified.origin, req.url), headers: [...headers, ...verified.headersForOrigin] };
+    }
     if (config.origin === undefined) {
-      // Kong mode without a handoff verifier: fail closed, never act as an open proxy.
+      // loadConfig never allows this; fail closed all the same, never act as an open proxy.
       throw new KgError('KG_ERR_HANDOFF_INVALID', 'no origin configured for requests without a Kong handoff');
     }
-    const base = new URL(config.origin);
-    const prefix = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
-    const url = new URL(prefix + (req.url ?? '/'), base);
-    return { url, headers: forwardRequestHeaders(req.rawHeaders) };
+    return { url: originUrl(new URL(config.origin), req.url), headers };
+  };
+  // Counted and logged here, for plain requests and WebSocket upgrades alike. The error the
+  // caller answers with carries only a generic text: the client learns nothing about why.
+  const handoffRefused = (req: IncomingMessage, err: unknown): unknown => {
+    const reason = handoffFailureReason(err);
+    if (reason === undefined) return err;
+    const e = err as KgError;
+    metrics.handoffRejected.inc({ reason });
+    log[e.code === 'KG_ERR_HANDOFF_CAPACITY' ? 'error' : 'warn']({ code: e.code, reason, err: e.message, remote: req.socket.remoteAddress }, 'handoff refused');
+    return new KgError(e.code, e.code === 'KG_ERR_HANDOFF_CAPACITY' ? HANDOFF_CAPACITY_TEXT : HANDOFF_REFUSED_TEXT, { cause: err });
+  };
+  const refuse = (req: IncomingMessage, res: ServerResponse, err: KgError): void => {
+    metrics.requests.inc({ outcome: err.code ?? 'error' });
+    const extra = err.code === 'KG_ERR_HANDOFF_INVALID' ? ['WWW-Authenticate', 'Kong-Grip-Handoff']
+      : err.code === 'KG_ERR_HANDOFF_CAPACITY' ? ['Retry-After', '1'] : [];
+    res.writeHead(err.status || 400, ['Content-Type', 'text/plain; charset=utf-8', ...extra]);
+    res.end(`${err.message}\n`);
+    req.resume();
   };
 
   const client = http.createServer({ keepAlive: true }, (req: IncomingMessage, res: ServerResponse) => {
@@ -80,11 +113,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     try {
       target = targetFor(req);
     } catch (err) {
-      const e = err as KgError;
-      metrics.requests.inc({ outcome: e.code ?? 'error' });
-      res.writeHead(e.status || 400, ['Content-Type', 'text/plain; charset=utf-8']);
-      res.end(`${e.message}\n`);
-      req.resume();
+      refuse(req, res, err as KgError);
       return;
     }
     void new ProxySession(deps, req, res, target).run().catch((err: unknown) => {

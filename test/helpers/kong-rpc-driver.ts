@@ -1,0 +1,344 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { decodeMultiStream, encode } from '@msgpack/msgpack';
+import { buildPlugin } from '../../plugin/build.js';
+
+// Kong's side of the external-plugin protocol (kong.md 1.3-1.5), for tests: the query command,
+// the plugin server process Kong supervises, and the MessagePack-RPC calls Kong makes over the
+// Unix socket (StartInstance with a JSON config string, HandleEvent, then one typed Step per PDK
+// call the plugin makes, answered from a fake Kong request). Mirrors
+// kong/runloop/plugin_servers/{process,plugin}.lua and rpc/mp_rpc.lua of Kong 3.9.
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+export const WRAPPER = join(REPO, 'kong/start-pluginserver.sh');
+const SERVER_BIN = join(REPO, 'node_modules/.bin/kong-js-pluginserver');
+// This repository's top-level TypeScript is 7 (no JS API); kong-pdk's unconditional ts-node
+// registration must use the TypeScript 4 that kong-pdk ships. A deployed plugin server
+// (docker/kong.Dockerfile) installs kong-pdk alone and resolves its TypeScript by itself.
+const TS_FOR_KONG_PDK = join(REPO, 'node_modules/kong-pdk/node_modules/typescript');
+
+/** The plugins directory as deployed: the bundled grip.js and its package.json, nothing else. */
+export async function makePluginsDir(): Promise<{ dir: string; remove(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kg-plugins-'));
+  await buildPlugin(join(dir, 'grip.js'));
+  cpSync(join(REPO, 'plugin/dist/package.json'), join(dir, 'package.json'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Environment for the wrapper: what Kong gives it (nothing) plus where this checkout keeps things. */
+function wrapperEnv(pluginsDir: string, prefix: string): NodeJS.ProcessEnv {
+  return {
+    GRIP_NODE: process.execPath,
+    GRIP_PLUGINSERVER: SERVER_BIN,
+    GRIP_PLUGINS_DIR: pluginsDir,
+    GRIP_KONG_PREFIX: prefix,
+    TS_NODE_COMPILER: TS_FOR_KONG_PDK,
+  };
+}
+
+export interface PluginInfo {
+  Name: string;
+  Version: string;
+  Phases: string[];
+  Priority: number;
+  Schema: { name: string; fields: Array<{ config: { type: 'record'; fields: Array<Record<string, Record<string, unknown>>> } }> };
+  [extra: string]: unknown;
+}
+
+/** Runs the query command as Kong does (io.popen, whole stdout, cjson.decode). Rejects unless stdout is one JSON array. */
+export function queryPluginInfo(pluginsDir: string): Promise<{ infos: PluginInfo[]; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(WRAPPER, ['-dump'], { env: wrapperEnv(pluginsDir, pluginsDir), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`query command exited ${code}: ${stderr}`));
+      let doc: unknown;
+      try {
+        doc = JSON.parse(stdout);
+      } catch (err) {
+        return reject(new Error(`query command stdout is not one JSON document (Kong would not start): ${JSON.stringify(stdout.slice(0, 200))}`, { cause: err }));
+      }
+      if (!Array.isArray(doc)) return reject(new Error('query command stdout is not a JSON array'));
+      resolve({ infos: doc as PluginInfo[], stdout, stderr });
+    });
+  });
+}
+
+export interface PluginServer {
+  readonly socketPath: string;
+  /** Lines the server wrote (stdout and stderr merged, as Kong logs them). */
+  readonly output: string[];
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+/** Starts the plugin server through the wrapper, as Kong's worker 0 does, and waits until it listens. */
+export function startPluginServer(pluginsDir: string, prefix: string): Promise<PluginServer> {
+  const socketPath = join(prefix, 'grip.sock');
+  const child: ChildProcess = spawn(WRAPPER, [], { env: wrapperEnv(pluginsDir, prefix), stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    let ready = false;
+    const onData = (chunk: Buffer): void => {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        // node-color-log decorates lines with ANSI codes; keep the text.
+        const text = line.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim();
+        if (text !== '') output.push(text);
+        if (!ready && text.includes(`server started at ${socketPath}`)) {
+          ready = true;
+          resolve({
+            socketPath, output, pid: child.pid as number,
+            async stop() {
+              if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+              await exited;
+            },
+          });
+        }
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (!ready) reject(new Error(`plugin server exited (${code ?? signal}) before listening: ${output.join('\n')}`));
+    });
+  });
+}
+
+/** A temporary Kong prefix directory. */
+export function makePrefix(): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'kg-prefix-'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export class RpcError extends Error {}
+
+/**
+ * One Kong worker's connection to the plugin server. Kong takes a pooled connection per call,
+ * sends `[0, msgid, method, [args]]` and reads until `[1, msgid, error, result]`; calls never
+ * overlap on a connection.
+ */
+export class KongRpcDriver {
+  private msgId = 0;
+  private socket: Socket | undefined;
+  private reader: AsyncGenerator<unknown> | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Every RPC made, in order (method names as sent). */
+  readonly sent: string[] = [];
+
+  constructor(private readonly socketPath: string) {}
+
+  private async open(): Promise<void> {
+    if (this.socket && !this.socket.destroyed) return;
+    if (!existsSync(this.socketPath)) throw new RpcError(`connect() to unix:${this.socketPath} failed (2: No such file or directory)`);
+    const socket = connect(this.socketPath);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    this.socket = socket;
+    this.reader = decodeMultiStream(socket)[Symbol.asyncIterator]() as AsyncGenerator<unknown>;
+  }
+
+  call(method: string, ...args: unknown[]): Promise<unknown> {
+    const run = async (): Promise<unknown> => {
+      await this.open();
+      const id = ++this.msgId;
+      this.sent.push(method);
+      (this.socket as Socket).write(encode([0, id, method, args]));
+      for (;;) {
+        const next = await (this.reader as AsyncGenerator<unknown>).next();
+        if (next.done) throw new RpcError('no data');
+        const msg = next.value as unknown[];
+        if (msg[0] === 2) continue; // notification (JS servers never send one)
+        if (msg[0] !== 1 || msg[1] !== id) throw new RpcError(`unexpected RPC response ${JSON.stringify(msg)}`);
+        if (msg[2] !== null && msg[2] !== undefined) throw new RpcError(String(msg[2]));
+        return msg[3];
+      }
+    };
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** plugin.StartInstance as Kong sends it: the config travels as a JSON string. */
+  async startInstance(name: string, config: Record<string, unknown>): Promise<{ Name: string; Id: number; Config: unknown; StartTime: number }> {
+    return await this.call('plugin.StartInstance', { Name: name, Config: JSON.stringify(config) }) as { Name: string; Id: number; Config: unknown; StartTime: number };
+  }
+
+  async closeInstance(id: number): Promise<unknown> {
+    return this.call('plugin.CloseInstance', id);
+  }
+
+  /**
+   * Runs one phase for one request: HandleEvent, then answers each PDK call the plugin makes from
+   * `request` with the Step variant Kong picks, until the plugin returns ("ret") or exits the
+   * request (after kong.response.exit Kong never steps the event again).
+   */
+  async runPhase(instanceId: number, phase: string, request: FakeKongRequest): Promise<PhaseRun> {
+    const roundTripsBefore = this.sent.length;
+    let step = await this.call('plugin.HandleEvent', { InstanceId: instanceId, EventName: phase }) as { EventId: number; Data: unknown };
+    const eventId = step.EventId;
+    while (step.Data !== 'ret') {
+      const data = step.Data as { Method: string; Args?: unknown[] };
+      const answer = request.answer(data.Method, data.Args ?? []);
+      if (answer.kind === 'ended') break;
+      const stepMethod = STEP_BY_METHOD[data.Method] ?? 'plugin.Step';
+      // Lua drops a nil field from the table, so "no value" travels as a map without Data.
+      const params = answer.value === undefined || answer.value === null ? { EventId: eventId } : { EventId: eventId, Data: answer.value };
+      step = await this.call(stepMethod, params) as { EventId: number; Data: unknown };
+    }
+    return { roundTrips: this.sent.length - roundTripsBefore };
+  }
+
+  close(): void {
+    this.socket?.destroy();
+  }
+}
+
+export interface PhaseRun {
+  /** RPCs for this phase: HandleEvent plus one Step per PDK call answered. */
+  roundTrips: number;
+}
+
+// Kong's get_step_method table (rpc/mp_rpc.lua).
+const STEP_BY_METHOD: Record<string, string> = {
+  'kong.client.get_credential': 'plugin.StepCredential',
+  'kong.client.load_consumer': 'plugin.StepConsumer',
+  'kong.client.get_consumer': 'plugin.StepConsumer',
+  'kong.client.authenticate': 'plugin.StepCredential',
+  'kong.node.get_memory_stats': 'plugin.StepMemoryStats',
+  'kong.router.get_route': 'plugin.StepRoute',
+  'kong.router.get_service': 'plugin.StepService',
+  'kong.request.get_query': 'plugin.StepMultiMap',
+  'kong.request.get_headers': 'plugin.StepMultiMap',
+  'kong.response.get_headers': 'plugin.StepMultiMap',
+  'kong.service.response.get_headers': 'plugin.StepMultiMap',
+};
+
+export interface RecordedCall {
+  method: string;
+  args: unknown[];
+}
+
+type Answer = { kind: 'value'; value: unknown } | { kind: 'ended' };
+
+/**
+ * One proxied request as Kong holds it during access: the plugin entity being run, the
+ * authenticated consumer, the upstream request headers. Answers the PDK calls the way the Kong
+ * PDK would and records them. A call this fake does not implement is recorded in `unknown` and
+ * answered with nil, as Kong answers a method it cannot find.
+ */
+export class FakeKongRequest {
+  readonly calls: RecordedCall[] = [];
+  readonly unknown: string[] = [];
+  readonly workerEvents: unknown[][] = [];
+  exit: { status: number; body?: unknown; headers?: Record<string, string> } | undefined;
+  /** Set when a PDK call raised a Lua error: Kong answers the client 500 and drops the event. */
+  luaError: string | undefined;
+  /** Upstream request headers, lower-case names, every value a list (as ngx keeps them). */
+  readonly headers: Map<string, string[]>;
+
+  constructor(readonly scene: { pluginId: string; consumer?: Record<string, unknown> | null; credential?: Record<string, unknown> | null; headers?: Record<string, string | string[]> }) {
+    this.headers = new Map(Object.entries(scene.headers ?? {}).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v : [v]]));
+  }
+
+  answer(method: string, args: unknown[]): Answer {
+    this.calls.push({ method, args });
+    switch (method) {
+      case 'kong.plugin.get_id': return { kind: 'value', value: this.scene.pluginId };
+      case 'kong.client.get_consumer': return { kind: 'value', value: this.scene.consumer ?? null };
+      case 'kong.client.get_credential': return { kind: 'value', value: this.scene.credential ?? null };
+      case 'kong.service.request.set_headers': return this.setHeaders(args[0]);
+      case 'kong.response.exit': {
+        const [status, body, headers] = args as [number, unknown, Record<string, string> | undefined];
+        this.exit = { status, ...(body === undefined || body === null ? {} : { body }), ...(headers ? { headers } : {}) };
+        return { kind: 'ended' };
+      }
+      case 'kong.worker_events.post':
+        this.workerEvents.push(args);
+        return { kind: 'value', value: true };
+      default:
+        if (method.startsWith('kong.log.')) return { kind: 'value', value: null };
+        this.unknown.push(method);
+        return { kind: 'value', value: null };
+    }
+  }
+
+  /** kong.service.request.set_headers: validates like Kong (a Lua error ends the request) and applies. */
+  private setHeaders(table: unknown): Answer {
+    if (typeof table !== 'object' || table === null || Array.isArray(table)) {
+      this.luaError = 'headers must be a table';
+      return { kind: 'ended' };
+    }
+    for (const [name, value] of Object.entries(table as Record<string, unknown>)) {
+      const ok = typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'
+        || (Array.isArray(value) && value.every((v) => typeof v === 'string'));
+      if (!ok) {
+        this.luaError = `invalid header value for "${name}"`;
+        return { kind: 'ended' };
+      }
+    }
+    for (const [name, value] of Object.entries(table as Record<string, unknown>)) {
+      const values = Array.isArray(value) ? value as string[] : [String(value)];
+      // ngx.req.set_header with an empty table removes the header.
+      if (values.length === 0) this.headers.delete(name.toLowerCase());
+      else this.headers.set(name.toLowerCase(), values);
+    }
+    return { kind: 'value', value: null };
+  }
+
+  methods(): string[] {
+    return this.calls.map((c) => c.method);
+  }
+
+  /** The upstream headers as a Node-style header object (repeated values joined), for sending. */
+  upstreamHeaders(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of this.headers) out[k] = v.join(', ');
+    return out;
+  }
+}
+
+let seq = 0;
+
+/**
+ * The JSON config Kong passes to StartInstance (plugins_iterator.lua get_plugin_config): the
+ * user's fields with the schema's defaults applied, plus Kong's bookkeeping keys. Scope ids are
+ * absent, not null, when the plugin is not scoped that way. Throws, as Kong's schema validation
+ * would, when a required field is missing.
+ */
+export function kongPluginConfig(
+  info: PluginInfo,
+  user: Record<string, unknown>,
+  entity: { pluginId: string; routeId?: string; serviceId?: string; consumerId?: string },
+): Record<string, unknown> {
+  const fields = info.Schema.fields[0]?.config.fields ?? [];
+  const config: Record<string, unknown> = {};
+  for (const entry of fields) {
+    const [[name, def]] = Object.entries(entry) as [[string, Record<string, unknown>]];
+    const value = name in user ? user[name] : def['default'];
+    if (value === undefined) {
+      if (def['required'] === true) throw new Error(`schema violation (${name}: required field missing)`);
+      continue;
+    }
+    config[name] = value;
+  }
+  if (entity.routeId) config['route_id'] = entity.routeId;
+  if (entity.serviceId) config['service_id'] = entity.serviceId;
+  if (entity.consumerId) config['consumer_id'] = entity.consumerId;
+  config['__plugin_id'] = entity.pluginId;
+  config['__ws_id'] = '0dc6f45b-8f8d-40d2-a504-473544ee190b';
+  config['__key__'] = `plugins:grip:${entity.routeId ?? ''}:${entity.serviceId ?? ''}:${entity.consumerId ?? ''}::0dc6f45b-8f8d-40d2-a504-473544ee190b`;
+  config['__seq__'] = ++seq;
+  return config;
+}

@@ -1,0 +1,72 @@
+import test from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../sidecar/src/config.js';
+import { KgError } from '../../sidecar/src/errors.js';
+
+// Kong mode's settings: kong.secret / --kong-secret / GRIP_KONG_SECRET, kong.allowedOrigins /
+// --kong-allowed-origins / GRIP_KONG_ALLOWED_ORIGINS, kong.maxAgeSec, kong.replayCacheSize.
+
+const SECRET = 'kong-mode-config-test-secret-0123456789';
+
+const configError = (fn: () => unknown): string => {
+  try { fn(); } catch (err) {
+    if (err instanceof KgError && err.code === 'KG_ERR_CONFIG_INVALID') return err.message;
+    throw err;
+  }
+  throw new Error('expected KG_ERR_CONFIG_INVALID');
+};
+
+const yamlFile = (text: string): string => {
+  const path = join(mkdtempSync(join(tmpdir(), 'kg-config-')), 'sidecar.yml');
+  writeFileSync(path, text);
+  return path;
+};
+
+test('flags turn Kong mode on with the documented defaults; no standalone origin is needed', (t) => {
+  const c = loadConfig({ env: {}, argv: ['--kong-secret', SECRET, '--kong-allowed-origins', 'http://origin:8080, https://api.test/app'] });
+  t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080', 'https://api.test/app'], maxAgeSec: 30, replayCacheSize: 500_000 });
+  t.is(c.origin, undefined);
+  t.true(Object.isFrozen(c.kong));
+});
+
+test('the secret from the environment and the rest from the file combine', (t) => {
+  const file = yamlFile('kong:\n  allowedOrigins: [http://origin:8080]\n  maxAgeSec: 10\n  replayCacheSize: 5000\n');
+  const c = loadConfig({ env: { GRIP_KONG_SECRET: SECRET }, argv: ['--config', file] });
+  t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080'], maxAgeSec: 10, replayCacheSize: 5000 });
+});
+
+test('the allow-list flag or variable replaces the file\'s list', (t) => {
+  const file = yamlFile(`kong:\n  secret: ${SECRET}\n  allowedOrigins: [http://file:1]\n`);
+  const c = loadConfig({ env: { GRIP_KONG_ALLOWED_ORIGINS: 'http://env:2' }, argv: ['--config', file] });
+  t.deepEqual(c.kong?.allowedOrigins, ['http://env:2']);
+});
+
+test('a secret shorter than the plugin accepts (32) is refused', (t) => {
+  t.regex(configError(() => loadConfig({ env: {}, argv: ['--kong-secret', 'short-secret-1234', '--kong-allowed-origins', 'http://o:1'] })),
+    /kong.secret must be a string of at least 32 characters/);
+});
+
+test('Kong mode without an allow-list is refused instead of refusing every request', (t) => {
+  t.regex(configError(() => loadConfig({ env: {}, argv: ['--kong-secret', SECRET] })), /kong.allowedOrigins must list at least one origin URL/);
+});
+
+test('an allow-list entry that is not an http(s) base URL is refused, naming it', (t) => {
+  const message = configError(() => loadConfig({ env: {}, argv: ['--kong-secret', SECRET, '--kong-allowed-origins', 'http://ok:1,origin:8080,http://o/?q'] }));
+  t.regex(message, /kong.allowedOrigins\[1\] must be an http:\/\/ or https:\/\/ URL/);
+  t.regex(message, /kong.allowedOrigins\[2\] must be an http:\/\/ or https:\/\/ URL without credentials, query or fragment/);
+});
+
+test('standalone origin and Kong mode exclude each other', (t) => {
+  t.regex(configError(() => loadConfig({ env: {}, argv: ['--origin', 'http://o:1', '--kong-secret', SECRET, '--kong-allowed-origins', 'http://o:1'] })),
+    /origin \(standalone mode\) and kong.secret \(Kong mode\) exclude each other/);
+});
+
+test('bad maxAgeSec, replayCacheSize and unknown kong keys are named', (t) => {
+  const file = yamlFile(`kong:\n  secret: ${SECRET}\n  allowedOrigins: [http://o:1]\n  maxAgeSec: 0\n  replayCacheSize: 10\n  ttl: 5\n`);
+  const message = configError(() => loadConfig({ env: {}, argv: ['--config', file] }));
+  t.regex(message, /kong.maxAgeSec must be an integer 1-3600, got 0/);
+  t.regex(message, /kong.replayCacheSize must be an integer 1000-100000000, got 10/);
+  t.regex(message, /kong.ttl is not a known setting/);
+});

@@ -1,0 +1,158 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import test from 'ava';
+import { parse } from 'yaml';
+
+// The deployment files checked against each other without a Docker engine: kong.conf and the
+// Kong image's environment say the same thing, the image puts files where the wrapper and Kong
+// look for them, and docker-compose.yml wires the names kong.yml uses.
+
+type Doc = Record<string, any>;
+const root = new URL('../../', import.meta.url);
+const text = (path: string): string => readFileSync(new URL(path, root), 'utf8');
+const kongConf = text('kong/kong.conf');
+const kongDockerfile = text('docker/kong.Dockerfile');
+const sidecarDockerfile = text('docker/sidecar.Dockerfile');
+const wrapper = text('kong/start-pluginserver.sh');
+const compose = parse(text('docker-compose.yml'), { merge: true }) as Doc;
+const kongYml = parse(text('kong/kong.yml')) as Doc;
+
+function confEntries(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of kongConf.split('\n')) {
+    const m = /^([a-z0-9_]+)\s*=\s*(.+?)\s*$/.exec(line);
+    if (m) out.set(m[1] as string, m[2] as string);
+  }
+  return out;
+}
+
+/** ENV instructions of a Dockerfile (the `KEY=value \` continuation form), quotes removed. */
+function dockerEnv(dockerfile: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const joined = dockerfile.replace(/\\\n/g, ' ');
+  for (const line of joined.split('\n')) {
+    if (!line.startsWith('ENV ')) continue;
+    for (const m of line.slice(4).matchAll(/([A-Z0-9_]+)=("([^"]*)"|\S+)/g)) out.set(m[1] as string, m[3] ?? (m[2] as string));
+  }
+  return out;
+}
+
+function wrapperDefault(name: string): string {
+  const m = new RegExp(`^${name}=\\$\\{GRIP_[A-Z_]+:-([^}]+)\\}$`, 'm').exec(wrapper);
+  if (!m) throw new Error(`wrapper has no default for ${name}`);
+  return m[1] as string;
+}
+
+test('kong.conf and the Kong image environment set the same plugin-server values', (t) => {
+  const env = dockerEnv(kongDockerfile);
+  const conf = confEntries();
+  t.true(conf.size >= 8);
+  for (const [key, value] of conf) {
+    if (key === 'declarative_config' || key === 'admin_listen' || key === 'database' || key.startsWith('nginx_') || key.startsWith('plugin')) {
+      t.is(env.get(`KONG_${key.toUpperCase()}`), value, key);
+    }
+  }
+  t.is(conf.get('plugins'), 'bundled,grip');
+  t.is(conf.get('pluginserver_names'), 'grip');
+  t.is(conf.get('pluginserver_grip_query_cmd'), `${conf.get('pluginserver_grip_start_cmd')} -dump`);
+});
+
+test('the socket Kong connects to is where the wrapper makes the server listen', (t) => {
+  t.is(confEntries().get('pluginserver_grip_socket'), `${wrapperDefault('KONG_PREFIX')}/${wrapperDefault('SOCK_NAME')}`);
+});
+
+test('the Kong image puts node, kong-pdk, the plugin bundle and the wrapper where the wrapper and Kong look', (t) => {
+  t.regex(kongDockerfile, /^ARG KONG_IMAGE=kong:3\.9\.\d+$/m, 'Kong pinned to a 3.9 patch release');
+  t.regex(kongDockerfile, /^COPY --from=pluginserver \/usr\/local\/bin\/node \/usr\/local\/bin\/node$/m);
+  t.is(wrapperDefault('NODE'), '/usr/local/bin/node');
+  t.true(wrapperDefault('SERVER').startsWith('/usr/local/lib/grip-pluginserver/node_modules/kong-pdk/'));
+  t.regex(kongDockerfile, /^WORKDIR \/usr\/local\/lib\/grip-pluginserver$/m);
+  t.regex(kongDockerfile, new RegExp(`^COPY --from=plugin /src/plugin/dist/grip.js /src/plugin/dist/package.json ${wrapperDefault('PLUGINS_DIR')}/$`, 'm'));
+  t.regex(kongDockerfile, new RegExp(`^COPY --chmod=0755 kong/start-pluginserver.sh ${confEntries().get('pluginserver_grip_start_cmd')}$`, 'm'));
+  t.regex(kongDockerfile, new RegExp(`^COPY kong/kong.yml ${confEntries().get('declarative_config')}$`, 'm'));
+  const lock = JSON.parse(text('docker/pluginserver/package-lock.json')) as Doc;
+  t.is(lock['packages']['node_modules/kong-pdk']['version'], '0.6.0');
+  t.regex(lock['packages']['node_modules/typescript']['version'], /^4\./, 'ts-node in kong-pdk needs the TypeScript 4 API');
+});
+
+test('every file the Dockerfiles copy from the build context exists', (t) => {
+  for (const dockerfile of [kongDockerfile, sidecarDockerfile]) {
+    for (const m of dockerfile.matchAll(/^COPY (?!--from)(?:--\S+ )*(.+) \S+$/gm)) {
+      for (const src of (m[1] as string).split(/\s+/)) t.true(existsSync(new URL(src, root)), src);
+    }
+  }
+});
+
+test('the wrapper is valid sh and prints nothing but the server\'s own output', (t) => {
+  const check = spawnSync('sh', ['-n', fileUrlPath('kong/start-pluginserver.sh')]);
+  t.is(check.status, 0, check.stderr.toString());
+  const code = wrapper.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+  t.notRegex(code, /^\s*(echo|printf)\b(?!.*>&2)/m, 'anything printed goes to stderr');
+  t.notRegex(code, /\s-v\b/, 'never verbose: debug lines go to stdout');
+  t.regex(code, /--dump-all-plugins/);
+  t.notRegex(code, /--dump-plugin-info/, 'that one prints MessagePack, not JSON');
+});
+
+function fileUrlPath(path: string): string {
+  return new URL(path, root).pathname;
+}
+
+test('compose: only Kong is reachable from the host; everything else is on the internal network', (t) => {
+  const services = compose['services'] as Record<string, Doc>;
+  t.deepEqual(Object.keys(services).sort(), ['kong', 'nats', 'origin', 'sidecar-1', 'sidecar-2']);
+  for (const [name, s] of Object.entries(services)) {
+    if (name === 'kong') {
+      t.deepEqual(s['ports'], ['8000:8000', '8443:8443']);
+      t.deepEqual(s['networks'], ['edge', 'internal']);
+    } else {
+      t.is(s['ports'], undefined, `${name} publishes no port`);
+      t.deepEqual(s['networks'], ['internal'], name);
+    }
+  }
+  t.is(compose['networks']['internal']['internal'], true);
+});
+
+test('compose: the sidecars Kong balances over exist and listen where kong.yml sends traffic', (t) => {
+  const env = dockerEnv(sidecarDockerfile);
+  const clientPort = (env.get('GRIP_LISTEN') ?? '').split(':')[1];
+  const controlPort = (env.get('GRIP_CONTROL') ?? '').split(':')[1];
+  const targets = (kongYml['upstreams'] as Doc[]).flatMap((u) => (u['targets'] as Doc[]).map((x) => ({ upstream: u['name'], target: x['target'] as string })));
+  for (const { upstream, target } of targets) {
+    const [host, port] = target.split(':');
+    t.truthy(compose['services'][host as string], `${target} is a compose service`);
+    t.is(port, upstream === 'grip-sidecars' ? clientPort : controlPort, target);
+  }
+});
+
+test('compose: Kong and the sidecars share the handoff secret, under the name kong.yml\'s vault reference reads', (t) => {
+  const services = compose['services'] as Record<string, Doc>;
+  const ref = /^\{vault:\/\/env\/([a-z0-9-]+)\}$/.exec(String(
+    (kongYml['services'] as Doc[]).flatMap((s) => s['plugins'] as Doc[]).find((p) => p['name'] === 'grip')?.['config']['secret'],
+  ));
+  t.truthy(ref);
+  const envName = (ref?.[1] ?? '').toUpperCase().replace(/-/g, '_');
+  const kongSecret = services['kong']?.['environment'][envName];
+  t.true(typeof kongSecret === 'string' && kongSecret.length >= 32, `kong has ${envName}`);
+  for (const s of ['sidecar-1', 'sidecar-2']) t.is(services[s]?.['environment']['GRIP_KONG_SECRET'], kongSecret, s);
+});
+
+test('compose: the sidecars read the allow-list file they mount, use NATS, and NATS runs JetStream', (t) => {
+  const services = compose['services'] as Record<string, Doc>;
+  for (const name of ['sidecar-1', 'sidecar-2']) {
+    const s = services[name] as Doc;
+    const configPath = (s['command'] as string[])[(s['command'] as string[]).indexOf('--config') + 1];
+    t.true((s['volumes'] as string[]).includes(`./docker/sidecar.yml:${configPath}:ro`), name);
+    t.is(s['environment']['NATS_URL'], 'nats://nats:4222');
+  }
+  t.true((services['nats']?.['command'] as string[]).includes('--jetstream'));
+});
+
+test('compose: the origin kong.yml names is the compose origin service on its port', (t) => {
+  const origin = compose['services']['origin'] as Doc;
+  for (const p of (kongYml['services'] as Doc[]).flatMap((s) => s['plugins'] as Doc[]).filter((p) => p['name'] === 'grip')) {
+    const url = new URL(p['config']['origin'] as string);
+    t.is(url.hostname, 'origin');
+    t.is(url.port, origin['environment']['ORIGIN_PORT']);
+  }
+  t.true(existsSync(new URL(`examples/${(origin['command'] as string[])[1]?.replace(/^examples\//, '')}`, root)));
+});

@@ -64,12 +64,15 @@ export class ProxySession {
   private async handleOriginResponse(originRes: IncomingMessage, replacing?: ResponseHold): Promise<void> {
     const headers = rawToList(originRes.rawHeaders);
     if (!isGripResponse(headers)) {
+      // A refresh answered without GRIP: that answer goes to the client and ends the hold.
       this.relay(originRes);
+      replacing?.supersede();
       return;
     }
     if (this.bodyOverLimit) {
       originRes.resume();
       this.sendText(400, REQUEST_TOO_LARGE_TEXT);
+      replacing?.supersede();
       return;
     }
     let instruct: Instruct;
@@ -98,7 +101,7 @@ export class ProxySession {
       return;
     }
     if (replacing !== undefined) {
-      // Answered by a published item or the timeout while the origin was asked: drop the answer.
+      // Answered while the instruct body was read: drop the answer.
       if (!replacing.isHolding) {
         originRes.resume();
         return;
@@ -177,6 +180,7 @@ export class ProxySession {
       this.refreshFailed(current, err);
       return;
     }
+    // Answered by a published item or the timeout while the origin was asked: drop the answer.
     if (this.res.destroyed || !current.isHolding) {
       originRes.resume();
       return;

@@ -52,6 +52,7 @@ test('a long-poll gets what was published before its channel was live, through t
   t.is(res.body, 'current v2\n');
   t.is(origin.seen.length, 2, 'asked once, then refreshed');
   t.is(origin.seen[1]?.headers['grip-last'], 'race; last-id=v1');
+  t.is(side.sidecar.hub.subscriberCount('race'), 0, 'the answered hold no longer holds');
 });
 
 test('an item published while a refresh is in flight still reaches the long-poll', async (t) => {

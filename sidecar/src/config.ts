@@ -75,7 +75,35 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   limits: Limits;
   hold: HoldDefaults;
+  ws: WsSettings;
 }
+
+/** WebSocket-over-HTTP sessions (spec 7.1); Pushpin's values are the defaults. */
+export interface WsSettings {
+  /** Largest client message; a larger one closes the connection with 1009. */
+  maxMessageBytes: number;
+  /** Client messages waiting for the origin before the sidecar stops reading from the client. */
+  maxPendingBytes: number;
+  /** Largest websocket-events reply body from the origin; larger fails the connection. */
+  maxResponseBytes: number;
+  /** Floor for the origin's Keep-Alive-Interval. */
+  keepAliveMinSec: number;
+  /** Retries of a POST that never reached the origin, after retryBaseMs·2^n plus up to retryBaseMs. */
+  retries: number;
+  retryBaseMs: number;
+  /** Answer client pings in the sidecar instead of forwarding PING to the origin (Pushpin forwards). */
+  answerPings: boolean;
+}
+
+export const DEFAULT_WS: WsSettings = {
+  maxMessageBytes: 200_000,
+  maxPendingBytes: 200_000,
+  maxResponseBytes: 1_000_000,
+  keepAliveMinSec: 20,
+  retries: 5,
+  retryBaseMs: 1000,
+  answerPings: false,
+};
 
 export const DEFAULT_LIMITS: Limits = {
   maxConnections: 50_000,
@@ -201,7 +229,7 @@ function readFileValues(path: string): RawConfig {
 }
 
 const FILE_KEYS = new Set(['listen', 'control', 'origin', 'sigKey', 'sigIss', 'publishToken', 'nats', 'kong', 'kongSecret', 'kongAllowedOrigins',
-  'workers', 'logLevel', 'limits', 'hold']);
+  'workers', 'logLevel', 'limits', 'hold', 'ws']);
 
 class Problems {
   readonly list: string[] = [];
@@ -304,6 +332,17 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     firstSubscriptionRefreshMs: int('hold.firstSubscriptionRefreshMs', holdRaw['firstSubscriptionRefreshMs'], 0, 60_000, 1000, problems),
     channelLingerMs: int('hold.channelLingerMs', holdRaw['channelLingerMs'], 0, 600_000, 5000, problems),
   };
+  const wsRaw = section('ws', raw['ws'], problems);
+  unknownKeys('ws.', wsRaw, Object.keys(DEFAULT_WS), problems);
+  const ws: WsSettings = {
+    maxMessageBytes: int('ws.maxMessageBytes', wsRaw['maxMessageBytes'], 1, 2 ** 31 - 1, DEFAULT_WS.maxMessageBytes, problems),
+    maxPendingBytes: int('ws.maxPendingBytes', wsRaw['maxPendingBytes'], 1, 2 ** 31 - 1, DEFAULT_WS.maxPendingBytes, problems),
+    maxResponseBytes: int('ws.maxResponseBytes', wsRaw['maxResponseBytes'], 1, 2 ** 31 - 1, DEFAULT_WS.maxResponseBytes, problems),
+    keepAliveMinSec: int('ws.keepAliveMinSec', wsRaw['keepAliveMinSec'], 1, 3600, DEFAULT_WS.keepAliveMinSec, problems),
+    retries: int('ws.retries', wsRaw['retries'], 0, 20, DEFAULT_WS.retries, problems),
+    retryBaseMs: int('ws.retryBaseMs', wsRaw['retryBaseMs'], 1, 60_000, DEFAULT_WS.retryBaseMs, problems),
+    answerPings: bool('ws.answerPings', wsRaw['answerPings'], DEFAULT_WS.answerPings, problems),
+  };
 
   const logLevel = raw['logLevel'] ?? 'info';
   if (!(LOG_LEVELS as readonly unknown[]).includes(logLevel)) problems.add('logLevel', `must be one of ${LOG_LEVELS.join('|')}`, logLevel);
@@ -317,6 +356,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     logLevel: logLevel as Config['logLevel'],
     limits,
     hold,
+    ws,
   };
   const origin = httpUrl('origin', raw['origin'], problems);
   if (origin !== undefined) config.origin = origin;

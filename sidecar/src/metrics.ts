@@ -4,7 +4,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export type HoldKindLabel = 'response' | 'stream' | 'ws';
 export type CloseReason =
-  | 'published' | 'timeout' | 'client_gone' | 'closed_by_publish' | 'completed' | 'slow_consumer' | 'origin_error' | 'shutdown' | 'error';
+  | 'published' | 'timeout' | 'client_gone' | 'closed_by_publish' | 'completed' | 'slow_consumer' | 'origin_error' | 'shutdown' | 'error'
+  // WebSocket sessions: a clean client close, a CLOSE/DISCONNECT from the origin, an OPEN the origin refused.
+  | 'client_closed' | 'origin_closed' | 'rejected';
 
 export function createMetrics(options: { collectDefaults?: boolean } = {}) {
   const registry = new Registry();

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
@@ -16,6 +17,8 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { OriginClient } from './origin.js';
 import { originUrl } from './origin-url.js';
 import { ProxySession, type ProxyTarget } from './proxy-session.js';
+import { createWsEventsPoster } from './ws-origin.js';
+import { WsUpgradeHandler } from './ws-upgrade.js';
 
 // Wires one sidecar together: the client-facing server, the control server, the bus, the hub.
 // Components get their dependencies from here; nothing is a module-level singleton, so a test
@@ -122,6 +125,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       res.destroy();
     });
   });
+  const wsUpgrades = new WsUpgradeHandler({
+    hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
+  });
+  client.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => wsUpgrades.handleUpgrade(req, socket, head, () => targetFor(req)));
   // Long-lived streams must not be cut by Node's default request timeouts.
   client.requestTimeout = 0;
   client.headersTimeout = 60_000;
@@ -151,6 +158,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   return {
     clientPort, controlPort, metrics, hub, bus,
     async close() {
+      await wsUpgrades.close();
       client.closeAllConnections();
       await Promise.all([closeServer(client), control?.close()]);
       origin.close();

@@ -5,6 +5,7 @@ import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { openStream, request } from '../helpers/http.js';
 import { NatsServer } from '../helpers/nats-server.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
+import { connect as connectWs, logOf, startWsOrigin } from '../helpers/ws-origin.js';
 
 // The first-subscription race (spec 3.5) over real NATS: an item published after the origin
 // computed its answer but before the sidecar's NATS subscription is live is never received.
@@ -134,4 +135,26 @@ test('no refresh happens when it is turned off', async (t) => {
   });
   t.is((await pending).body, 'done\n');
   t.is(origin.seen.length, 1);
+});
+
+test('a WebSocket session asks its origin again when its channel goes live', async (t) => {
+  let opened = false;
+  const origin = await startWsOrigin((ws, _req, res) => {
+    if (ws.isOpening()) {
+      ws.accept();
+      ws.subscribe('ws.room');
+      opened = true;
+    } else if (opened && !ws.canRecv()) {
+      // The refresh request: nothing from the client, a chance to send what was missed.
+      ws.send('caught up');
+    }
+    res.end();
+  });
+  t.teardown(() => origin.close());
+  const side = await sidecarFor(origin.url, { firstSubscriptionRefreshMs: 0 });
+  t.teardown(() => side.close());
+  const client = await connectWs(side.url('/chat'));
+  t.teardown(() => client.close());
+  t.deepEqual(await logOf(client).waitForCount(1), ['caught up']);
+  t.true(origin.seen.length >= 2, 'OPEN, then the refresh');
 });

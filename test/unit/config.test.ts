@@ -72,3 +72,17 @@ test('an origin is required outside Kong mode; unknown flags and missing values 
 test('--help is recognised without other validation', (t) => {
   t.true(parseArgs(['--help']).help);
 });
+
+test('the ws section defaults to Pushpin\'s WebSocket-over-HTTP values and is validated', (t) => {
+  const c = loadConfig({ env: {}, argv: ['--origin', 'http://127.0.0.1:8080'] });
+  t.deepEqual(c.ws, {
+    maxMessageBytes: 200_000, maxPendingBytes: 200_000, maxResponseBytes: 1_000_000, keepAliveMinSec: 20,
+    retries: 5, retryBaseMs: 1000, answerPings: false,
+  });
+  t.true(Object.isFrozen(c.ws));
+  const file = yamlFile('origin: http://o:1\nws:\n  retries: -1\n  answerPings: maybe\n  keepAlive: 5\n');
+  const message = configError(() => loadConfig({ env: {}, argv: ['--config', file] }));
+  t.regex(message, /ws\.retries must be an integer 0-20, got -1/);
+  t.regex(message, /ws\.answerPings must be true or false, got "maybe"/);
+  t.regex(message, /ws\.keepAlive is not a known setting/);
+});

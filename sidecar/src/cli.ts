@@ -1,10 +1,13 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
+import { runPrimary, runWorker } from './cluster.js';
 import { loadConfig, parseArgs, USAGE } from './config.js';
 import { isKgError } from './errors.js';
 import { createLogger } from './log.js';
 import { startSidecar } from './sidecar.js';
 
-// grip-sidecar: parse flags, env and file into a Config, start, stop cleanly on signals.
+// grip-sidecar: parse flags, env and file into a Config, start, stop cleanly on signals. With
+// --workers N > 1 this process becomes the cluster primary and each worker runs this file again.
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
@@ -24,7 +27,11 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const sidecar = await startSidecar({ config, log });
+  if (config.workers > 1 && cluster.isWorker) {
+    await runWorker(config, log);
+    return;
+  }
+  const sidecar = config.workers > 1 ? await runPrimary(config, log) : await startSidecar({ config, log });
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     sidecar.close().then(() => process.exit(0), () => process.exit(1));

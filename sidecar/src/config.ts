@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
+import { normalizeSubjectPrefix } from './bus/subject.js';
 import { KgError } from './errors.js';
 import { parseOriginUrl } from './handoff-format.js';
 
@@ -42,6 +43,20 @@ export interface HoldDefaults {
   /** Whether a channel's first local subscriber triggers Pushpin's refresh (spec 3.5). */
   refreshOnFirstSubscription: boolean;
   firstSubscriptionRefreshMs: number;
+  /**
+   * How long a channel stays subscribed on the bus after its last local subscriber leaves, so a
+   * long-poll that re-polls at once is not a first subscription again (and NATS interest does not churn).
+   */
+  channelLingerMs: number;
+}
+
+export interface NatsConfig {
+  servers: string[];
+  /** Ends in `.`; a channel's subject is this plus the escaped channel (bus/subject.ts). */
+  subjectPrefix: string;
+  reconnectWaitMs: number;
+  connectTimeoutMs: number;
+  pingIntervalMs: number;
 }
 
 export interface Config {
@@ -53,7 +68,7 @@ export interface Config {
   sigIss: string;
   /** Bearer token required on the publish API; none = open (like Pushpin). */
   publishToken?: string;
-  nats?: { servers: string[]; subjectPrefix: string };
+  nats?: NatsConfig;
   /** Kong mode: every client request must carry a valid handoff token from the grip plugin. */
   kong?: KongConfig;
   workers: number;
@@ -112,6 +127,7 @@ export const FLAGS = {
   '--sig-iss': 'sigIss',
   '--publish-token': 'publishToken',
   '--nats': 'nats',
+  '--nats-prefix': 'natsPrefix',
   '--kong-secret': 'kongSecret',
   '--kong-allowed-origins': 'kongAllowedOrigins',
   '--workers': 'workers',
@@ -127,6 +143,7 @@ const ENV = {
   GRIP_SIG_ISS: 'sigIss',
   GRIP_PUBLISH_TOKEN: 'publishToken',
   NATS_URL: 'nats',
+  GRIP_NATS_PREFIX: 'natsPrefix',
   GRIP_KONG_SECRET: 'kongSecret',
   GRIP_KONG_ALLOWED_ORIGINS: 'kongAllowedOrigins',
   GRIP_WORKERS: 'workers',
@@ -145,17 +162,19 @@ export const USAGE = `Usage: grip-sidecar [options]
   --sig-iss ISSUER        Grip-Sig issuer (default pushpin)
   --publish-token TOKEN   require "Authorization: Bearer TOKEN" on the publish API
   --nats URL[,URL...]     use NATS at these servers as the bus (default: in-process bus)
+  --nats-prefix PREFIX    NATS subject prefix for channels (default grip.ch.)
   --kong-secret SECRET    Kong mode: accept only requests handed off by the grip plugin
                           (the same secret as the plugin's, at least 32 characters)
   --kong-allowed-origins URL[,URL...]
                           Kong mode: origins a handoff may name (or kong.allowedOrigins)
-  --workers N             worker processes (default: number of cores)
+  --workers N             worker processes (default: number of cores with NATS, else 1)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
   --config FILE           YAML config file (flags override it)
   --help                  show this help
 
 Environment: GRIP_LISTEN, GRIP_CONTROL, GRIP_ORIGIN, GRIP_SIG_KEY, GRIP_SIG_ISS,
-GRIP_PUBLISH_TOKEN, NATS_URL, GRIP_KONG_SECRET, GRIP_KONG_ALLOWED_ORIGINS, GRIP_WORKERS, GRIP_LOG_LEVEL, GRIP_CONFIG.
+GRIP_PUBLISH_TOKEN, NATS_URL, GRIP_NATS_PREFIX, GRIP_KONG_SECRET, GRIP_KONG_ALLOWED_ORIGINS, GRIP_WORKERS,
+GRIP_LOG_LEVEL, GRIP_CONFIG.
 `;
 
 /** Splits argv into config keys. Throws KG_ERR_CONFIG_INVALID for unknown flags or missing values. */
@@ -307,10 +326,11 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     limits[k] = int(`limits.${k}`, limitsRaw[k], k === 'maxQueueItems' || k === 'maxChannelsPerConnection' ? 1 : 0, 2 ** 31 - 1, d, problems);
   }
   const holdRaw = section('hold', raw['hold'], problems);
-  unknownKeys('hold.', holdRaw, ['refreshOnFirstSubscription', 'firstSubscriptionRefreshMs'], problems);
+  unknownKeys('hold.', holdRaw, ['refreshOnFirstSubscription', 'firstSubscriptionRefreshMs', 'channelLingerMs'], problems);
   const hold: HoldDefaults = {
     refreshOnFirstSubscription: bool('hold.refreshOnFirstSubscription', holdRaw['refreshOnFirstSubscription'], true, problems),
     firstSubscriptionRefreshMs: int('hold.firstSubscriptionRefreshMs', holdRaw['firstSubscriptionRefreshMs'], 0, 60_000, 1000, problems),
+    channelLingerMs: int('hold.channelLingerMs', holdRaw['channelLingerMs'], 0, 600_000, 5000, problems),
   };
   const wsRaw = section('ws', raw['ws'], problems);
   unknownKeys('ws.', wsRaw, Object.keys(DEFAULT_WS), problems);
@@ -331,7 +351,8 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     listen: hostPort('listen', raw['listen'], { host: '127.0.0.1', port: 7999 }, problems),
     control: hostPort('control', raw['control'], { host: '127.0.0.1', port: 5561 }, problems),
     sigIss: str('sigIss', raw['sigIss'], problems) ?? 'pushpin',
-    workers: int('workers', raw['workers'], 1, 256, availableParallelism(), problems),
+    // Several processes only share publishes through NATS; the in-process bus needs one.
+    workers: int('workers', raw['workers'], 1, 256, raw['nats'] === undefined ? 1 : availableParallelism(), problems),
     logLevel: logLevel as Config['logLevel'],
     limits,
     hold,
@@ -347,17 +368,27 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
   const nats = raw['nats'];
   if (nats !== undefined) {
     const natsRaw: RawConfig = typeof nats === 'string' ? { servers: nats } : section('nats', nats, problems);
-    unknownKeys('nats.', natsRaw, ['servers', 'subjectPrefix'], problems);
+    unknownKeys('nats.', natsRaw, ['servers', 'subjectPrefix', 'reconnectWaitMs', 'connectTimeoutMs', 'pingIntervalMs'], problems);
     const servers = typeof natsRaw['servers'] === 'string' ? natsRaw['servers'].split(',').map((s) => s.trim()).filter(Boolean) : natsRaw['servers'];
+    const prefix = normalizeSubjectPrefix(String(raw['natsPrefix'] ?? natsRaw['subjectPrefix'] ?? 'grip.ch.'));
     if (!Array.isArray(servers) || servers.length === 0 || !servers.every((s) => typeof s === 'string' && /^(nats|tls|ws|wss):\/\/|^[^:/]+:\d+$/.test(s))) {
       problems.add('nats.servers', 'must be nats://HOST:PORT URLs, comma-separated', natsRaw['servers']);
+    } else if ('error' in prefix) {
+      problems.list.push(`nats.subjectPrefix: ${prefix.error}`);
     } else {
-      const prefix = natsRaw['subjectPrefix'] ?? 'grip.ch.';
-      if (typeof prefix !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.$/.test(prefix)) {
-        problems.add('nats.subjectPrefix', 'must be dot-separated NATS tokens ending with "."', prefix);
-      }
-      config.nats = { servers: servers as string[], subjectPrefix: String(prefix) };
+      config.nats = {
+        servers: servers as string[],
+        subjectPrefix: prefix.prefix,
+        reconnectWaitMs: int('nats.reconnectWaitMs', natsRaw['reconnectWaitMs'], 10, 600_000, 1000, problems),
+        connectTimeoutMs: int('nats.connectTimeoutMs', natsRaw['connectTimeoutMs'], 100, 600_000, 5000, problems),
+        pingIntervalMs: int('nats.pingIntervalMs', natsRaw['pingIntervalMs'], 100, 3_600_000, 10_000, problems),
+      };
     }
+  } else if (raw['natsPrefix'] !== undefined) {
+    problems.list.push('natsPrefix needs nats (--nats URL)');
+  }
+  if (config.nats === undefined && config.workers > 1 && raw['nats'] === undefined) {
+    problems.add('workers', 'must be 1 without NATS (the in-process bus cannot reach other processes)', config.workers);
   }
 
   const kongRaw = typeof raw['kong'] === 'object' ? section('kong', raw['kong'], problems) : {};

@@ -1,18 +1,27 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import type { Bus } from './bus/bus.js';
 import { isKgError } from './errors.js';
 import { parsePublishRequest } from './grip/publish-item.js';
-import type { Hub } from './hub.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
 // The control port: the Pushpin-compatible publish API (spec 4.2), /healthz, /metrics.
 // Texts and statuses follow Pushpin so GRIP publisher libraries behave as they do there.
 
+/** What /healthz and /readyz report; ready means publishes and deliveries work now. */
+export interface HealthReport {
+  ready: boolean;
+  details: Record<string, unknown>;
+}
+
 export interface ControlDeps {
+  /** Publishes go here. */
   bus: Bus;
-  hub: Hub;
+  health: () => HealthReport;
+  /** The /metrics exposition; in cluster mode the primary aggregates its workers'. */
+  renderMetrics: () => Promise<{ contentType: string; text: string }>;
   metrics: Metrics;
   log: Logger;
   publishToken?: string;
@@ -49,21 +58,51 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+export interface ControlServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The control port's HTTP server, listening. */
+export async function startControlServer(deps: ControlDeps, at: { host: string; port: number }): Promise<ControlServer> {
+  const handler = createControlHandler(deps);
+  const server = http.createServer((req, res) => {
+    handler(req, res).catch((err: unknown) => {
+      deps.log.error({ err }, 'control request failed');
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
 export function createControlHandler(deps: ControlDeps) {
   return async function handleControl(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] as string;
     if (path === '/healthz' || path === '/readyz') {
-      const bus = deps.bus.status();
-      const ready = bus.type === 'connected';
-      const body = JSON.stringify({ status: ready ? 'ok' : 'degraded', bus, channels: deps.hub.channelCount() });
+      const { ready, details } = deps.health();
+      const body = JSON.stringify({ status: ready ? 'ok' : 'degraded', ...details });
       // Liveness holds while the process serves; readiness needs the bus.
       res.writeHead(ready || path === '/healthz' ? 200 : 503, ['Content-Type', 'application/json']);
       res.end(body);
       return;
     }
     if (path === '/metrics') {
-      const text = await deps.metrics.registry.metrics();
-      res.writeHead(200, ['Content-Type', deps.metrics.registry.contentType]);
+      const { contentType, text } = await deps.renderMetrics();
+      res.writeHead(200, ['Content-Type', contentType]);
       res.end(text);
       return;
     }

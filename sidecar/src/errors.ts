@@ -15,6 +15,7 @@ export const ErrorCodes = {
   KG_ERR_HANDOFF_CAPACITY: { status: 503, summary: 'the handoff replay cache is full; the request is refused rather than accepted unchecked' },
   KG_ERR_TOO_MANY_CONNECTIONS: { status: 503, summary: 'the connection limit is reached' },
   KG_ERR_NATS_PAYLOAD_INVALID: { status: 0, summary: 'a NATS message was not a valid publish item' },
+  KG_ERR_BUS_UNAVAILABLE: { status: 503, summary: 'the bus (NATS) is not connected, so a publish cannot be accepted' },
   KG_ERR_WS_EVENTS_INVALID: { status: 502, summary: 'a WebSocket-over-HTTP body from the origin is not valid websocket-events' },
   KG_ERR_WS_CONTROL_INVALID: { status: 0, summary: 'a WebSocket control message (c:) from the origin is malformed; it is ignored' },
 } as const;

@@ -48,6 +48,21 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_channels_dropped_total', help: 'Channels ignored because a connection exceeded the per-connection limit',
       registers: [registry],
     }),
+    subscriberRefreshes: new Counter({
+      name: 'kong_grip_subscriber_refreshes_total', help: 'Holds refreshed because their channel went live on the bus, by cause',
+      labelNames: ['cause'] as const, registers: [registry],
+    }),
+    natsConnected: new Gauge({
+      name: 'kong_grip_nats_connected', help: '1 while the NATS connection is up (0 while down, or without NATS)',
+      registers: [registry], aggregator: 'min',
+    }),
+    natsDisconnects: new Counter({
+      name: 'kong_grip_nats_disconnects_total', help: 'Times the NATS connection was lost', registers: [registry],
+    }),
+    natsPayloadsInvalid: new Counter({
+      name: 'kong_grip_nats_payloads_invalid_total', help: 'NATS messages dropped because they were not valid publish items',
+      registers: [registry],
+    }),
     handoffRejected: new Counter({
       name: 'kong_grip_handoff_rejected_total', help: 'Client requests refused in Kong mode, by handoff failure',
       labelNames: ['reason'] as const, registers: [registry],

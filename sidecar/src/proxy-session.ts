@@ -25,6 +25,8 @@ export class ProxySession {
   private readonly keptBody: Buffer[] = [];
   private keptBytes = 0;
   private bodyOverLimit = false;
+  /** The long-poll currently held for this request, if any (a refresh replaces it). */
+  private hold: ResponseHold | undefined;
 
   constructor(
     private readonly deps: HoldDeps,
@@ -58,15 +60,19 @@ export class ProxySession {
     await this.handleOriginResponse(originRes);
   }
 
-  private async handleOriginResponse(originRes: IncomingMessage): Promise<void> {
+  /** `replacing`: the hold a refresh asked about; it keeps holding until the answer is applied. */
+  private async handleOriginResponse(originRes: IncomingMessage, replacing?: ResponseHold): Promise<void> {
     const headers = rawToList(originRes.rawHeaders);
     if (!isGripResponse(headers)) {
+      // A refresh answered without GRIP: that answer goes to the client and ends the hold.
       this.relay(originRes);
+      replacing?.supersede();
       return;
     }
     if (this.bodyOverLimit) {
       originRes.resume();
       this.sendText(400, REQUEST_TOO_LARGE_TEXT);
+      replacing?.supersede();
       return;
     }
     let instruct: Instruct;
@@ -87,22 +93,40 @@ export class ProxySession {
       }
     } catch (err) {
       originRes.resume();
+      if (replacing !== undefined) {
+        this.refreshFailed(replacing, err);
+        return;
+      }
       this.fail(err);
+      return;
+    }
+    if (replacing !== undefined) {
+      // Answered while the instruct body was read: drop the answer.
+      if (!replacing.isHolding) {
+        originRes.resume();
+        return;
+      }
+      // Apply first, then release the old hold, so channels both share never lose their subscription.
+      this.apply(instruct, originRes);
+      replacing.supersede();
       return;
     }
     this.apply(instruct, originRes);
   }
 
   private apply(instruct: Instruct, originRes: IncomingMessage): void {
+    this.hold = undefined;
     const hold = instruct.hold;
     const headers = withoutHeaders(instruct.headers, ['content-length']);
     if (hold?.mode === 'response') {
-      new ResponseHold(this.deps, this.res, {
+      const responseHold = new ResponseHold(this.deps, this.res, {
         channels: hold.channels,
         timeoutSec: hold.timeoutSec,
         timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: instruct.body ?? Buffer.alloc(0) },
         retry: (lastIds) => void this.retry(lastIds),
+        refresh: (lastIds) => void this.refresh(lastIds),
       });
+      this.hold = responseHold;
       this.deps.metrics.requests.inc({ outcome: 'hold_response' });
       return;
     }
@@ -140,6 +164,34 @@ export class ProxySession {
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  /** First-subscription refresh of a long-poll: the hold keeps holding until the origin answers. */
+  private async refresh(lastIds: ReadonlyMap<string, string>): Promise<void> {
+    const current = this.hold;
+    if (current === undefined || this.res.destroyed) return;
+    let originRes: IncomingMessage;
+    try {
+      originRes = await this.deps.origin.request(
+        { method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)] },
+        Buffer.concat(this.keptBody),
+      );
+    } catch (err) {
+      this.refreshFailed(current, err);
+      return;
+    }
+    // Answered by a published item or the timeout while the origin was asked: drop the answer.
+    if (this.res.destroyed || !current.isHolding) {
+      originRes.resume();
+      return;
+    }
+    await this.handleOriginResponse(originRes, current);
+  }
+
+  private refreshFailed(hold: ResponseHold, err: unknown): void {
+    const kg = isKgError(err) ? err : new KgError('KG_ERR_ORIGIN_UNREACHABLE', String(err), { cause: err });
+    this.deps.log.warn({ code: kg.code, origin: this.target.url.origin, err: kg.message }, 'refresh failed; still holding');
+    hold.refreshFailed();
   }
 
   private relay(originRes: IncomingMessage): void {

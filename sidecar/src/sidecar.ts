@@ -1,10 +1,11 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Bus } from './bus/bus.js';
+import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
+import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
-import { createControlHandler } from './control.js';
+import { startControlServer, type ControlServer } from './control.js';
 import { KgError } from './errors.js';
 import { GripSigner } from './grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
@@ -26,12 +27,18 @@ import { WsUpgradeHandler } from './ws-upgrade.js';
 export interface SidecarOptions {
   config: Readonly<Config>;
   log?: Logger;
-  /** Defaults to an in-process bus. */
+  /** Defaults to NATS when configured, else an in-process bus. */
   bus?: Bus;
+  /**
+   * Serve the control port (publish API, /metrics, /healthz) here. Cluster workers do not: the
+   * primary serves it for all of them (cluster.ts).
+   */
+  serveControl?: boolean;
 }
 
 export interface Sidecar {
   readonly clientPort: number;
+  /** 0 when this process does not serve the control port. */
   readonly controlPort: number;
   readonly metrics: Metrics;
   readonly hub: Hub;
@@ -47,11 +54,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics({ collectDefaults: true });
-  if (config.nats !== undefined && options.bus === undefined) {
-    throw new KgError('KG_ERR_CONFIG_INVALID', 'nats is configured but this build has no NATS bus; pass a bus or remove nats');
-  }
-  const bus = options.bus ?? new MemoryBus();
-  const hub = new Hub(bus, metrics);
+  const bus = options.bus ?? createBus(config, log);
+  const stopBusMetrics = recordBusMetrics(bus, metrics);
+  const hub = new Hub(bus, metrics, config.hold, log);
   const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
   const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
   const deps: HoldDeps = { hub, origin, metrics, log, limits: config.limits };
@@ -128,35 +133,78 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   client.requestTimeout = 0;
   client.headersTimeout = 60_000;
 
-  const controlHandler = createControlHandler({
-    bus, hub, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes,
-    ...(config.publishToken ? { publishToken: config.publishToken } : {}),
-  });
-  const control = http.createServer((req, res) => {
-    controlHandler(req, res).catch((err: unknown) => {
-      log.error({ err }, 'control request failed');
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
-  });
-
   await listen(client, config.listen.host, config.listen.port);
-  await listen(control, config.control.host, config.control.port);
   const clientPort = (client.address() as AddressInfo).port;
-  const controlPort = (control.address() as AddressInfo).port;
-  log.info({ listen: `${config.listen.host}:${clientPort}`, control: `${config.control.host}:${controlPort}`, origin: config.origin }, 'sidecar started');
+  let control: ControlServer | undefined;
+  if (options.serveControl !== false) {
+    control = await startControlServer({
+      bus, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes,
+      ...(config.publishToken ? { publishToken: config.publishToken } : {}),
+      health: () => {
+        const status = bus.status();
+        return { ready: status.type === 'connected', details: { bus: status, channels: hub.channelCount() } };
+      },
+      renderMetrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
+    }, config.control);
+  }
+  const controlPort = control?.port ?? 0;
+  log.info({
+    listen: `${config.listen.host}:${clientPort}`,
+    ...(control ? { control: `${config.control.host}:${controlPort}` } : {}),
+    origin: config.origin,
+    bus: bus instanceof NatsBus ? 'nats' : 'memory',
+  }, control ? 'sidecar started' : 'worker started');
 
   return {
     clientPort, controlPort, metrics, hub, bus,
     async close() {
       await wsUpgrades.close();
       client.closeAllConnections();
-      control.closeAllConnections();
-      await Promise.all([closeServer(client), closeServer(control)]);
+      await Promise.all([closeServer(client), control?.close()]);
       origin.close();
+      hub.close();
+      stopBusMetrics();
       await bus.close();
     },
   };
+}
+
+/** NATS when configured (each process its own connection), else the in-process bus. */
+export function createBus(config: Readonly<Config>, log: Logger): Bus {
+  if (config.nats === undefined) return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: config.hold.channelLingerMs });
+  return new NatsBus({
+    ...config.nats,
+    lingerMs: config.hold.channelLingerMs,
+    name: `kong-grip sidecar pid ${process.pid}`,
+    log: log.child({ component: 'nats' }),
+  });
+}
+
+/** Keeps the NATS gauges and counters in step with the bus; returns the function that stops it. */
+export function recordBusMetrics(bus: Bus, metrics: Metrics): () => void {
+  const isNats = bus instanceof NatsBus;
+  metrics.natsConnected.set(isNats && bus.status().type === 'connected' ? 1 : 0);
+  return bus.listen((event) => recordBusEvent(event, metrics, isNats));
+}
+
+function recordBusEvent(event: BusEvent, metrics: Metrics, isNats: boolean): void {
+  switch (event.type) {
+    case 'status':
+      if (!isNats) return;
+      if (event.status.type === 'disconnected') metrics.natsDisconnects.inc();
+      metrics.natsConnected.set(event.status.type === 'connected' ? 1 : 0);
+      return;
+    case 'payload-invalid':
+      metrics.natsPayloadsInvalid.inc();
+      return;
+    case 'channel-live':
+    case 'channel-released':
+      return;
+    default: {
+      const never: never = event;
+      throw new Error(`unhandled bus event ${JSON.stringify(never)}`);
+    }
+  }
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

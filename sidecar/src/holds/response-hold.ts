@@ -11,9 +11,12 @@ import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
 //   holding ──http-response item──▶ closed (item's response)
 //      │ ────timeout──────────────▶ closed (the origin's timeout response)
 //      │ ────hint / prev-id gap───▶ closed (session retries the origin, which decides anew)
+//      │ ────refresh answered─────▶ closed (superseded by what the origin answered now)
 //      └─────client gone──────────▶ closed
 //
-// close() runs once and releases the subscriptions and the timer.
+// A refresh (the channel just went live on the bus, spec 3.5) asks the origin again but keeps
+// holding meanwhile: an item that arrives before the origin's new answer is still delivered,
+// and the answer is then dropped. close() runs once and releases the subscriptions and the timer.
 
 export interface ResponseHoldOptions {
   channels: readonly ChannelSub[];
@@ -21,10 +24,13 @@ export interface ResponseHoldOptions {
   timeoutResponse: ResponseParts;
   /** Ask the origin again (hint, or a gap in the item chain), with these Grip-Last values. */
   retry: (gripLast: ReadonlyMap<string, string>) => void;
+  /** Ask the origin again while this hold keeps holding; the session calls supersede() with the answer. */
+  refresh: (gripLast: ReadonlyMap<string, string>) => void;
 }
 
 export class ResponseHold implements Subscriber {
   private state: 'holding' | 'closed' = 'holding';
+  private isRefreshing = false;
   private readonly channels: ChannelSub[];
   private readonly timer: NodeJS.Timeout;
   private readonly startedAt = performance.now();
@@ -63,6 +69,27 @@ export class ResponseHold implements Subscriber {
         throw new Error(`unhandled action ${String(never)}`);
       }
     }
+  }
+
+  /** First-subscription refresh (spec 3.5): ask the origin again, still holding meanwhile. */
+  refresh(): void {
+    if (this.state !== 'holding' || this.isRefreshing) return;
+    this.isRefreshing = true;
+    this.options.refresh(this.knownPrevIds());
+  }
+
+  get isHolding(): boolean {
+    return this.state === 'holding';
+  }
+
+  /** The refresh answer arrived and replaces this hold; nothing is written to the client. */
+  supersede(): void {
+    this.release('retry');
+  }
+
+  /** The refresh failed (origin unreachable, bad answer): keep holding as before. */
+  refreshFailed(): void {
+    this.isRefreshing = false;
   }
 
   private knownPrevIds(): Map<string, string> {

@@ -76,6 +76,12 @@ export class StreamHold implements Subscriber {
     this.apply(item);
   }
 
+  /** First-subscription refresh (spec 3.5): fetch the next link, if there is one, as for a hint. */
+  refresh(): void {
+    if (this.state !== 'holding' || this.nextLink === undefined) return;
+    void this.fetchNext();
+  }
+
   private apply(item: PublishItem): void {
     const format = item.formats['http-stream'];
     if (format === undefined) return;

@@ -511,6 +511,17 @@ export class WsSession implements Subscriber {
     this.pump();
   }
 
+  /**
+   * The hub's first-subscription refresh (spec 3.5): a channel of this session just went live on
+   * the bus, so items may have been missed. As for a published `refresh` action, the origin gets
+   * a WebSocket-over-HTTP request (empty if nothing is pending) and can push what was missed.
+   */
+  refresh(): void {
+    if (this.state !== 'open') return;
+    this.refreshWanted = true;
+    this.pump();
+  }
+
   /** Published items from the hub. Hot path: no allocation per subscriber. */
   deliver(item: PublishItem): void {
     const format = item.formats['ws-message'];

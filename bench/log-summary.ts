@@ -6,6 +6,8 @@ const MAX_LINES = 5;
 /** Blanks ids and numbers so repeats of one problem group together. */
 export function normalizeLogMessage(msg: string): string {
   return msg
+    // Connection ids such as `1-2-3` or `0-4-a`: the whole token after `id=`.
+    .replace(/\bid=[^\s,;]+/g, 'id=…')
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '…')
     .replace(/\b\d+(?:[-.:]\d+)*\b/g, 'N')
     .trim();

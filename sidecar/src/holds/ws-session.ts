@@ -464,7 +464,7 @@ export class WsSession implements Subscriber {
         return;
       case 'set-meta':
         // Subscription meta only feeds delivery filters (spec 6.1), which the sidecar does not run.
-        this.log.debug({ name: msg.name }, 'set-meta ignored: filters are not implemented');
+        this.log.debug({ name: msg.name }, 'set-meta has no effect: no delivery filter reads meta');
         return;
       case 'keep-alive':
         this.setClientKeepAlive(msg.message, msg.timeoutSec, msg.mode);

@@ -5,11 +5,12 @@ import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
-import { startControlServer, type ControlServer } from './control.js';
+import { PublishGate, startControlServer, type ControlServer } from './control.js';
 import { KgError } from './errors.js';
 import { GripSigner } from './grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
 import type { HoldDeps } from './holds/hold-deps.js';
+import { HoldRegistry } from './holds/hold-registry.js';
 import { Hub } from './hub.js';
 import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong-handoff.js';
 import { createLogger, type Logger } from './log.js';
@@ -43,12 +44,18 @@ export interface Sidecar {
   readonly metrics: Metrics;
   readonly hub: Hub;
   readonly bus: Bus;
+  /**
+   * Graceful stop (SIGTERM): stop accepting, end every held connection so its client
+   * reconnects elsewhere, hand accepted publishes to the bus, wait for clients to go for at
+   * most shutdown.drainMs, then cut what is left and close the bus.
+   */
   close(): Promise<void>;
 }
 
 const OVERLOADED_TEXT = 'Service Unavailable: connection limit reached.\n';
 const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.';
 const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.';
+const SHUTTING_DOWN_TEXT = 'Service Unavailable: shutting down.\n';
 
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
@@ -56,10 +63,15 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const metrics = createMetrics({ collectDefaults: true });
   const bus = options.bus ?? createBus(config, log);
   const stopBusMetrics = recordBusMetrics(bus, metrics);
-  const hub = new Hub(bus, metrics, config.hold, log);
+  const hub = new Hub(bus, metrics, { ...config.hold, sequencing: config.sequencing }, log);
   const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
   const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
-  const deps: HoldDeps = { hub, origin, metrics, log, limits: config.limits };
+  const holds = new HoldRegistry();
+  const deps: HoldDeps = {
+    hub, origin, metrics, log, limits: config.limits, holds, lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
+  };
+  const publishGate = new PublishGate();
+  let closing: Promise<void> | undefined;
 
   let active = 0;
   // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
@@ -102,7 +114,28 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     req.resume();
   };
 
+  // While draining, connections are closed as soon as they have nothing in progress.
+  let isSweepScheduled = false;
+  const sweepIdle = (): void => {
+    isSweepScheduled = false;
+    client.closeIdleConnections();
+  };
+  const onResponseClosed = (): void => {
+    active--;
+    if (closing !== undefined && !isSweepScheduled) {
+      isSweepScheduled = true;
+      setImmediate(sweepIdle);
+    }
+  };
   const client = http.createServer({ keepAlive: true }, (req: IncomingMessage, res: ServerResponse) => {
+    if (closing !== undefined) {
+      // A request on a connection kept alive from before the drain.
+      metrics.requests.inc({ outcome: 'KG_ERR_SHUTTING_DOWN' });
+      res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1', 'Connection', 'close']);
+      res.end(SHUTTING_DOWN_TEXT);
+      req.resume();
+      return;
+    }
     if (active >= config.limits.maxConnections) {
       metrics.requests.inc({ outcome: 'over_limit' }); // KG_ERR_TOO_MANY_CONNECTIONS
       res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1']);
@@ -111,7 +144,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       return;
     }
     active++;
-    res.once('close', () => { active--; });
+    res.once('close', onResponseClosed);
     let target: ProxyTarget;
     try {
       target = targetFor(req);
@@ -138,11 +171,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   let control: ControlServer | undefined;
   if (options.serveControl !== false) {
     control = await startControlServer({
-      bus, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes,
+      bus, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes, gate: publishGate,
       ...(config.publishToken ? { publishToken: config.publishToken } : {}),
       health: () => {
         const status = bus.status();
-        return { ready: status.type === 'connected', details: { bus: status, channels: hub.channelCount() } };
+        const isDraining = closing !== undefined;
+        return { ready: status.type === 'connected' && !isDraining, details: { bus: status, channels: hub.channelCount(), ...(isDraining ? { draining: true } : {}) } };
       },
       renderMetrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
     }, config.control);
@@ -155,26 +189,54 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     bus: bus instanceof NatsBus ? 'nats' : 'memory',
   }, control ? 'sidecar started' : 'worker started');
 
+  const drain = async (): Promise<void> => {
+    const { drainMs } = config.shutdown;
+    metrics.draining.set(1);
+    log.info({ drainMs, held: holds.size, ws: wsUpgrades.sessionCount }, 'draining');
+    const startedAt = performance.now();
+    // Stop accepting; connections with nothing in progress go now, the others when done.
+    const clientClosed = closeServer(client);
+    client.closeIdleConnections();
+    const publishes = publishGate.drain();
+    holds.drainAll();
+    const wsGone = wsUpgrades.drain();
+    let deadline: NodeJS.Timeout | undefined;
+    const isDrained = await Promise.race([
+      Promise.all([clientClosed, publishes, wsGone]).then(() => true),
+      new Promise<boolean>((resolve) => { deadline = setTimeout(() => resolve(false), drainMs); }),
+    ]);
+    clearTimeout(deadline);
+    if (!isDrained) log.warn({ drainMs, open: active, ws: wsUpgrades.sessionCount }, 'drain time over; cutting remaining connections');
+    client.closeAllConnections();
+    await wsUpgrades.close(0);
+    await clientClosed;
+    // Accepted publishes are with the bus before it closes (the drain time does not cut them).
+    await publishes;
+    await control?.close();
+    origin.close();
+    hub.close();
+    stopBusMetrics();
+    await bus.close();
+    log.info({ durationMs: Math.round(performance.now() - startedAt), isDrained }, 'drained');
+  };
+
   return {
     clientPort, controlPort, metrics, hub, bus,
-    async close() {
-      await wsUpgrades.close();
-      client.closeAllConnections();
-      await Promise.all([closeServer(client), control?.close()]);
-      origin.close();
-      hub.close();
-      stopBusMetrics();
-      await bus.close();
+    close() {
+      closing ??= drain();
+      return closing;
     },
   };
 }
 
 /** NATS when configured (each process its own connection), else the in-process bus. */
 export function createBus(config: Readonly<Config>, log: Logger): Bus {
-  if (config.nats === undefined) return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: config.hold.channelLingerMs });
+  // The hub keeps a channel for hold.channelLingerMs after its last subscriber (with its
+  // position), holding the bus subscription meanwhile: the bus itself need not linger.
+  if (config.nats === undefined) return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: 0 });
   return new NatsBus({
     ...config.nats,
-    lingerMs: config.hold.channelLingerMs,
+    lingerMs: 0,
     name: `kong-grip sidecar pid ${process.pid}`,
     log: log.child({ component: 'nats' }),
   });
@@ -196,6 +258,13 @@ function recordBusEvent(event: BusEvent, metrics: Metrics, isNats: boolean): voi
       return;
     case 'payload-invalid':
       metrics.natsPayloadsInvalid.inc();
+      return;
+    case 'channel-resumed':
+      metrics.historyResumes.inc({ cause: event.cause });
+      metrics.historyItems.inc({ use: 'resume' }, event.items);
+      return;
+    case 'history-duplicate':
+      metrics.historyDuplicates.inc();
       return;
     case 'channel-live':
     case 'channel-released':

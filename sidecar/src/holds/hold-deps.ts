@@ -3,6 +3,7 @@ import type { Hub } from '../hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { OriginClient } from '../origin.js';
+import type { HoldRegistry } from './hold-registry.js';
 
 /** What every hold needs from the sidecar, handed in explicitly (no module singletons). */
 export interface HoldDeps {
@@ -11,6 +12,9 @@ export interface HoldDeps {
   metrics: Metrics;
   log: Logger;
   limits: Limits;
+  holds: HoldRegistry;
+  /** Request path prefixes whose SSE Last-Event-ID stands for the prev-id of their channels. */
+  lastEventIdPaths: readonly string[];
 }
 
 /** The channels a hold may subscribe to: the first maxChannelsPerConnection, the rest counted and dropped. */

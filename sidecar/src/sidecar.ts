@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
@@ -234,11 +235,18 @@ export function createBus(config: Readonly<Config>, log: Logger): Bus {
   // The hub keeps a channel for hold.channelLingerMs after its last subscriber (with its
   // position), holding the bus subscription meanwhile: the bus itself need not linger.
   if (config.nats === undefined) return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: 0 });
+  const nats = config.nats;
   return new NatsBus({
-    ...config.nats,
+    servers: nats.servers,
+    subjectPrefix: nats.subjectPrefix,
+    reconnectWaitMs: nats.reconnectWaitMs,
+    connectTimeoutMs: nats.connectTimeoutMs,
+    pingIntervalMs: nats.pingIntervalMs,
     lingerMs: 0,
     name: `kong-grip sidecar pid ${process.pid}`,
     log: log.child({ component: 'nats' }),
+    ...(nats.subscriptionEvents ? { events: { prefix: nats.subscriptionEventPrefix, instance: `${hostname()}:${process.pid}` } } : {}),
+    ...(nats.jetstream !== undefined ? { history: nats.jetstream } : {}),
   });
 }
 

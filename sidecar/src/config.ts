@@ -441,7 +441,11 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
 
   const nats = raw['nats'];
   if (nats !== undefined) {
-    const natsRaw: RawConfig = typeof nats === 'string' ? { servers: nats } : section('nats', nats, problems);
+    // --nats / NATS_URL give the servers; the file's nats section still supplies the rest.
+    const fileNats = file['nats'];
+    const natsRaw: RawConfig = typeof nats === 'string'
+      ? { ...(typeof fileNats === 'object' && fileNats !== null && !Array.isArray(fileNats) ? fileNats as RawConfig : {}), servers: nats }
+      : section('nats', nats, problems);
     unknownKeys('nats.', natsRaw, ['servers', 'subjectPrefix', 'reconnectWaitMs', 'connectTimeoutMs', 'pingIntervalMs',
       'subscriptionEvents', 'subscriptionEventPrefix', 'jetstream'], problems);
     const servers = typeof natsRaw['servers'] === 'string' ? natsRaw['servers'].split(',').map((s) => s.trim()).filter(Boolean) : natsRaw['servers'];
@@ -548,8 +552,14 @@ function jetStreamConfig(v: unknown, problems: Problems): JetStreamConfig | unde
   };
 }
 
-/** Channel subjects, republished subjects and events must not overlap, or one would capture another. */
+/**
+ * With history, the stream takes every subject under the channel prefix and republishes it
+ * under its own: channel subjects, republished subjects and events must not overlap, or the
+ * stream would store (or loop on) the others. Without it, each channel is one token, so no
+ * event subject can be taken for a channel.
+ */
 function checkPrefixesApart(nats: NatsConfig, problems: Problems): void {
+  if (nats.jetstream === undefined) return;
   const named: Array<[string, string]> = [['nats.subjectPrefix', nats.subjectPrefix]];
   if (nats.subscriptionEvents) named.push(['nats.subscriptionEventPrefix', nats.subscriptionEventPrefix]);
   if (nats.jetstream !== undefined) named.push(['nats.jetstream.republishPrefix', nats.jetstream.republishPrefix]);

@@ -1,6 +1,6 @@
 import test from 'ava';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { listenHttp, openStream, request, type StreamReader } from '../helpers/http.js';
+import { startFeedOrigin } from '../helpers/feed-origin.js';
+import { openStream, request, type StreamReader } from '../helpers/http.js';
 import { NatsServer } from '../helpers/nats-server.js';
 import {
   busStatus, JetStreamPublisher, numberedItem, range, sseNumbers, tally, whenLive,
@@ -15,32 +15,6 @@ import type WebSocket from 'ws';
 // the last stored item it delivered, so its held clients miss nothing and get nothing twice;
 // a hold whose prev-id is behind is caught up from the stream without asking the origin.
 // Each fault test logs its tally: published, delivered, duplicated, lost (per client).
-
-/**
- * An origin for SSE on /sse?ch=X (a stream hold) and for WebSockets over HTTP (subscribed to
- * "feed" on OPEN, by a GRIP control message; other events get an empty reply).
- */
-function startFeedOrigin() {
-  return listenHttp((req: IncomingMessage, res: ServerResponse) => {
-    if (req.method === 'GET') {
-      const channel = new URL(req.url ?? '/', 'http://x').searchParams.get('ch') ?? 'feed';
-      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Grip-Hold': 'stream', 'Grip-Channel': channel });
-      res.end('event: open\ndata:\n\n');
-      return;
-    }
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      res.writeHead(200, { 'Content-Type': 'application/websocket-events', 'Sec-WebSocket-Extensions': 'grip' });
-      if (!Buffer.concat(chunks).toString('latin1').startsWith('OPEN')) {
-        res.end();
-        return;
-      }
-      const subscribe = `c:${JSON.stringify({ type: 'subscribe', channel: 'feed' })}`;
-      res.end(`OPEN\r\nTEXT ${Buffer.byteLength(subscribe).toString(16)}\r\n${subscribe}\r\n`);
-    });
-  });
-}
 
 interface Clients {
   streams: StreamReader[];

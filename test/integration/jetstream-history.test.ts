@@ -100,9 +100,9 @@ test('nats-server killed and restarted on its store while the sidecar waits to r
   t.teardown(() => nats.dispose());
   const origin = await startFeedOrigin();
   t.teardown(() => origin.close());
-  // The sidecar retries every 3 s: long enough for the server to restart and take 100 items first.
+  // The sidecar retries every 2 s: long enough for the server to restart and take 100 items first.
   const side = await startTestSidecar({
-    origin: origin.url, nats: { servers: nats.url, reconnectWaitMs: 3000, jetstream: { stream: 'RESTART' } },
+    origin: origin.url, nats: { servers: nats.url, reconnectWaitMs: 2000, jetstream: { stream: 'RESTART' } },
   });
   t.teardown(() => side.close());
   const clients = await holdClients(side, 2);

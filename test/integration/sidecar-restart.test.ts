@@ -1,9 +1,9 @@
 import test from 'ava';
 import { startFeedOrigin } from '../helpers/feed-origin.js';
-import { openStream, type StreamReader } from '../helpers/http.js';
-import { waitForReadiness } from '../helpers/nats-e2e.js';
+import { openStream, request, type StreamReader } from '../helpers/http.js';
 import { NatsServer, waitUntil } from '../helpers/nats-server.js';
 import { JetStreamPublisher, numberedItem, range, sseNumbers, tally } from '../helpers/reliability.js';
+import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { SidecarProcess } from '../helpers/sidecar-process.js';
 
 // A sidecar process killed (SIGKILL, no drain) while its SSE clients are held, items published
@@ -23,10 +23,10 @@ function lastEventId(text: string): string {
   return ids[ids.length - 1]?.[1] ?? '';
 }
 
-async function holdOn(nats: NatsServer, side: SidecarProcess, clients: StreamReader[]): Promise<void> {
+async function holdOn(nats: NatsServer, side: SidecarProcess | TestSidecar, clients: StreamReader[]): Promise<void> {
   await Promise.all(clients.map((c) => c.waitFor('event: open\n')));
   await waitUntil('the sidecar listens to the channel', async () => (await nats.subjects()).includes('grip.js.feed'));
-  await waitForReadiness(side, true);
+  await waitUntil('the sidecar is ready', async () => (await request(`${side.controlUri}readyz`)).status === 200);
 }
 
 test('clients of a killed sidecar reconnect to a new one with Last-Event-ID and get what they missed, once', async (t) => {
@@ -51,8 +51,11 @@ test('clients of a killed sidecar reconnect to a new one with Last-Event-ID and 
   // Nobody is there to deliver these; JetStream keeps them.
   await publisher.publish('feed', range(11, 40).map((n) => numberedItem(n)));
 
-  const second = await SidecarProcess.start(args, { yaml: YAML });
-  t.teardown(() => second.stop().then(() => undefined));
+  // The new one runs in this process (starting a process costs more and tests nothing more here).
+  const second = await startTestSidecar({
+    origin: origin.url, nats: { servers: nats.url, jetstream: { stream: 'KILLED', lastEventIdPaths: ['/sse'] } },
+  });
+  t.teardown(() => second.close());
   const after = await Promise.all(before.map((c) => openStream(second.url('/sse?ch=feed'), { 'Last-Event-ID': lastEventId(c.text) })));
   t.teardown(() => { for (const c of after) c.close(); });
   // A client without Last-Event-ID starts from the present.

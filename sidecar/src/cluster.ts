@@ -233,8 +233,9 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
         else s.worker.process.kill('SIGTERM');
       }));
       await Promise.all(exited);
-      await publishes;
+      // Bodies still arriving are cut (not accepted); received publishes reach NATS first.
       await controlServer.close();
+      await publishes;
       stopBusMetrics();
       await bus.close();
     },

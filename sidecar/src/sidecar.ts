@@ -211,9 +211,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     client.closeAllConnections();
     await wsUpgrades.close(0);
     await clientClosed;
-    // Accepted publishes are with the bus before it closes (the drain time does not cut them).
-    await publishes;
+    // A publish whose body is still arriving is cut (it was not accepted: no 200); one that was
+    // received is handed to the bus before the bus closes, however late.
     await control?.close();
+    await publishes;
     origin.close();
     hub.close();
     stopBusMetrics();

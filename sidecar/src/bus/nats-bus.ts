@@ -662,7 +662,10 @@ export class NatsBus implements Bus {
     }
   }
 
-  /** History.itemsAfter: from the remembered sequence of `afterId`, else from a scan of the channel. */
+  /**
+   * History.itemsAfter: from the remembered sequence of `afterId`; else nothing when it is the
+   * channel's newest item; else from a scan of the channel's retained items.
+   */
   private async itemsAfter(channel: string, afterId: string): Promise<PublishItem[] | undefined> {
     const store = this.store;
     const entry = this.channels.get(channel);
@@ -675,6 +678,10 @@ export class NatsBus implements Bus {
       for await (const stored of store.readFrom(entry.storedSubject, channel, known + 1)) items.push(stored.item);
       return items;
     }
+    // Most clients are in step with the channel: one lookup says so, no scan.
+    const last = await store.lastOf(entry.storedSubject, channel);
+    if (last === undefined) return undefined;
+    if (last.item.id === afterId) return [];
     let scan = this.scans.get(channel);
     if (scan === undefined) {
       scan = this.scan(store, entry);

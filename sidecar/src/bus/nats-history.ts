@@ -118,6 +118,22 @@ export class StreamHistory {
     }
   }
 
+  /** The channel's newest stored item; undefined when it has none (or it is not a valid item). */
+  async lastOf(subject: string, channel: string): Promise<StoredItem | undefined> {
+    const jsm = await this.manager();
+    let stored;
+    try {
+      stored = await jsm.streams.getMessage(this.config.stream, { last_by_subj: subject });
+    } catch (err) {
+      if (apiCode(err) === ERR_NO_MESSAGE_FOUND) return undefined;
+      throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream}: reading the last item of ${subject} failed: ${errorText(err)}`, { cause: err });
+    }
+    const item = this.parse(subject, channel, stored.data);
+    if (item === undefined) return undefined;
+    item.seq = stored.seq;
+    return { seq: stored.seq, item };
+  }
+
   /** Publishes in order and resolves once the stream has stored every one. */
   async publish(subjects: readonly string[], payloads: readonly Uint8Array[]): Promise<void> {
     this.js ??= this.nc.jetstream();

@@ -42,6 +42,14 @@ test.before(async () => {
       res.setHeader('Grip-Channel', `stream-${String(new URL(req.url ?? '/', 'http://x').searchParams.get('n'))}`);
       res.end('stream open\n');
     },
+    '/timeout': (req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.setHeader('X-Custom', 'kept');
+      res.setHeader('Grip-Hold', 'response');
+      res.setHeader('Grip-Channel', 'never-published');
+      res.setHeader('Grip-Timeout', '1');
+      res.end('timeout body');
+    },
     '/page1': (req, res) => { res.setHeader('Grip-Link', '</page2>; rel=next'); res.end('one\n'); },
     '/page2': (req, res) => { res.end('two\n'); },
     '/bad-hold': (req, res) => { res.setHeader('Grip-Hold', 'forever'); res.end(); },
@@ -84,6 +92,13 @@ test.serial('Grip-Status without a hold', async (t) => {
 
 test.serial('a JSON instruct response is built only from its response object', async (t) => {
   const r = await both('/json', ['x-i', 'x-origin-only', 'content-length']);
+  t.deepEqual(r.kongGrip, r.pushpin);
+});
+
+test.serial('a long-poll nobody publishes to gets the timeout response after the 5 s minimum', async (t) => {
+  const started = Date.now();
+  const r = await both('/timeout', ['content-type', 'x-custom', 'content-length']);
+  t.true(Date.now() - started >= 4900);
   t.deepEqual(r.kongGrip, r.pushpin);
 });
 

@@ -62,6 +62,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const deps: HoldDeps = { hub, origin, metrics, log, limits: config.limits };
 
   let active = 0;
+  // One listener shared by every response, not a closure per request.
+  const onResponseClosed = (): void => { active--; };
   // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
   const handoff = config.kong === undefined ? undefined : new HandoffVerifier(config.kong);
   const targetFor = (req: IncomingMessage): ProxyTarget => {
@@ -111,7 +113,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       return;
     }
     active++;
-    res.once('close', () => { active--; });
+    res.once('close', onResponseClosed);
     let target: ProxyTarget;
     try {
       target = targetFor(req);

@@ -6,7 +6,9 @@ import type { Socket } from 'node:net';
 // frame it again for each connection (a hex length string and three buffers in a writev) and
 // schedule a tick per socket. Several writes to one connection within a tick go out together:
 // the first is written at once (a lone item is not delayed), then the socket is corked and the
-// rest follow in one write when the tick ends.
+// rest follow in one write when the tick ends. While items come in runs (the last tick with
+// writes had several for one connection), sockets are corked from the first write, so each
+// connection gets one write per tick.
 //
 // Only a chunked response whose headers are on its socket and whose own output queue is empty is
 // written to directly; anything else (HTTP/1.0 clients, HEAD, a pipelined response still waiting
@@ -39,6 +41,14 @@ export class ChunkWriter {
   private tick = 1;
   private isTickEndScheduled = false;
   private readonly corked: Socket[] = [];
+  /** Writes this tick to a connection already written in it. */
+  private repeatsThisTick = 0;
+  /**
+   * Whether the last tick with writes had repeats. Items come in runs (back-to-back publishes,
+   * a burst from NATS), so then every connection is corked from its first write: one write per
+   * connection per tick instead of two.
+   */
+  private isBurst = false;
 
   /**
    * Writes published `content` (a Buffer shared by every connection it goes to) as the next part
@@ -51,18 +61,17 @@ export class ChunkWriter {
       res.write(content);
       return;
     }
-    if (state.lastWriteTick === this.tick) {
-      if (state.corkedTick !== this.tick) {
-        state.corkedTick = this.tick;
-        socket.cork();
-        this.corked.push(socket);
-      }
-    } else {
-      state.lastWriteTick = this.tick;
-      if (!this.isTickEndScheduled) {
-        this.isTickEndScheduled = true;
-        process.nextTick(this.endTick);
-      }
+    if (!this.isTickEndScheduled) {
+      this.isTickEndScheduled = true;
+      process.nextTick(this.endTick);
+    }
+    const isRepeat = state.lastWriteTick === this.tick;
+    if (isRepeat) this.repeatsThisTick++;
+    else state.lastWriteTick = this.tick;
+    if ((isRepeat || this.isBurst) && state.corkedTick !== this.tick) {
+      state.corkedTick = this.tick;
+      socket.cork();
+      this.corked.push(socket);
     }
     socket.write(this.frame(content));
   }
@@ -81,6 +90,8 @@ export class ChunkWriter {
 
   private readonly endTick = (): void => {
     this.isTickEndScheduled = false;
+    this.isBurst = this.repeatsThisTick > 0;
+    this.repeatsThisTick = 0;
     this.tick++;
     for (const socket of this.corked) socket.uncork();
     this.corked.length = 0;

@@ -1,5 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { FakeKongRequest, KongRpcDriver, RpcError } from './kong-rpc-driver.js';
 
 // A stand-in for Kong's proxy path in end-to-end tests: key-auth (apikey header or query →
@@ -45,16 +45,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const runs: FakeKongRequest[] = [];
   const pluginErrors: string[] = [];
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  type Admission =
+    | { kind: 'refused'; status: number; headers: Record<string, string>; body: string }
+    | { kind: 'admitted'; path: string; headers: Array<[string, string | string[]]> };
+
+  /** key-auth, then the grip plugin's access phase through the real plugin server. */
+  const admit = async (req: IncomingMessage): Promise<Admission> => {
     const url = new URL(req.url ?? '/', 'http://gateway.invalid');
     // key-auth: key in header or query; hide_credentials removes it before upstream.
     const key = (req.headers['apikey'] as string | undefined) ?? url.searchParams.get('apikey') ?? undefined;
     const consumer = key === undefined ? undefined : options.consumers[key];
     if (consumer === undefined) {
-      res.writeHead(401, { 'Content-Type': 'application/json' });
-      res.end('{"message":"No API key found in request"}');
-      req.resume();
-      return;
+      return { kind: 'refused', status: 401, headers: { 'Content-Type': 'application/json' }, body: '{"message":"No API key found in request"}' };
     }
     url.searchParams.delete('apikey');
     const headers: Record<string, string[]> = {};
@@ -83,21 +85,29 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       for (const [k, v] of Object.entries(headers)) kongReq.headers.set(k, v);
     }
     if (kongReq.luaError !== undefined) {
-      res.writeHead(500, { 'Content-Type': 'application/json' });
-      res.end('{"message":"An unexpected error occurred"}');
-      req.resume();
-      return;
+      return { kind: 'refused', status: 500, headers: { 'Content-Type': 'application/json' }, body: '{"message":"An unexpected error occurred"}' };
     }
     if (kongReq.exit !== undefined) {
       const body = kongReq.exit.body === undefined ? '' : JSON.stringify(kongReq.exit.body);
-      res.writeHead(kongReq.exit.status, { 'Content-Type': 'application/json', ...kongReq.exit.headers });
-      res.end(body);
+      return { kind: 'refused', status: kongReq.exit.status, headers: { 'Content-Type': 'application/json', ...kongReq.exit.headers }, body };
+    }
+    return {
+      kind: 'admitted', path: url.pathname + url.search,
+      headers: [...kongReq.headers].map(([k, v]) => [k, v.length === 1 ? v[0] as string : v]),
+    };
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const admission = await admit(req);
+    if (admission.kind === 'refused') {
+      res.writeHead(admission.status, admission.headers);
+      res.end(admission.body);
       req.resume();
       return;
     }
     const upstream = http.request({
-      host: '127.0.0.1', port: options.sidecarPort, method: req.method, path: url.pathname + url.search, agent: false,
-      headers: Object.fromEntries([...kongReq.headers].map(([k, v]) => [k, v.length === 1 ? v[0] as string : v])),
+      host: '127.0.0.1', port: options.sidecarPort, method: req.method, path: admission.path, agent: false,
+      headers: Object.fromEntries(admission.headers),
     }, (up) => {
       const relayed: string[] = [];
       for (let i = 0; i < up.rawHeaders.length; i += 2) {
@@ -122,6 +132,29 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if (!res.headersSent) res.writeHead(500);
       res.end(String(err));
     });
+  });
+  // WebSocket upgrades: admitted like any request, then tunnelled byte for byte to the sidecar,
+  // as nginx does for Kong routes with Upgrade/Connection passed through.
+  server.on('upgrade', (req: IncomingMessage, client: Socket, head: Buffer) => {
+    client.on('error', () => undefined);
+    admit(req).then((admission) => {
+      if (admission.kind === 'refused') {
+        client.end(`HTTP/1.1 ${admission.status} Refused\r\nContent-Length: ${Buffer.byteLength(admission.body)}\r\nConnection: close\r\n\r\n${admission.body}`);
+        return;
+      }
+      const upstream = netConnect(options.sidecarPort, '127.0.0.1');
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      const lines = [`${req.method ?? 'GET'} ${admission.path} HTTP/1.1`, 'Connection: Upgrade', `Upgrade: ${String(req.headers.upgrade)}`];
+      for (const [name, value] of admission.headers) {
+        for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
+      }
+      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    }, () => client.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

@@ -1,9 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeTempYaml } from './config-files.js';
 
 // A grip-sidecar as its own OS process (the CLI, run through tsx), for tests that need several
 // sidecars or worker processes. It listens on free ports; the ports are read from its
@@ -33,8 +31,7 @@ export class SidecarProcess {
   static async start(args: string[], options: { yaml?: string; env?: Record<string, string> } = {}): Promise<SidecarProcess> {
     const all = ['--listen', '127.0.0.1:0', '--control', '127.0.0.1:0', '--log-level', 'info', ...args];
     if (options.yaml !== undefined) {
-      const file = join(mkdtempSync(join(tmpdir(), 'kg-sidecar-')), 'sidecar.yml');
-      writeFileSync(file, options.yaml);
+      const file = writeTempYaml(options.yaml);
       all.push('--config', file);
     }
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...all], {

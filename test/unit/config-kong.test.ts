@@ -1,28 +1,11 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { configError, writeTempYaml as yamlFile } from '../helpers/config-files.js';
 import { loadConfig } from '../../sidecar/src/config.js';
-import { KgError } from '../../sidecar/src/errors.js';
 
 // Kong mode's settings: kong.secret / --kong-secret / GRIP_KONG_SECRET, kong.allowedOrigins /
 // --kong-allowed-origins / GRIP_KONG_ALLOWED_ORIGINS, kong.maxAgeSec, kong.replayCacheSize.
 
 const SECRET = 'kong-mode-config-test-secret-0123456789';
-
-const configError = (fn: () => unknown): string => {
-  try { fn(); } catch (err) {
-    if (err instanceof KgError && err.code === 'KG_ERR_CONFIG_INVALID') return err.message;
-    throw err;
-  }
-  throw new Error('expected KG_ERR_CONFIG_INVALID');
-};
-
-const yamlFile = (text: string): string => {
-  const path = join(mkdtempSync(join(tmpdir(), 'kg-config-')), 'sidecar.yml');
-  writeFileSync(path, text);
-  return path;
-};
 
 test('flags turn Kong mode on with the documented defaults; no standalone origin is needed', (t) => {
   const c = loadConfig({ env: {}, argv: ['--kong-secret', SECRET, '--kong-allowed-origins', 'http://origin:8080, https://api.test/app'] });

@@ -1,17 +1,9 @@
 import test from 'ava';
 import { availableParallelism } from 'node:os';
+import { configError } from '../helpers/config-files.js';
 import { loadConfig } from '../../sidecar/src/config.js';
-import { KgError } from '../../sidecar/src/errors.js';
 
 const ORIGIN = ['--origin', 'http://127.0.0.1:8080'];
-
-const configError = (fn: () => unknown): string => {
-  try { fn(); } catch (err) {
-    if (err instanceof KgError && err.code === 'KG_ERR_CONFIG_INVALID') return err.message;
-    throw err;
-  }
-  throw new Error('expected KG_ERR_CONFIG_INVALID');
-};
 
 test('NATS_URL and --nats take a comma-separated server list', (t) => {
   const fromEnv = loadConfig({ env: { NATS_URL: 'nats://a:4222, nats://b:4222' }, argv: ORIGIN });

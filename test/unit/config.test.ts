@@ -1,23 +1,6 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { configError, writeTempYaml as yamlFile } from '../helpers/config-files.js';
 import { loadConfig, parseArgs } from '../../sidecar/src/config.js';
-import { KgError } from '../../sidecar/src/errors.js';
-
-const configError = (fn: () => unknown): string => {
-  try { fn(); } catch (err) {
-    if (err instanceof KgError && err.code === 'KG_ERR_CONFIG_INVALID') return err.message;
-    throw err;
-  }
-  throw new Error('expected KG_ERR_CONFIG_INVALID');
-};
-
-const yamlFile = (text: string): string => {
-  const path = join(mkdtempSync(join(tmpdir(), 'kg-config-')), 'sidecar.yml');
-  writeFileSync(path, text);
-  return path;
-};
 
 test('defaults match Pushpin where Pushpin has one', (t) => {
   const c = loadConfig({ env: {}, argv: ['--origin', 'http://127.0.0.1:8080'] });

@@ -1,0 +1,63 @@
+import test from 'ava';
+import { Publisher, WebSocketMessageFormat } from '@fanoutio/grip';
+import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
+import { startGateway, type GatewayConsumer } from '../helpers/kong-gateway.js';
+import {
+  KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
+} from '../helpers/kong-rpc-driver.js';
+import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
+import { connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin.js';
+
+// A WebSocket through Kong: the upgrade passes key-auth and the grip plugin's access phase in the
+// real plugin server, is tunnelled to the sidecar in Kong mode, and every WebSocket-over-HTTP
+// request the sidecar makes carries the consumer the plugin verified.
+
+const SECRET = 'kong-mode-ws-handoff-secret-0123456789abcdef';
+const PLUGIN_ID = 'e2e00000-0000-4000-8000-0000000000e3';
+const SERVICE_ID = 'e2e00000-1111-4000-8000-0000000000e3';
+const BOB: GatewayConsumer = { id: 'b0b00000-0000-4000-8000-000000000002', username: 'bob', custom_id: 'tenant-9' };
+
+test('a WebSocket held through Kong echoes, receives publishes, and the origin sees the verified consumer on every request', async (t) => {
+  const origin = await startWsOrigin(echoHandler({ onOpen: (ws) => ws.subscribe('room') }));
+  const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY });
+  const plugins = await makePluginsDir();
+  const prefix = makePrefix();
+  const { infos } = await queryPluginInfo(plugins.dir);
+  const server = await startPluginServer(plugins.dir, prefix.dir);
+  const driver = new KongRpcDriver(server.socketPath);
+  const { Id } = await driver.startInstance('grip', kongPluginConfig(infos[0] as PluginInfo, { secret: SECRET, origin: origin.url }, { pluginId: PLUGIN_ID, serviceId: SERVICE_ID }));
+  const gateway = await startGateway({
+    driver: () => driver, sidecarPort: side.sidecar.clientPort,
+    route: { instanceId: Id, pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
+  });
+  t.teardown(async () => {
+    driver.close();
+    await gateway.close();
+    await server.stop();
+    plugins.remove();
+    prefix.remove();
+    await side.close();
+    await origin.close();
+  });
+
+  const refused = await connect(gateway.url('/chat').replace('http:', 'ws:')).then(() => 'opened', (err: Error) => err.message);
+  t.regex(refused, /401/, 'no API key: refused at the gateway');
+
+  const client = await connect(gateway.url('/chat?apikey=bob-key').replace('http:', 'ws:'), { headers: { 'Kong-Grip-Consumer-Id': 'admin' } });
+  const log = logOf(client);
+  client.send('hello');
+  await log.waitForCount(1);
+  await waitForSubscribers(side.sidecar.hub, 'room', 1);
+  await new Publisher({ control_uri: side.controlUri }).publishFormats('room', new WebSocketMessageFormat('to the room'));
+  t.deepEqual(await log.waitForCount(2), ['hello', 'to the room']);
+  client.close();
+
+  t.true(origin.seen.length >= 2);
+  for (const seen of origin.seen.slice(0, 2)) {
+    t.true(seen.isSigned, 'Grip-Sig validated');
+    t.is(seen.headers['kong-grip-consumer-id'], BOB.id, 'the verified consumer, not the forged header');
+    t.is(seen.headers['kong-grip-consumer-custom-id'], BOB.custom_id);
+    t.is(seen.headers['kong-grip-handoff'], undefined);
+  }
+  t.is(origin.seen[0]?.url, '/chat', 'the API key is not passed on');
+});

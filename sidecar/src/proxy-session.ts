@@ -55,6 +55,11 @@ export class ProxySession {
    */
   private streamBody(outgoing: ClientRequest): void {
     const req = this.req;
+    if (req.complete && req.readableLength === 0) {
+      // Already received whole and empty (a GET): nothing to stream or keep, no listeners.
+      outgoing.end();
+      return;
+    }
     const onData = (chunk: Buffer): void => {
       outgoing.write(chunk);
       if (this.bodyOverLimit) return;
@@ -79,9 +84,10 @@ export class ProxySession {
       req.off('end', onEnd);
       req.off('close', onClose);
     };
+    // on(), not once(): detach() removes them, and once() would wrap each in another closure.
     req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('close', onClose);
+    req.on('end', onEnd);
+    req.on('close', onClose);
   }
 
   /** `replacing`: the hold a refresh asked about; it keeps holding until the answer is applied. */

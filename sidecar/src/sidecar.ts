@@ -74,6 +74,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const onResponseClosed = (): void => { active--; };
   // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
   const handoff = config.kong === undefined ? undefined : new HandoffVerifier(config.kong);
+  const originBase = config.origin === undefined ? undefined : new URL(config.origin);
   const targetFor = (req: IncomingMessage): ProxyTarget => {
     // Headers only a verified handoff may set are dropped in both modes, so an origin behind a
     // sidecar can always trust Kong-Grip-* identity headers.
@@ -87,11 +88,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       }
       return { url: originUrl(verified.origin, req.url), headers: [...headers, ...verified.headersForOrigin] };
     }
-    if (config.origin === undefined) {
+    if (originBase === undefined) {
       // loadConfig never allows this; fail closed all the same, never act as an open proxy.
       throw new KgError('KG_ERR_HANDOFF_INVALID', 'no origin configured for requests without a Kong handoff');
     }
-    return { url: originUrl(new URL(config.origin), req.url), headers };
+    return { url: originUrl(originBase, req.url), headers };
   };
   // Counted and logged here, for plain requests and WebSocket upgrades alike. The error the
   // caller answers with carries only a generic text: the client learns nothing about why.

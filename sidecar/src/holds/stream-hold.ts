@@ -82,10 +82,23 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
     this.nextLink = options.nextLink;
     this.setChannels(options.channels);
     this.setKeepAlive(options.keepAlive);
-    void this.begin(options.initialBody, options.channels.length === 0);
+    this.begin(options.initialBody, options.channels.length === 0);
   }
 
-  private async begin(initialBody: Buffer | IncomingMessage, isPaged: boolean): Promise<void> {
+  private begin(initialBody: Buffer | IncomingMessage, isPaged: boolean): void {
+    // Usually the origin's (small) body came whole with its head (`complete`; it waits in the
+    // response's buffer): written now, with no async iteration.
+    if (!Buffer.isBuffer(initialBody) && !initialBody.complete) {
+      void this.beginStreaming(initialBody, isPaged);
+      return;
+    }
+    this.appendComplete(initialBody);
+    if (this.state === 'closed') return;
+    if (isPaged) void this.fetchNext();
+    else this.resume();
+  }
+
+  private async beginStreaming(initialBody: IncomingMessage, isPaged: boolean): Promise<void> {
     if (!(await this.appendBody(initialBody))) return;
     if (isPaged) await this.fetchNext();
     else this.resume();
@@ -169,10 +182,20 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
     if (this.keepAlive !== undefined) this.write(this.keepAlive.content, false);
   }
 
-  /** Writes a body to the client; false if the stream ended meanwhile. */
-  private async appendBody(body: Buffer | IncomingMessage): Promise<boolean> {
+  /** Writes a body that has fully arrived: a buffer, or an origin response already complete. */
+  private appendComplete(body: Buffer | IncomingMessage): void {
     if (Buffer.isBuffer(body)) {
       if (body.length > 0) this.write(body, true);
+      return;
+    }
+    for (let chunk: Buffer | null = body.read(); chunk !== null; chunk = body.read()) this.write(chunk, true);
+    body.resume(); // lets it end, so its connection goes back to the origin pool
+  }
+
+  /** Writes a body to the client; false if the stream ended meanwhile. */
+  private async appendBody(body: Buffer | IncomingMessage): Promise<boolean> {
+    if (Buffer.isBuffer(body) || body.complete) {
+      this.appendComplete(body);
       return this.state !== 'closed';
     }
     try {

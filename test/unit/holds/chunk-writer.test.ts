@@ -94,10 +94,27 @@ test('sends the first write of a tick at once and the rest of that tick in one m
   t.is(counter.writes, 2);
   const body = (received[0] as string).slice((received[0] as string).indexOf('\r\n\r\n') + 4);
   t.is(body, items.map((i) => `${i.length.toString(16)}\r\n${i.toString()}\r\n`).join(''));
-  // A later tick starts afresh: its first write goes out at once again.
-  writer.write(res, Buffer.from('data: f\n\n'), state);
+});
+
+test('after a tick with several writes to one connection the next tick writes once, at its end; after a quiet tick the first write goes at once again', async (t) => {
+  const { held, waitForAll } = await heldResponses(t, 1);
+  const res = held[0] as ServerResponse;
+  const counter = countHandleWrites(res.socket as Socket);
+  const writer = new ChunkWriter();
+  const state = newState();
+  writer.write(res, Buffer.from('data: 1\n\n'), state);
+  writer.write(res, Buffer.from('data: 2\n\n'), state);
+  await waitForAll('data: 2\n\n\r\n');
+  t.is(counter.writes, 2);
+  // Items come in runs: this tick is corked from its first write.
+  writer.write(res, Buffer.from('data: 3\n\n'), state);
+  t.is(counter.writes, 2, 'held until the tick ends');
+  await waitForAll('data: 3\n\n\r\n');
   t.is(counter.writes, 3);
-  await waitForAll('data: f\n\n\r\n');
+  // That tick had one write per connection: the run is over, the next first write goes at once.
+  writer.write(res, Buffer.from('data: 4\n\n'), state);
+  t.is(counter.writes, 4);
+  await waitForAll('data: 4\n\n\r\n');
 });
 
 test('writes through res.write when the response is not chunked (HTTP/1.0 client)', async (t) => {

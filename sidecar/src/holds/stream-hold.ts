@@ -140,7 +140,6 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
         if (item.id !== undefined) (this.lastIds ??= new Map()).set(item.channel, item.id);
         else this.lastIds?.delete(item.channel);
         this.deps.countStreamSent();
-        if (this.state === 'closed') return;
         this.deps.chunks.write(this.res, format.content, this);
         this.afterWrite(true);
         this.nextLinkTimer?.refresh();

@@ -9,11 +9,13 @@ import { startControlServer, type ControlServer } from './control.js';
 import { KgError } from './errors.js';
 import { GripSigner } from './grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
+import { ChunkWriter } from './holds/chunk-writer.js';
 import type { HoldDeps } from './holds/hold-deps.js';
+import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
 import { Hub } from './hub.js';
 import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong-handoff.js';
 import { createLogger, type Logger } from './log.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { OriginClient } from './origin.js';
 import { originUrl } from './origin-url.js';
 import { ProxySession, type ProxyTarget } from './proxy-session.js';
@@ -59,11 +61,20 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const hub = new Hub(bus, metrics, config.hold, log);
   const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
   const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
-  const deps: HoldDeps = { hub, origin, metrics, log, limits: config.limits };
+  const keepAlives = new KeepAliveWheel();
+  const deps: HoldDeps = {
+    hub, origin, metrics, log, limits: config.limits,
+    chunks: new ChunkWriter(),
+    keepAlives,
+    countStreamSent: countPerTick((n) => metrics.messagesSent.inc({ kind: 'stream' }, n)),
+  };
 
   let active = 0;
+  // One listener shared by every response, not a closure per request.
+  const onResponseClosed = (): void => { active--; };
   // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
   const handoff = config.kong === undefined ? undefined : new HandoffVerifier(config.kong);
+  const originBase = config.origin === undefined ? undefined : new URL(config.origin);
   const targetFor = (req: IncomingMessage): ProxyTarget => {
     // Headers only a verified handoff may set are dropped in both modes, so an origin behind a
     // sidecar can always trust Kong-Grip-* identity headers.
@@ -77,11 +88,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       }
       return { url: originUrl(verified.origin, req.url), headers: [...headers, ...verified.headersForOrigin] };
     }
-    if (config.origin === undefined) {
+    if (originBase === undefined) {
       // loadConfig never allows this; fail closed all the same, never act as an open proxy.
       throw new KgError('KG_ERR_HANDOFF_INVALID', 'no origin configured for requests without a Kong handoff');
     }
-    return { url: originUrl(new URL(config.origin), req.url), headers };
+    return { url: originUrl(originBase, req.url), headers };
   };
   // Counted and logged here, for plain requests and WebSocket upgrades alike. The error the
   // caller answers with carries only a generic text: the client learns nothing about why.
@@ -111,7 +122,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       return;
     }
     active++;
-    res.once('close', () => { active--; });
+    res.on('close', onResponseClosed); // emitted once; on() needs no wrapper per response
     let target: ProxyTarget;
     try {
       target = targetFor(req);
@@ -162,6 +173,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       client.closeAllConnections();
       await Promise.all([closeServer(client), control?.close()]);
       origin.close();
+      keepAlives.close();
       hub.close();
       stopBusMetrics();
       await bus.close();
@@ -171,7 +183,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
 
 /** NATS when configured (each process its own connection), else the in-process bus. */
 export function createBus(config: Readonly<Config>, log: Logger): Bus {
-  if (config.nats === undefined) return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: config.hold.channelLingerMs });
+  if (config.nats === undefined) {
+    return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: config.hold.channelLingerMs, deferDelivery: true });
+  }
   return new NatsBus({
     ...config.nats,
     lingerMs: config.hold.channelLingerMs,

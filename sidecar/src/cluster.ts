@@ -15,7 +15,9 @@ import { createBus, recordBusMetrics, startSidecar } from './sidecar.js';
 //
 //   primary: fork N ──each reports listening + bus status──▶ serving
 //              ▲  └── a worker exits ──▶ fork a replacement (backing off if it keeps failing)
-//   SIGTERM/SIGINT ──▶ workers told to shut down ──▶ all exited ──▶ control and bus closed
+//   SIGTERM/SIGINT ──▶ new publishes refused, accepted ones handed to NATS; workers told to
+//                      drain (each ends its holds, WebSockets with 1012) ──▶ all exited ──▶
+//                      control and bus closed
 
 const MSG = {
   Listening: 'kong-grip:listening',
@@ -37,7 +39,8 @@ type PrimaryMessage =
   | { type: typeof MSG.Shutdown };
 
 const METRICS_TIMEOUT_MS = 2000;
-const SHUTDOWN_TIMEOUT_MS = 10_000;
+/** Beyond the drain time, how long a draining worker may take to exit before it is killed. */
+const SHUTDOWN_MARGIN_MS = 5_000;
 const RESPAWN_MIN_MS = 500;
 const RESPAWN_MAX_MS = 30_000;
 
@@ -195,7 +198,7 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
 
   const health = () => {
     const workers = [...states.values()].map((s) => ({ pid: s.worker.process.pid, bus: s.bus, isListening: s.clientPort !== undefined }));
-    const ready = bus.status().type === 'connected'
+    const ready = !isStopping && bus.status().type === 'connected'
       && workers.length === config.workers
       && workers.every((w) => w.isListening && w.bus.type === 'connected');
     return { ready, details: { bus: bus.status(), workers } };
@@ -216,18 +219,21 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
       if (isStopping) return;
       isStopping = true;
       if (respawnTimer !== undefined) clearTimeout(respawnTimer);
+      metrics.draining.set(1);
+      const publishes = controlServer.drain();
       const exited = [...states.values()].map((s) => new Promise<void>((resolve) => {
         if (s.worker.isDead()) {
           resolve();
           return;
         }
         s.worker.once('exit', () => resolve());
-        const kill = setTimeout(() => s.worker.process.kill('SIGKILL'), SHUTDOWN_TIMEOUT_MS);
+        const kill = setTimeout(() => s.worker.process.kill('SIGKILL'), config.shutdown.drainMs + SHUTDOWN_MARGIN_MS);
         kill.unref();
         if (s.worker.isConnected()) s.worker.send({ type: MSG.Shutdown } satisfies PrimaryMessage);
         else s.worker.process.kill('SIGTERM');
       }));
       await Promise.all(exited);
+      await publishes;
       await controlServer.close();
       stopBusMetrics();
       await bus.close();

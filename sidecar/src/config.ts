@@ -57,7 +57,60 @@ export interface NatsConfig {
   reconnectWaitMs: number;
   connectTimeoutMs: number;
   pingIntervalMs: number;
+  /** Announce a channel's first and last local subscriber on NATS (docs/nats.md). */
+  subscriptionEvents: boolean;
+  /** Ends in `.`; events go to this plus the escaped channel. */
+  subscriptionEventPrefix: string;
+  /** History in JetStream; absent = core NATS only (the default). */
+  jetstream?: JetStreamConfig;
 }
+
+/** The JetStream stream that keeps recent items of every channel (docs/nats.md, "History"). */
+export interface JetStreamConfig {
+  /** Stream name; created (or brought in line) by the sidecar. */
+  stream: string;
+  /** Items older than this are dropped (0 = no age limit). */
+  maxAgeSec: number;
+  /** Items kept over all channels (oldest dropped first). */
+  maxMessages: number;
+  /** Items kept per channel; also bounds a history scan for a client's last id. */
+  maxMessagesPerChannel: number;
+  /** Bytes kept over all channels (-1 = no limit). */
+  maxBytes: number;
+  storage: 'file' | 'memory';
+  replicas: number;
+  /**
+   * Ends in `.`; the server republishes each stored item here with its stream sequence, and
+   * sidecars subscribe here instead of the channel subject, so they know what they delivered.
+   */
+  republishPrefix: string;
+  /** Request path prefixes where an SSE client's Last-Event-ID is taken as the prev-id of its channels. */
+  lastEventIdPaths: string[];
+}
+
+export const DEFAULT_JETSTREAM: JetStreamConfig = {
+  stream: 'GRIP',
+  maxAgeSec: 3600,
+  maxMessages: 1_000_000,
+  maxMessagesPerChannel: 1000,
+  maxBytes: -1,
+  storage: 'file',
+  replicas: 1,
+  republishPrefix: 'grip.js.',
+  lastEventIdPaths: [],
+};
+
+/** Per-channel ordering of items by id / prev-id (spec 5.2); Pushpin's values are the defaults. */
+export interface SequencingConfig {
+  /** How long an out-of-order item waits for its predecessor. */
+  waitMs: number;
+  /** Items waiting per channel; beyond it new out-of-order items go out at once. */
+  maxPending: number;
+  /** How long an item id is remembered to drop repeats (0 = no de-duplication). */
+  idTtlMs: number;
+}
+
+export const DEFAULT_SEQUENCING: SequencingConfig = { waitMs: 5000, maxPending: 100, idTtlMs: 60_000 };
 
 export interface Config {
   listen: HostPort;
@@ -76,6 +129,14 @@ export interface Config {
   limits: Limits;
   hold: HoldDefaults;
   ws: WsSettings;
+  sequencing: SequencingConfig;
+  shutdown: ShutdownConfig;
+}
+
+/** SIGTERM handling: stop accepting, end held connections, then exit. */
+export interface ShutdownConfig {
+  /** Longest wait for clients to go and publishes in flight to finish before connections are cut. */
+  drainMs: number;
 }
 
 /** WebSocket-over-HTTP sessions (spec 7.1); Pushpin's values are the defaults. */
@@ -229,7 +290,7 @@ function readFileValues(path: string): RawConfig {
 }
 
 const FILE_KEYS = new Set(['listen', 'control', 'origin', 'sigKey', 'sigIss', 'publishToken', 'nats', 'kong', 'kongSecret', 'kongAllowedOrigins',
-  'workers', 'logLevel', 'limits', 'hold', 'ws']);
+  'workers', 'logLevel', 'limits', 'hold', 'ws', 'sequencing', 'shutdown']);
 
 class Problems {
   readonly list: string[] = [];
@@ -344,6 +405,17 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     answerPings: bool('ws.answerPings', wsRaw['answerPings'], DEFAULT_WS.answerPings, problems),
   };
 
+  const seqRaw = section('sequencing', raw['sequencing'], problems);
+  unknownKeys('sequencing.', seqRaw, Object.keys(DEFAULT_SEQUENCING), problems);
+  const sequencing: SequencingConfig = {
+    waitMs: int('sequencing.waitMs', seqRaw['waitMs'], 0, 600_000, DEFAULT_SEQUENCING.waitMs, problems),
+    maxPending: int('sequencing.maxPending', seqRaw['maxPending'], 0, 100_000, DEFAULT_SEQUENCING.maxPending, problems),
+    idTtlMs: int('sequencing.idTtlMs', seqRaw['idTtlMs'], 0, 3_600_000, DEFAULT_SEQUENCING.idTtlMs, problems),
+  };
+  const shutdownRaw = section('shutdown', raw['shutdown'], problems);
+  unknownKeys('shutdown.', shutdownRaw, ['drainMs'], problems);
+  const shutdown: ShutdownConfig = { drainMs: int('shutdown.drainMs', shutdownRaw['drainMs'], 0, 600_000, 10_000, problems) };
+
   const logLevel = raw['logLevel'] ?? 'info';
   if (!(LOG_LEVELS as readonly unknown[]).includes(logLevel)) problems.add('logLevel', `must be one of ${LOG_LEVELS.join('|')}`, logLevel);
 
@@ -357,6 +429,8 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     limits,
     hold,
     ws,
+    sequencing,
+    shutdown,
   };
   const origin = httpUrl('origin', raw['origin'], problems);
   if (origin !== undefined) config.origin = origin;
@@ -367,8 +441,13 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
 
   const nats = raw['nats'];
   if (nats !== undefined) {
-    const natsRaw: RawConfig = typeof nats === 'string' ? { servers: nats } : section('nats', nats, problems);
-    unknownKeys('nats.', natsRaw, ['servers', 'subjectPrefix', 'reconnectWaitMs', 'connectTimeoutMs', 'pingIntervalMs'], problems);
+    // --nats / NATS_URL give the servers; the file's nats section still supplies the rest.
+    const fileNats = file['nats'];
+    const natsRaw: RawConfig = typeof nats === 'string'
+      ? { ...(typeof fileNats === 'object' && fileNats !== null && !Array.isArray(fileNats) ? fileNats as RawConfig : {}), servers: nats }
+      : section('nats', nats, problems);
+    unknownKeys('nats.', natsRaw, ['servers', 'subjectPrefix', 'reconnectWaitMs', 'connectTimeoutMs', 'pingIntervalMs',
+      'subscriptionEvents', 'subscriptionEventPrefix', 'jetstream'], problems);
     const servers = typeof natsRaw['servers'] === 'string' ? natsRaw['servers'].split(',').map((s) => s.trim()).filter(Boolean) : natsRaw['servers'];
     const prefix = normalizeSubjectPrefix(String(raw['natsPrefix'] ?? natsRaw['subjectPrefix'] ?? 'grip.ch.'));
     if (!Array.isArray(servers) || servers.length === 0 || !servers.every((s) => typeof s === 'string' && /^(nats|tls|ws|wss):\/\/|^[^:/]+:\d+$/.test(s))) {
@@ -382,7 +461,12 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
         reconnectWaitMs: int('nats.reconnectWaitMs', natsRaw['reconnectWaitMs'], 10, 600_000, 1000, problems),
         connectTimeoutMs: int('nats.connectTimeoutMs', natsRaw['connectTimeoutMs'], 100, 600_000, 5000, problems),
         pingIntervalMs: int('nats.pingIntervalMs', natsRaw['pingIntervalMs'], 100, 3_600_000, 10_000, problems),
+        subscriptionEvents: bool('nats.subscriptionEvents', natsRaw['subscriptionEvents'], true, problems),
+        subscriptionEventPrefix: subjectPrefix('nats.subscriptionEventPrefix', natsRaw['subscriptionEventPrefix'], 'grip.sub.', problems),
       };
+      const jetstream = jetStreamConfig(natsRaw['jetstream'], problems);
+      if (jetstream !== undefined) config.nats.jetstream = jetstream;
+      checkPrefixesApart(config.nats, problems);
     }
   } else if (raw['natsPrefix'] !== undefined) {
     problems.list.push('natsPrefix needs nats (--nats URL)');
@@ -428,6 +512,64 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     throw new KgError('KG_ERR_CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
   }
   return deepFreeze(config);
+}
+
+/** A subject prefix setting, normalised (final `.`), or the fallback with a problem noted. */
+function subjectPrefix(key: string, v: unknown, fallback: string, problems: Problems): string {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') { problems.add(key, 'must be a NATS subject prefix such as "grip.sub."', v); return fallback; }
+  const p = normalizeSubjectPrefix(v);
+  if ('error' in p) { problems.list.push(`${key}: ${p.error}`); return fallback; }
+  return p.prefix;
+}
+
+/** `nats.jetstream`: absent or false = off; true = defaults; a mapping = settings. */
+function jetStreamConfig(v: unknown, problems: Problems): JetStreamConfig | undefined {
+  if (v === undefined || v === false || v === 'false') return undefined;
+  const raw = v === true || v === 'true' ? {} : section('nats.jetstream', v, problems);
+  unknownKeys('nats.jetstream.', raw, Object.keys(DEFAULT_JETSTREAM), problems);
+  const d = DEFAULT_JETSTREAM;
+  const stream = raw['stream'] ?? d.stream;
+  if (typeof stream !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(stream)) {
+    problems.add('nats.jetstream.stream', 'must be 1-64 letters, digits, "_" or "-" (a JetStream stream name)', stream);
+  }
+  const storage = raw['storage'] ?? d.storage;
+  if (storage !== 'file' && storage !== 'memory') problems.add('nats.jetstream.storage', 'must be file or memory', storage);
+  const paths = raw['lastEventIdPaths'] ?? d.lastEventIdPaths;
+  if (!Array.isArray(paths) || !paths.every((p) => typeof p === 'string' && p.startsWith('/'))) {
+    problems.add('nats.jetstream.lastEventIdPaths', 'must be a list of request path prefixes starting with "/"', paths);
+  }
+  return {
+    stream: String(stream),
+    maxAgeSec: int('nats.jetstream.maxAgeSec', raw['maxAgeSec'], 0, 10 * 365 * 86_400, d.maxAgeSec, problems),
+    maxMessages: int('nats.jetstream.maxMessages', raw['maxMessages'], 1, Number.MAX_SAFE_INTEGER, d.maxMessages, problems),
+    maxMessagesPerChannel: int('nats.jetstream.maxMessagesPerChannel', raw['maxMessagesPerChannel'], 1, 1_000_000, d.maxMessagesPerChannel, problems),
+    maxBytes: int('nats.jetstream.maxBytes', raw['maxBytes'], -1, Number.MAX_SAFE_INTEGER, d.maxBytes, problems),
+    storage: storage === 'memory' ? 'memory' : 'file',
+    replicas: int('nats.jetstream.replicas', raw['replicas'], 1, 5, d.replicas, problems),
+    republishPrefix: subjectPrefix('nats.jetstream.republishPrefix', raw['republishPrefix'], d.republishPrefix, problems),
+    lastEventIdPaths: Array.isArray(paths) ? paths.map(String) : [],
+  };
+}
+
+/**
+ * With history, the stream takes every subject under the channel prefix and republishes it
+ * under its own: channel subjects, republished subjects and events must not overlap, or the
+ * stream would store (or loop on) the others. Without it, each channel is one token, so no
+ * event subject can be taken for a channel.
+ */
+function checkPrefixesApart(nats: NatsConfig, problems: Problems): void {
+  if (nats.jetstream === undefined) return;
+  const named: Array<[string, string]> = [['nats.subjectPrefix', nats.subjectPrefix]];
+  if (nats.subscriptionEvents) named.push(['nats.subscriptionEventPrefix', nats.subscriptionEventPrefix]);
+  if (nats.jetstream !== undefined) named.push(['nats.jetstream.republishPrefix', nats.jetstream.republishPrefix]);
+  for (let i = 0; i < named.length; i++) {
+    for (let j = i + 1; j < named.length; j++) {
+      const [ka, a] = named[i]!;
+      const [kb, b] = named[j]!;
+      if (a.startsWith(b) || b.startsWith(a)) problems.list.push(`${ka} (${a}) and ${kb} (${b}) must not overlap: one would receive the other's messages`);
+    }
+  }
 }
 
 function deepFreeze<T>(value: T): T {

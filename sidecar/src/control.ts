@@ -16,6 +16,45 @@ export interface HealthReport {
   details: Record<string, unknown>;
 }
 
+/**
+ * Publishes in progress, so a shutdown can refuse new ones (503) and still hand every accepted
+ * one to the bus before the bus closes. A publish counts from its first byte to the bus's answer.
+ */
+export class PublishGate {
+  private inFlight = 0;
+  private draining = false;
+  private waiters: Array<() => void> = [];
+
+  /** False once draining: the publish is refused. */
+  enter(): boolean {
+    if (this.draining) return false;
+    this.inFlight++;
+    return true;
+  }
+
+  leave(): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.draining) this.wake();
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Refuses new publishes; resolves once those in progress are answered. */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
 export interface ControlDeps {
   /** Publishes go here. */
   bus: Bus;
@@ -26,6 +65,8 @@ export interface ControlDeps {
   log: Logger;
   publishToken?: string;
   maxPublishBodyBytes: number;
+  /** Shared with the shutdown; a private one when absent. */
+  gate?: PublishGate;
 }
 
 type Format = 'text' | 'json';
@@ -60,12 +101,15 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 export interface ControlServer {
   readonly port: number;
+  /** Refuses new publishes (503) and resolves once those in progress were handed to the bus. */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** The control port's HTTP server, listening. */
 export async function startControlServer(deps: ControlDeps, at: { host: string; port: number }): Promise<ControlServer> {
-  const handler = createControlHandler(deps);
+  const gate = deps.gate ?? new PublishGate();
+  const handler = createControlHandler({ ...deps, gate });
   const server = http.createServer((req, res) => {
     handler(req, res).catch((err: unknown) => {
       deps.log.error({ err }, 'control request failed');
@@ -82,6 +126,7 @@ export async function startControlServer(deps: ControlDeps, at: { host: string; 
   });
   return {
     port: (server.address() as AddressInfo).port,
+    drain: () => gate.drain(),
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
@@ -132,7 +177,18 @@ export function createControlHandler(deps: ControlDeps) {
       reply(res, 401, format, 'Unauthorized.', ['WWW-Authenticate', 'Bearer realm="kong-grip publish"']);
       return;
     }
-    await handlePublish(req, res, format, deps);
+    const gate = deps.gate;
+    if (gate !== undefined && !gate.enter()) {
+      req.resume();
+      deps.metrics.publishRejected.inc({ reason: 'shutting_down' });
+      reply(res, 503, format, 'Publish refused: the sidecar is shutting down; publish to another instance.', ['Retry-After', '1', 'Connection', 'close']);
+      return;
+    }
+    try {
+      await handlePublish(req, res, format, deps);
+    } finally {
+      gate?.leave();
+    }
   };
 }
 

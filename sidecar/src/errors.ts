@@ -17,6 +17,8 @@ export const ErrorCodes = {
   KG_ERR_NATS_PAYLOAD_INVALID: { status: 0, summary: 'a NATS message was not a valid publish item' },
   KG_ERR_BUS_UNAVAILABLE: { status: 503, summary: 'the bus (NATS) is not connected, so a publish cannot be accepted' },
   KG_ERR_WS_EVENTS_INVALID: { status: 502, summary: 'a WebSocket-over-HTTP body from the origin is not valid websocket-events' },
+  KG_ERR_HISTORY_UNAVAILABLE: { status: 0, summary: 'the JetStream history stream could not be set up or read; delivery falls back to the origin' },
+  KG_ERR_SHUTTING_DOWN: { status: 503, summary: 'the sidecar is draining after SIGTERM and takes no new requests or publishes' },
   KG_ERR_WS_CONTROL_INVALID: { status: 0, summary: 'a WebSocket control message (c:) from the origin is malformed; it is ignored' },
 } as const;
 

@@ -67,6 +67,31 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_handoff_rejected_total', help: 'Client requests refused in Kong mode, by handoff failure',
       labelNames: ['reason'] as const, registers: [registry],
     }),
+    sequencerItems: new Counter({
+      name: 'kong_grip_sequencer_items_total',
+      help: 'Items the per-channel sequencer held back or dropped, by outcome (waited, released_by_timeout, duplicate, overflow)',
+      labelNames: ['outcome'] as const, registers: [registry],
+    }),
+    catchUps: new Counter({
+      name: 'kong_grip_catch_ups_total',
+      help: 'New holds whose prev-id was not the channel position, by how they were brought up to date',
+      labelNames: ['result'] as const, registers: [registry],
+    }),
+    historyItems: new Counter({
+      name: 'kong_grip_history_items_total', help: 'Items read from the JetStream history, by use (resume, catch_up)',
+      labelNames: ['use'] as const, registers: [registry],
+    }),
+    historyResumes: new Counter({
+      name: 'kong_grip_history_resumes_total', help: 'Channels resumed from JetStream history, by cause (reconnect, gap)',
+      labelNames: ['cause'] as const, registers: [registry],
+    }),
+    historyDuplicates: new Counter({
+      name: 'kong_grip_history_duplicates_total', help: 'Stored items received again and dropped (already delivered)',
+      registers: [registry],
+    }),
+    draining: new Gauge({
+      name: 'kong_grip_draining', help: '1 while the process drains after SIGTERM', registers: [registry], aggregator: 'max',
+    }),
     originErrors: new Counter({
       name: 'kong_grip_origin_errors_total', help: 'Failures talking to the origin, by kind',
       labelNames: ['kind'] as const, registers: [registry],

@@ -2,7 +2,7 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { isKgError, KgError } from './errors.js';
 import { flatten, rawToList, relayResponseHeaders, withoutHeaders } from './grip/headers.js';
 import { isGripResponse, needsBufferedBody, parseInstruct } from './grip/instruct.js';
-import type { HeaderList, Instruct } from './grip/types.js';
+import type { ChannelSub, HeaderList, Instruct } from './grip/types.js';
 import { gripLastHeaders, type HoldDeps } from './holds/hold-deps.js';
 import { ResponseHold } from './holds/response-hold.js';
 import { StreamHold } from './holds/stream-hold.js';
@@ -19,6 +19,9 @@ export interface ProxyTarget {
 }
 
 const PROXY_ERROR_TEXT = 'Error while proxying to origin.\n';
+/** A Last-Event-ID used as a prev-id must fit in a Grip-Last parameter unquoted. */
+const USABLE_LAST_EVENT_ID = /^[\x21-\x7e]{1,256}$/;
+const GRIP_LAST_SPECIALS = /[,;"\\]/;
 const REQUEST_TOO_LARGE_TEXT = 'Request too large to accept GRIP instruct.\n';
 
 export class ProxySession {
@@ -27,6 +30,8 @@ export class ProxySession {
   private bodyOverLimit = false;
   /** The long-poll currently held for this request, if any (a refresh replaces it). */
   private hold: ResponseHold | undefined;
+  /** The origin is being asked again because the hold was behind its channel: do not compare its answer again. */
+  private isPositionRecovery = false;
 
   constructor(
     private readonly deps: HoldDeps,
@@ -146,6 +151,8 @@ export class ProxySession {
 
   private apply(instruct: Instruct, originRes: IncomingMessage): void {
     this.hold = undefined;
+    const checkPosition = !this.isPositionRecovery;
+    this.isPositionRecovery = false;
     const hold = instruct.hold;
     const headers = withoutHeaders(instruct.headers, ['content-length']);
     if (hold?.mode === 'response') {
@@ -153,8 +160,9 @@ export class ProxySession {
         channels: hold.channels,
         timeoutSec: hold.timeoutSec,
         timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: instruct.body ?? Buffer.alloc(0) },
-        retry: (lastIds) => void this.retry(lastIds),
+        retry: (lastIds, isPositionRecovery) => void this.retry(lastIds, isPositionRecovery),
         refresh: (lastIds) => void this.refresh(lastIds),
+        checkPosition,
       });
       this.hold = responseHold;
       this.deps.metrics.requests.inc({ outcome: 'hold_response' });
@@ -164,7 +172,7 @@ export class ProxySession {
       const options = {
         code: instruct.code, reason: instruct.reason, headers,
         initialBody: instruct.body ?? originRes,
-        channels: hold?.channels ?? [],
+        channels: this.withLastEventId(hold?.channels ?? []),
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
       };
@@ -178,9 +186,28 @@ export class ProxySession {
     this.deps.metrics.requests.inc({ outcome: 'grip_response' });
   }
 
-  /** Asks the origin again with the original request plus Grip-Last (hint, or a gap in ids). */
-  private async retry(lastIds: ReadonlyMap<string, string>): Promise<void> {
+  /**
+   * On routes listed in nats.jetstream.lastEventIdPaths, an SSE client's Last-Event-ID is where it
+   * stands on each channel the origin gave without a prev-id, so it is caught up from history.
+   */
+  private withLastEventId(channels: ChannelSub[]): ChannelSub[] {
+    const paths = this.deps.lastEventIdPaths;
+    if (paths.length === 0 || channels.length === 0) return channels;
+    const id = this.req.headers['last-event-id'];
+    if (typeof id !== 'string' || id === '') return channels;
+    const path = (this.req.url ?? '/').split('?')[0] as string;
+    if (!paths.some((p) => path.startsWith(p))) return channels;
+    if (!USABLE_LAST_EVENT_ID.test(id) || GRIP_LAST_SPECIALS.test(id)) {
+      this.deps.log.debug({ length: id.length }, 'Last-Event-ID not usable as a prev-id; ignored');
+      return channels;
+    }
+    return channels.map((c) => (c.prevId === undefined ? { ...c, prevId: id } : c));
+  }
+
+  /** Asks the origin again with the original request plus Grip-Last (hint, a gap in ids, or a hold behind its channel). */
+  private async retry(lastIds: ReadonlyMap<string, string>, isPositionRecovery = false): Promise<void> {
     if (this.res.destroyed) return;
+    this.isPositionRecovery = isPositionRecovery;
     try {
       const originRes = await this.deps.origin.request(
         { method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)] },

@@ -1,17 +1,19 @@
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
-import { startControlServer, type ControlServer } from './control.js';
+import { PublishGate, startControlServer, type ControlServer } from './control.js';
 import { KgError } from './errors.js';
 import { GripSigner } from './grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
 import { ChunkWriter } from './holds/chunk-writer.js';
 import type { HoldDeps } from './holds/hold-deps.js';
 import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
+import { HoldRegistry } from './holds/hold-registry.js';
 import { Hub } from './hub.js';
 import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong-handoff.js';
 import { createLogger, type Logger } from './log.js';
@@ -45,12 +47,18 @@ export interface Sidecar {
   readonly metrics: Metrics;
   readonly hub: Hub;
   readonly bus: Bus;
+  /**
+   * Graceful stop (SIGTERM): stop accepting, end every held connection so its client
+   * reconnects elsewhere, hand accepted publishes to the bus, wait for clients to go for at
+   * most shutdown.drainMs, then cut what is left and close the bus.
+   */
   close(): Promise<void>;
 }
 
 const OVERLOADED_TEXT = 'Service Unavailable: connection limit reached.\n';
 const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.';
 const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.';
+const SHUTTING_DOWN_TEXT = 'Service Unavailable: shutting down.\n';
 
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
@@ -58,20 +66,22 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const metrics = createMetrics({ collectDefaults: true });
   const bus = options.bus ?? createBus(config, log);
   const stopBusMetrics = recordBusMetrics(bus, metrics);
-  const hub = new Hub(bus, metrics, config.hold, log);
+  const hub = new Hub(bus, metrics, { ...config.hold, sequencing: config.sequencing }, log);
   const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
   const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
   const keepAlives = new KeepAliveWheel();
+  const holds = new HoldRegistry();
   const deps: HoldDeps = {
     hub, origin, metrics, log, limits: config.limits,
     chunks: new ChunkWriter(),
     keepAlives,
     countStreamSent: countPerTick((n) => metrics.messagesSent.inc({ kind: 'stream' }, n)),
+    holds, lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
   };
+  const publishGate = new PublishGate();
+  let closing: Promise<void> | undefined;
 
   let active = 0;
-  // One listener shared by every response, not a closure per request.
-  const onResponseClosed = (): void => { active--; };
   // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
   const handoff = config.kong === undefined ? undefined : new HandoffVerifier(config.kong);
   const originBase = config.origin === undefined ? undefined : new URL(config.origin);
@@ -113,7 +123,29 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     req.resume();
   };
 
+  // While draining, connections are closed as soon as they have nothing in progress.
+  let isSweepScheduled = false;
+  const sweepIdle = (): void => {
+    isSweepScheduled = false;
+    client.closeIdleConnections();
+  };
+  // One listener shared by every response, not a closure per request.
+  const onResponseClosed = (): void => {
+    active--;
+    if (closing !== undefined && !isSweepScheduled) {
+      isSweepScheduled = true;
+      setImmediate(sweepIdle);
+    }
+  };
   const client = http.createServer({ keepAlive: true }, (req: IncomingMessage, res: ServerResponse) => {
+    if (closing !== undefined) {
+      // A request on a connection kept alive from before the drain.
+      metrics.requests.inc({ outcome: 'KG_ERR_SHUTTING_DOWN' });
+      res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1', 'Connection', 'close']);
+      res.end(SHUTTING_DOWN_TEXT);
+      req.resume();
+      return;
+    }
     if (active >= config.limits.maxConnections) {
       metrics.requests.inc({ outcome: 'over_limit' }); // KG_ERR_TOO_MANY_CONNECTIONS
       res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1']);
@@ -149,11 +181,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   let control: ControlServer | undefined;
   if (options.serveControl !== false) {
     control = await startControlServer({
-      bus, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes,
+      bus, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes, gate: publishGate,
       ...(config.publishToken ? { publishToken: config.publishToken } : {}),
       health: () => {
         const status = bus.status();
-        return { ready: status.type === 'connected', details: { bus: status, channels: hub.channelCount() } };
+        const isDraining = closing !== undefined;
+        return { ready: status.type === 'connected' && !isDraining, details: { bus: status, channels: hub.channelCount(), ...(isDraining ? { draining: true } : {}) } };
       },
       renderMetrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
     }, config.control);
@@ -166,31 +199,66 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     bus: bus instanceof NatsBus ? 'nats' : 'memory',
   }, control ? 'sidecar started' : 'worker started');
 
+  const drain = async (): Promise<void> => {
+    const { drainMs } = config.shutdown;
+    metrics.draining.set(1);
+    log.info({ drainMs, held: holds.size, ws: wsUpgrades.sessionCount }, 'draining');
+    const startedAt = performance.now();
+    // Stop accepting; connections with nothing in progress go now, the others when done.
+    const clientClosed = closeServer(client);
+    client.closeIdleConnections();
+    const publishes = publishGate.drain();
+    holds.drainAll();
+    const wsGone = wsUpgrades.drain();
+    let deadline: NodeJS.Timeout | undefined;
+    const isDrained = await Promise.race([
+      Promise.all([clientClosed, publishes, wsGone]).then(() => true),
+      new Promise<boolean>((resolve) => { deadline = setTimeout(() => resolve(false), drainMs); }),
+    ]);
+    clearTimeout(deadline);
+    if (!isDrained) log.warn({ drainMs, open: active, ws: wsUpgrades.sessionCount }, 'drain time over; cutting remaining connections');
+    client.closeAllConnections();
+    await wsUpgrades.close(0);
+    await clientClosed;
+    // Accepted publishes are with the bus before it closes (the drain time does not cut them).
+    await publishes;
+    await control?.close();
+    origin.close();
+    keepAlives.close();
+    hub.close();
+    stopBusMetrics();
+    await bus.close();
+    log.info({ durationMs: Math.round(performance.now() - startedAt), isDrained }, 'drained');
+  };
+
   return {
     clientPort, controlPort, metrics, hub, bus,
-    async close() {
-      await wsUpgrades.close();
-      client.closeAllConnections();
-      await Promise.all([closeServer(client), control?.close()]);
-      origin.close();
-      keepAlives.close();
-      hub.close();
-      stopBusMetrics();
-      await bus.close();
+    close() {
+      closing ??= drain();
+      return closing;
     },
   };
 }
 
 /** NATS when configured (each process its own connection), else the in-process bus. */
 export function createBus(config: Readonly<Config>, log: Logger): Bus {
+  // The hub keeps a channel for hold.channelLingerMs after its last subscriber (with its
+  // position), holding the bus subscription meanwhile: the bus itself need not linger.
   if (config.nats === undefined) {
-    return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: config.hold.channelLingerMs, deferDelivery: true });
+    return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: 0, deferDelivery: true });
   }
+  const nats = config.nats;
   return new NatsBus({
-    ...config.nats,
-    lingerMs: config.hold.channelLingerMs,
+    servers: nats.servers,
+    subjectPrefix: nats.subjectPrefix,
+    reconnectWaitMs: nats.reconnectWaitMs,
+    connectTimeoutMs: nats.connectTimeoutMs,
+    pingIntervalMs: nats.pingIntervalMs,
+    lingerMs: 0,
     name: `kong-grip sidecar pid ${process.pid}`,
     log: log.child({ component: 'nats' }),
+    ...(nats.subscriptionEvents ? { events: { prefix: nats.subscriptionEventPrefix, instance: `${hostname()}:${process.pid}` } } : {}),
+    ...(nats.jetstream !== undefined ? { history: nats.jetstream } : {}),
   });
 }
 
@@ -210,6 +278,13 @@ function recordBusEvent(event: BusEvent, metrics: Metrics, isNats: boolean): voi
       return;
     case 'payload-invalid':
       metrics.natsPayloadsInvalid.inc();
+      return;
+    case 'channel-resumed':
+      metrics.historyResumes.inc({ cause: event.cause });
+      metrics.historyItems.inc({ use: 'resume' }, event.items);
+      return;
+    case 'history-duplicate':
+      metrics.historyDuplicates.inc();
       return;
     case 'channel-live':
     case 'channel-released':

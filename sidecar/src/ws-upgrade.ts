@@ -54,6 +54,8 @@ export class WsUpgradeHandler {
     if (this.sentSinceFlush++ === 0) setImmediate(this.flushSent);
   };
   private readonly onSessionClosed = (session: WsSession): void => { this.sessions.delete(session); };
+  /** Set by drain(): resolves once every client socket has gone. */
+  private drained: Promise<void> | undefined;
 
   constructor(private readonly deps: WsUpgradeDeps) {
     this.wss = new WebSocketServer({
@@ -80,6 +82,11 @@ export class WsUpgradeHandler {
     if (problem !== undefined) {
       this.deps.log.info({ problem }, 'bad WebSocket handshake');
       refuse(socket, 400, `${problem}\n`);
+      return;
+    }
+    if (this.drained !== undefined) {
+      this.deps.metrics.requests.inc({ outcome: 'KG_ERR_SHUTTING_DOWN' });
+      refuse(socket, 503, 'Service Unavailable: shutting down.\n');
       return;
     }
     if (this.sessions.size >= this.deps.limits.maxConnections) {
@@ -125,11 +132,23 @@ export class WsUpgradeHandler {
     return this.sessions.size;
   }
 
-  /** Closes every session (1001 to clients) and waits briefly for the sockets to finish. */
-  async close(): Promise<void> {
-    for (const session of [...this.sessions]) session.close('shutdown');
-    const deadline = setTimeout(() => { for (const ws of this.wss.clients) ws.terminate(); }, SHUTDOWN_GRACE_MS);
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  /**
+   * Shutdown, first step: refuses new upgrades and closes every session with 1012 (Service
+   * Restart, so clients reconnect); resolves once every client has answered and gone.
+   */
+  drain(): Promise<void> {
+    if (this.drained === undefined) {
+      for (const session of [...this.sessions]) session.close('shutdown');
+      this.drained = new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    }
+    return this.drained;
+  }
+
+  /** Drains, and cuts off the clients that have not gone after `graceMs`. */
+  async close(graceMs = SHUTDOWN_GRACE_MS): Promise<void> {
+    const drained = this.drain();
+    const deadline = setTimeout(() => { for (const ws of this.wss.clients) ws.terminate(); }, graceMs);
+    await drained;
     clearTimeout(deadline);
   }
 }

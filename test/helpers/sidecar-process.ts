@@ -103,6 +103,18 @@ export class SidecarProcess {
     }
   }
 
+  /** Sends a signal (SIGKILL: a crash; SIGTERM: a drain) without waiting. */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
+  /** Resolves with the exit code (or the signal's name) once the process has exited. */
+  async exited(): Promise<number | string | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode ?? this.child.signalCode;
+    const [code, signal] = (await once(this.child, 'exit')) as [number | null, string | null];
+    return code ?? signal;
+  }
+
   /** Stops it with SIGTERM (a clean shutdown) and resolves with the exit code. */
   async stop(): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;

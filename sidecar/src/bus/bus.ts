@@ -18,8 +18,11 @@ export type BusStatus =
   | { type: 'disconnected'; error?: string }
   | { type: 'closed' };
 
-/** Why a channel became live: its first local subscriber, or a bus reconnect (items may be missed). */
-export const LiveCause = { Subscribed: 'subscribed', Resubscribed: 'resubscribed' } as const;
+/**
+ * Why a channel became live: its first local subscriber, a bus reconnect (items published
+ * meanwhile may be missed), or a reconnect after which the bus fetches those items from history.
+ */
+export const LiveCause = { Subscribed: 'subscribed', Resubscribed: 'resubscribed', Resumed: 'resumed' } as const;
 export type LiveCause = (typeof LiveCause)[keyof typeof LiveCause];
 
 export type BusEvent =
@@ -28,12 +31,28 @@ export type BusEvent =
   | { type: 'channel-live'; channel: string; cause: LiveCause }
   /** The channel's upstream subscription was removed (no local interest after the linger). */
   | { type: 'channel-released'; channel: string }
+  /** Items the bus missed on a channel (outage, or a gap in stream sequences) were read from history. */
+  | { type: 'channel-resumed'; channel: string; cause: 'reconnect' | 'gap'; items: number }
+  /** A stored item arrived again after it was delivered (e.g. both live and from history); dropped. */
+  | { type: 'history-duplicate'; channel: string }
   /** A message from the bus was not a valid publish item; it was dropped. */
   | { type: 'payload-invalid'; subject: string; error: KgError };
 
 export type BusListener = (event: BusEvent) => void;
 
+/** Recent items per channel, kept by the bus (JetStream); lets a client that missed items catch up. */
+export interface History {
+  /**
+   * The items stored on `channel` after the one whose id is `afterId`, oldest first, each with
+   * its `seq`; undefined when no retained item on the channel has that id. Rejects with
+   * KG_ERR_HISTORY_UNAVAILABLE when the history cannot be read now.
+   */
+  itemsAfter(channel: string, afterId: string): Promise<PublishItem[] | undefined>;
+}
+
 export interface Bus {
+  /** Present when the bus keeps history; items it delivers then carry `seq`. */
+  readonly history?: History;
   /** Receive items published to `channel`. Returns the unsubscribe function (idempotent). */
   subscribe(channel: string, onItem: ItemHandler): () => void;
   /** Whether publishes to `channel` from anywhere currently reach this bus's handlers. */

@@ -1,11 +1,13 @@
 import { connect, type Msg, type NatsConnection, type NatsError, type Subscription } from 'nats';
 import type { Logger } from 'pino';
+import type { JetStreamConfig } from '../config.js';
 import { KgError, isKgError } from '../errors.js';
 import { encodePublishItem, parsePublishItem } from '../grip/publish-item.js';
 import type { PublishItem } from '../grip/types.js';
 import {
-  emitBusEvent, LiveCause, type Bus, type BusEvent, type BusListener, type BusStatus, type ItemHandler,
+  emitBusEvent, LiveCause, type Bus, type BusEvent, type BusListener, type BusStatus, type History, type ItemHandler,
 } from './bus.js';
+import { StreamHistory, type StoredItem } from './nats-history.js';
 import { channelToSubject } from './subject.js';
 
 // The bus over NATS core. One NATS subscription per channel with local interest, like Pushpin's
@@ -21,6 +23,21 @@ import { channelToSubject } from './subject.js';
 // is the `channel-live` event holds use for the first-subscription refresh (spec 3.5). After a
 // reconnect every channel goes live again with cause `resubscribed`: items published during the
 // outage were not received.
+//
+// With history (JetStream) the bus subscribes to the republished copy of each channel
+// (`grip.js.<token>`), whose headers give the item's stream sequence and the previous sequence on
+// its channel. Per channel it keeps the sequence of the last item it handed out:
+//
+//   live item ──seq ≤ last──▶ dropped (already delivered)
+//             ──previous-on-channel > last──▶ gap: read the missing items from the stream first
+//             ──otherwise──▶ delivered, last = seq
+//   reconnect ──▶ every channel reads from last + 1 (channel-live cause `resumed`, no origin refresh)
+//
+// While a channel is read from the stream its live items wait (held) and are then delivered
+// in order without repeats, so nothing published during an outage is lost or duplicated.
+//
+// Subscription events: with `events`, a channel's first local interest and its release are
+// announced on `<events.prefix><token>` (docs/nats.md), and re-announced after a reconnect.
 //
 // nats.js's `waitOnFirstConnect` cannot be cancelled (close() before the first connection would
 // leave it dialling forever and keep the process alive), so the first connection is retried here,
@@ -42,6 +59,17 @@ export interface NatsBusOptions {
   /** Connection name shown in NATS monitoring. */
   name: string;
   log: Logger;
+  /** Announce subscribed / unsubscribed channels on `prefix` + token, naming this process `instance`. */
+  events?: { prefix: string; instance: string };
+  /** Keep history in JetStream and deliver from its republished copy (see above). */
+  history?: JetStreamConfig;
+}
+
+/** What a subscription event says (docs/nats.md, "Subscription events"). */
+export interface SubscriptionEvent {
+  channel: string;
+  event: 'subscribed' | 'unsubscribed';
+  instance: string;
 }
 
 interface ChannelEntry {
@@ -55,14 +83,38 @@ interface ChannelEntry {
   lingerTimer: NodeJS.Timeout | undefined;
   /** Created once per entry, not per message. */
   readonly onMessage: (err: NatsError | null, msg: Msg) => void;
+  // History only:
+  /** The channel's subject in the stream (the subscription is on the republished copy). */
+  readonly storedSubject: string;
+  /** Stream sequence of the last item handed out. */
+  lastSeq: number | undefined;
+  /** The stream's last sequence when the channel went live, to resume from if nothing came before an outage. */
+  baselineSeq: number | undefined;
+  /** Live items waiting while missed ones are read from the stream. */
+  held: StoredItem[] | undefined;
+  /** More live items came during a read than are kept: read the stream again (they are stored). */
+  isHeldTruncated: boolean;
+  /** Identifies the read in progress; a newer read replaces it. */
+  readToken: object | undefined;
+  /** Recent item ids with their sequence, to find a client's last id without a scan. */
+  recentSeqs: Map<string, number> | undefined;
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+/** Live items held per channel during a read; beyond it they are dropped and read from the stream. */
+const MAX_HELD = 10_000;
+/** Item ids remembered per channel (history): a client's last id among them is found without a scan. */
+const MAX_RECENT_IDS = 4096;
+const MAX_READ_ATTEMPTS = 5;
 const INVALID_LOG_WINDOW_MS = 1000;
 const INVALID_LOG_MAX_PER_WINDOW = 10;
 
 export class NatsBus implements Bus {
+  readonly history: History | undefined;
   private readonly channels = new Map<string, ChannelEntry>();
+  private store: StreamHistory | undefined;
+  /** Full scans of a channel's history in progress, shared by the catch-ups that need one. */
+  private readonly scans = new Map<string, Promise<StoredItem[]>>();
   private readonly listeners = new Set<BusListener>();
   private readonly log: Logger;
   private nc: NatsConnection | undefined;
@@ -83,6 +135,7 @@ export class NatsBus implements Bus {
 
   constructor(private readonly options: NatsBusOptions) {
     this.log = options.log;
+    this.history = options.history === undefined ? undefined : { itemsAfter: (channel, afterId) => this.itemsAfter(channel, afterId) };
     this.connecting = this.connectLoop();
   }
 
@@ -98,6 +151,7 @@ export class NatsBus implements Bus {
       entry = this.createEntry(channel);
       this.channels.set(channel, entry);
       this.subscribeUpstream(entry);
+      this.announce(entry, 'subscribed');
     } else if (entry.lingerTimer !== undefined) {
       clearTimeout(entry.lingerTimer);
       entry.lingerTimer = undefined;
@@ -143,6 +197,11 @@ export class NatsBus implements Bus {
       payloads.push(payload);
     }
     try {
+      if (this.store !== undefined) {
+        // Stored before we answer: a sidecar that was disconnected will find them in history.
+        await this.store.publish(subjects, payloads);
+        return;
+      }
       for (let i = 0; i < subjects.length; i++) nc.publish(subjects[i]!, payloads[i]!);
       // The PONG after our PUBs means the server has routed them to every current subscriber.
       await nc.flush();
@@ -167,6 +226,8 @@ export class NatsBus implements Bus {
     this.wakeRetry?.();
     for (const entry of this.channels.values()) {
       if (entry.lingerTimer !== undefined) clearTimeout(entry.lingerTimer);
+      this.announce(entry, 'unsubscribed');
+      entry.readToken = undefined;
     }
     this.channels.clear();
     this.toConfirm.clear();
@@ -226,24 +287,64 @@ export class NatsBus implements Bus {
 
   private attach(nc: NatsConnection): void {
     this.nc = nc;
+    if (this.options.history !== undefined) {
+      this.store = new StreamHistory(nc, this.options.history, this.options.subjectPrefix, this.log,
+        (subject, cause) => this.onInvalidPayload(subject, cause));
+    }
     for (const entry of this.channels.values()) {
       entry.sub = nc.subscribe(entry.subject, { callback: entry.onMessage });
+      this.announce(entry, 'subscribed');
     }
     void this.watchStatus(nc);
     void nc.closed().then((err) => this.onClosed(nc, err));
     // Connected (and ready for publishes) once the server has the subscriptions made so far.
     const epoch = this.epoch;
     nc.flush().then(
-      () => {
-        if (epoch !== this.epoch || this.nc !== nc || this.isClosing) return;
-        this.log.info({ server: nc.getServer(), channels: this.channels.size }, 'nats connected');
-        this.setStatus({ type: 'connected' });
-        for (const entry of this.channels.values()) {
-          if (entry.sub !== undefined) this.markLive(entry);
-        }
-      },
+      () => this.whenReady(nc, epoch, 'nats connected'),
       () => {}, // lost at once: the reconnect confirms them
     );
+  }
+
+  /**
+   * The server has our subscriptions (and, with history, the stream exists): connected, and
+   * every channel live again, resumed from history where the bus knows its position.
+   */
+  private async whenReady(nc: NatsConnection, epoch: number, message: string): Promise<void> {
+    if (!(await this.ensureStream(nc, epoch))) return;
+    if (epoch !== this.epoch || this.nc !== nc || this.isClosing) return;
+    this.log.info({ server: nc.getServer(), channels: this.channels.size }, message);
+    this.setStatus({ type: 'connected' });
+    const fresh: ChannelEntry[] = [];
+    for (const entry of this.channels.values()) {
+      if (entry.sub === undefined) continue;
+      const from = entry.lastSeq ?? entry.baselineSeq;
+      if (this.store !== undefined && from !== undefined && entry.wasLive) {
+        this.markLive(entry, LiveCause.Resumed);
+        void this.readMissed(entry, 'reconnect');
+      } else {
+        if (!entry.wasLive) fresh.push(entry);
+        this.markLive(entry);
+      }
+    }
+    void this.recordBaseline(fresh);
+  }
+
+  /** With history, waits until the stream is set up (retrying while this connection lasts); false if it ended. */
+  private async ensureStream(nc: NatsConnection, epoch: number): Promise<boolean> {
+    const store = this.store;
+    if (store === undefined) return true;
+    for (let failures = 0; ; failures++) {
+      if (epoch !== this.epoch || this.nc !== nc || this.isClosing) return false;
+      try {
+        await store.ensureStream();
+        return true;
+      } catch (err) {
+        const error = errorText(err);
+        if (failures === 0) this.log.error({ code: 'KG_ERR_HISTORY_UNAVAILABLE', error }, 'jetstream history unavailable, retrying');
+        this.setStatus({ type: 'connecting', error });
+        await new Promise((resolve) => setTimeout(resolve, this.options.reconnectWaitMs));
+      }
+    }
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {
@@ -280,15 +381,10 @@ export class NatsBus implements Bus {
     // nats.js has resent every open subscription on the new connection; once the server answers
     // our PING it has processed them, and the channels are live again.
     const epoch = this.epoch;
+    // Events published while disconnected may be lost: tell backends again what we hold.
+    for (const entry of this.channels.values()) this.announce(entry, 'subscribed');
     nc.flush().then(
-      () => {
-        if (epoch !== this.epoch || this.nc !== nc || this.isClosing) return;
-        this.log.info({ server: nc.getServer(), channels: this.channels.size }, 'nats reconnected');
-        this.setStatus({ type: 'connected' });
-        for (const entry of this.channels.values()) {
-          if (entry.sub !== undefined) this.markLive(entry);
-        }
-      },
+      () => this.whenReady(nc, epoch, 'nats reconnected'),
       () => {}, // lost again: the next reconnect starts over
     );
   }
@@ -298,6 +394,7 @@ export class NatsBus implements Bus {
     // Only happens when nats.js gives up (e.g. the server rejects our credentials): start over.
     this.log.error({ error: err ? errorText(err) : undefined }, 'nats connection closed, reconnecting');
     this.nc = undefined;
+    this.store = undefined;
     this.epoch++;
     for (const entry of this.channels.values()) {
       entry.sub = undefined;
@@ -310,15 +407,24 @@ export class NatsBus implements Bus {
   // --- channels ---------------------------------------------------------------------------------
 
   private createEntry(channel: string): ChannelEntry {
+    const history = this.options.history;
+    const storedSubject = channelToSubject(this.options.subjectPrefix, channel);
     const entry: ChannelEntry = {
       channel,
-      subject: channelToSubject(this.options.subjectPrefix, channel),
+      subject: history === undefined ? storedSubject : channelToSubject(history.republishPrefix, channel),
       handlers: new Set(),
       sub: undefined,
       isLive: false,
       wasLive: false,
       lingerTimer: undefined,
-      onMessage: (err, msg) => this.onMessage(entry, err, msg),
+      onMessage: history === undefined ? (err, msg) => this.onMessage(entry, err, msg) : (err, msg) => this.onStoredMessage(entry, err, msg),
+      storedSubject,
+      lastSeq: undefined,
+      baselineSeq: undefined,
+      held: undefined,
+      isHeldTruncated: false,
+      readToken: undefined,
+      recentSeqs: history === undefined ? undefined : new Map(),
     };
     return entry;
   }
@@ -345,20 +451,27 @@ export class NatsBus implements Bus {
     nc.flush().then(
       () => {
         if (epoch !== this.epoch || this.nc !== nc) return; // a reconnect confirms them instead
+        // Not before the stream is set up (whenReady marks them then).
+        if (this.current.type !== 'connected') return;
+        const live: ChannelEntry[] = [];
         for (const entry of batch) {
-          if (this.channels.get(entry.channel) === entry && entry.sub !== undefined) this.markLive(entry);
+          if (this.channels.get(entry.channel) === entry && entry.sub !== undefined) {
+            this.markLive(entry);
+            live.push(entry);
+          }
         }
+        void this.recordBaseline(live);
       },
       () => {},
     );
   }
 
-  private markLive(entry: ChannelEntry): void {
+  private markLive(entry: ChannelEntry, cause?: LiveCause): void {
     if (entry.isLive) return;
     entry.isLive = true;
-    const cause = entry.wasLive ? LiveCause.Resubscribed : LiveCause.Subscribed;
+    const why = cause ?? (entry.wasLive ? LiveCause.Resubscribed : LiveCause.Subscribed);
     entry.wasLive = true;
-    this.emit({ type: 'channel-live', channel: entry.channel, cause });
+    this.emit({ type: 'channel-live', channel: entry.channel, cause: why });
   }
 
   private release(entry: ChannelEntry): void {
@@ -367,6 +480,9 @@ export class NatsBus implements Bus {
     this.channels.delete(entry.channel);
     this.toConfirm.delete(entry);
     entry.isLive = false;
+    entry.readToken = undefined;
+    entry.held = undefined;
+    this.announce(entry, 'unsubscribed');
     const sub = entry.sub;
     entry.sub = undefined;
     const nc = this.nc;
@@ -402,6 +518,188 @@ export class NatsBus implements Bus {
       } catch (handlerErr) {
         this.log.error({ err: handlerErr, channel: entry.channel }, 'item handler failed');
       }
+    }
+  }
+
+  // --- history (JetStream) ------------------------------------------------------------------------
+
+  /** A republished stored item: its headers carry the stream sequence and the channel's previous one. */
+  private onStoredMessage(entry: ChannelEntry, err: NatsError | null, msg: Msg): void {
+    if (err !== null) {
+      this.log.error({ subject: entry.subject, error: errorText(err) }, 'nats subscription error');
+      return;
+    }
+    const headers = msg.headers;
+    const seq = Number(headers?.get('Nats-Sequence'));
+    const lastSubjectSeq = Number(headers?.get('Nats-Last-Sequence'));
+    if (!Number.isSafeInteger(seq) || seq <= 0 || !Number.isSafeInteger(lastSubjectSeq) || lastSubjectSeq < 0) {
+      this.onInvalidPayload(msg.subject, new Error('no Nats-Sequence / Nats-Last-Sequence headers: only the JetStream republish may publish here'));
+      return;
+    }
+    const item = this.store?.parse(msg.subject, entry.channel, msg.data);
+    if (item === undefined) return;
+    item.seq = seq;
+    this.acceptStored(entry, { seq, lastSubjectSeq, item }, true);
+  }
+
+  /** Delivers a stored item once and in order; a gap before it starts a read from the stream. */
+  private acceptStored(entry: ChannelEntry, stored: StoredItem, checkGap: boolean): void {
+    const held = entry.held;
+    if (held !== undefined) {
+      if (held.length < MAX_HELD) held.push(stored);
+      else entry.isHeldTruncated = true;
+      return;
+    }
+    const last = entry.lastSeq;
+    if (last !== undefined) {
+      if (stored.seq <= last) {
+        this.emit({ type: 'history-duplicate', channel: entry.channel });
+        return;
+      }
+      if (checkGap && stored.lastSubjectSeq !== undefined && stored.lastSubjectSeq > last) {
+        entry.held = [stored];
+        void this.readMissed(entry, 'gap');
+        return;
+      }
+    }
+    this.handOut(entry, stored);
+  }
+
+  private handOut(entry: ChannelEntry, stored: StoredItem): void {
+    entry.lastSeq = stored.seq;
+    const id = stored.item.id;
+    const recent = entry.recentSeqs;
+    if (id !== undefined && recent !== undefined) {
+      recent.delete(id);
+      recent.set(id, stored.seq);
+      if (recent.size > MAX_RECENT_IDS) recent.delete(recent.keys().next().value as string);
+    }
+    for (const handler of entry.handlers) {
+      try {
+        handler(stored.item);
+      } catch (handlerErr) {
+        this.log.error({ err: handlerErr, channel: entry.channel }, 'item handler failed');
+      }
+    }
+  }
+
+  /**
+   * Reads the channel's items after the last one handed out (or after the baseline) from the
+   * stream, then the live items held meanwhile. Abandoned when the connection drops: the
+   * reconnect starts a new read.
+   */
+  private async readMissed(entry: ChannelEntry, cause: 'reconnect' | 'gap'): Promise<void> {
+    const store = this.store;
+    if (store === undefined) return;
+    const token = {};
+    entry.readToken = token;
+    entry.held ??= [];
+    const epoch = this.epoch;
+    const isCurrent = (): boolean => entry.readToken === token && this.channels.get(entry.channel) === entry;
+    let count = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        do {
+          entry.isHeldTruncated = false;
+          const from = (entry.lastSeq ?? entry.baselineSeq ?? 0) + 1;
+          for await (const stored of store.readFrom(entry.storedSubject, entry.channel, from)) {
+            if (!isCurrent()) return;
+            if (entry.lastSeq !== undefined && stored.seq <= entry.lastSeq) continue;
+            this.handOut(entry, stored);
+            count++;
+          }
+          if (!isCurrent()) return;
+        } while (entry.isHeldTruncated);
+        break;
+      } catch (err) {
+        if (!isCurrent() || epoch !== this.epoch || this.isClosing) return;
+        if (attempt >= MAX_READ_ATTEMPTS) {
+          // Hand out what we have; the channel's holds ask the origin (first-subscription refresh).
+          this.log.error({ channel: entry.channel, code: 'KG_ERR_HISTORY_UNAVAILABLE', error: errorText(err) }, 'history read failed; refreshing from the origin');
+          this.emit({ type: 'channel-live', channel: entry.channel, cause: LiveCause.Resubscribed });
+          break;
+        }
+        this.log.warn({ channel: entry.channel, error: errorText(err), attempt }, 'history read failed, retrying');
+        await new Promise((resolve) => setTimeout(resolve, this.options.reconnectWaitMs));
+        if (!isCurrent() || epoch !== this.epoch) return;
+      }
+    }
+    // Live items that came meanwhile, in order. The read went to the end of the stream, so a
+    // gap before one of them is an item the stream no longer has: no new read for it.
+    const held = entry.held ?? [];
+    entry.held = undefined;
+    entry.readToken = undefined;
+    for (const stored of held) this.acceptStored(entry, stored, false);
+    this.log.debug({ channel: entry.channel, cause, items: count }, 'channel resumed from history');
+    this.emit({ type: 'channel-resumed', channel: entry.channel, cause, items: count });
+  }
+
+  /** Where to resume channels that have not received anything yet: the stream's end when they went live. */
+  private async recordBaseline(entries: readonly ChannelEntry[]): Promise<void> {
+    const store = this.store;
+    if (store === undefined || entries.length === 0) return;
+    try {
+      const last = await store.lastSequence();
+      for (const entry of entries) if (entry.lastSeq === undefined && entry.baselineSeq === undefined) entry.baselineSeq = last;
+    } catch (err) {
+      // Those channels are refreshed from the origin after an outage instead.
+      this.log.warn({ error: errorText(err), channels: entries.length }, 'history position unknown for new channels');
+    }
+  }
+
+  /** History.itemsAfter: from the remembered sequence of `afterId`, else from a scan of the channel. */
+  private async itemsAfter(channel: string, afterId: string): Promise<PublishItem[] | undefined> {
+    const store = this.store;
+    const entry = this.channels.get(channel);
+    if (store === undefined || entry === undefined || this.current.type !== 'connected') {
+      throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `history of ${channel} cannot be read now (NATS ${this.current.type})`);
+    }
+    const known = entry.recentSeqs?.get(afterId);
+    if (known !== undefined) {
+      const items: PublishItem[] = [];
+      for await (const stored of store.readFrom(entry.storedSubject, channel, known + 1)) items.push(stored.item);
+      return items;
+    }
+    let scan = this.scans.get(channel);
+    if (scan === undefined) {
+      scan = this.scan(store, entry);
+      this.scans.set(channel, scan);
+      const done = scan;
+      void done.then(() => this.scans.delete(channel), () => this.scans.delete(channel));
+    }
+    const all = await scan;
+    for (let i = all.length - 1; i >= 0; i--) {
+      if (all[i]!.item.id === afterId) return all.slice(i + 1).map((s) => s.item);
+    }
+    return undefined;
+  }
+
+  /** Every retained item of a channel (at most maxMessagesPerChannel); their ids are remembered. */
+  private async scan(store: StreamHistory, entry: ChannelEntry): Promise<StoredItem[]> {
+    const all: StoredItem[] = [];
+    for await (const stored of store.readFrom(entry.storedSubject, entry.channel, 1)) all.push(stored);
+    const recent = entry.recentSeqs;
+    if (recent !== undefined && this.channels.get(entry.channel) === entry) {
+      for (const { seq, item } of all.slice(-MAX_RECENT_IDS)) {
+        if (item.id === undefined || recent.has(item.id)) continue;
+        recent.set(item.id, seq);
+        if (recent.size > MAX_RECENT_IDS) recent.delete(recent.keys().next().value as string);
+      }
+    }
+    return all;
+  }
+
+  // --- subscription events ----------------------------------------------------------------------
+
+  private announce(entry: ChannelEntry, event: SubscriptionEvent['event']): void {
+    const events = this.options.events;
+    const nc = this.nc;
+    if (events === undefined || nc === undefined || nc.isClosed()) return;
+    const body: SubscriptionEvent = { channel: entry.channel, event, instance: events.instance };
+    try {
+      nc.publish(channelToSubject(events.prefix, entry.channel), JSON.stringify(body));
+    } catch (err) {
+      this.log.debug({ channel: entry.channel, event, error: errorText(err) }, 'subscription event not published');
     }
   }
 

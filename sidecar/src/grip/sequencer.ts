@@ -14,9 +14,12 @@ export interface SequencerOptions {
   waitMs: number;
   /** Items waiting per channel; beyond it new out-of-order items go out at once. */
   maxPending: number;
-  /** Ids remembered per channel to drop repeats; 0 turns de-duplication off. */
+  /** How long an id is remembered per channel to drop repeats; 0 turns de-duplication off. */
   idTtlMs: number;
 }
+
+/** Ids remembered per channel at most, whatever the TTL, so a flood of ids cannot exhaust memory. */
+export const MAX_REMEMBERED_IDS = 10_000;
 
 export const DEFAULT_SEQUENCER_OPTIONS: SequencerOptions = { waitMs: 5000, maxPending: 100, idTtlMs: 60_000 };
 
@@ -39,7 +42,10 @@ export class ChannelSequencer {
   private readonly seenIds = new Map<string, number>();
   readonly stats: SequencerStats = { duplicatesDropped: 0, waited: 0, releasedByTimeout: 0, overflowed: 0 };
 
-  constructor(private readonly options: SequencerOptions = DEFAULT_SEQUENCER_OPTIONS) {}
+  /** `afterId`: the position to start from, when known (e.g. a client's last id). */
+  constructor(private readonly options: SequencerOptions = DEFAULT_SEQUENCER_OPTIONS, afterId?: string) {
+    this.lastId = afterId;
+  }
 
   /** Items to deliver now, in order, for one arriving item. */
   push(item: PublishItem, now: number): PublishItem[] {
@@ -72,9 +78,7 @@ export class ChannelSequencer {
       this.stats.releasedByTimeout++;
       out.push(...this.deliverWithSuccessors(w.item));
     }
-    if (this.options.idTtlMs > 0) {
-      for (const [id, seenAt] of this.seenIds) if (now - seenAt >= this.options.idTtlMs) this.seenIds.delete(id);
-    }
+    this.forgetIds(now);
     return out;
   }
 
@@ -105,7 +109,25 @@ export class ChannelSequencer {
     if (this.options.idTtlMs === 0 || item.id === undefined) return false;
     const seenAt = this.seenIds.get(item.id);
     if (seenAt !== undefined && now - seenAt < this.options.idTtlMs) return true;
+    // Delete first so the map stays in order of last sighting: forgetting then stops at the
+    // first fresh id instead of walking the whole map.
+    this.seenIds.delete(item.id);
     this.seenIds.set(item.id, now);
+    if (this.seenIds.size > MAX_REMEMBERED_IDS) this.seenIds.delete(this.seenIds.keys().next().value as string);
+    this.forgetIds(now);
     return false;
+  }
+
+  /** Drops ids older than the TTL; amortised O(1) per item since the map is in sighting order. */
+  private forgetIds(now: number): void {
+    for (const [id, seenAt] of this.seenIds) {
+      if (now - seenAt < this.options.idTtlMs) return;
+      this.seenIds.delete(id);
+    }
+  }
+
+  /** Ids currently remembered (for tests and bounds). */
+  rememberedIds(): number {
+    return this.seenIds.size;
   }
 }

@@ -108,4 +108,9 @@ export interface PublishItem {
   formats: PublishFormats;
   meta: Record<string, string>;
   noSeq: boolean;
+  /**
+   * The item's sequence in the JetStream history stream, set by the bus when history is on;
+   * never part of the published JSON.
+   */
+  seq?: number;
 }

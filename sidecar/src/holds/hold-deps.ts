@@ -5,6 +5,7 @@ import type { Metrics } from '../metrics.js';
 import type { OriginClient } from '../origin.js';
 import type { ChunkWriter } from './chunk-writer.js';
 import type { KeepAliveWheel } from './keep-alive-wheel.js';
+import type { HoldRegistry } from './hold-registry.js';
 
 /** What every hold needs from the sidecar, handed in explicitly (no module singletons). */
 export interface HoldDeps {
@@ -19,6 +20,9 @@ export interface HoldDeps {
   keepAlives: KeepAliveWheel;
   /** Counts one published item written to a stream (kong_grip_messages_sent_total, batched per tick). */
   countStreamSent: () => void;
+  holds: HoldRegistry;
+  /** Request path prefixes whose SSE Last-Event-ID stands for the prev-id of their channels. */
+  lastEventIdPaths: readonly string[];
 }
 
 /** The channels a hold may subscribe to: the first maxChannelsPerConnection, the rest counted and dropped. */

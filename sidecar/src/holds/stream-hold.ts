@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { flatten } from '../grip/headers.js';
 import type { ChannelSub, HeaderList, KeepAlive, Link, PublishItem } from '../grip/types.js';
-import type { Subscriber } from '../hub.js';
+import type { PositionedSubscriber } from '../hub.js';
 import { fetchLink } from '../link-fetch.js';
 import type { CloseReason } from '../metrics.js';
 import type { CoalesceState } from './chunk-writer.js';
@@ -14,11 +14,15 @@ import type { KeepAliveMember } from './keep-alive-wheel.js';
 //
 //   starting ──initial body written──▶ holding ◀──page appended── fetching
 //      │                                  │  ──next-link timeout / hint / id gap──▲
+//      │                                  │  ──behind the channel (recover)───────┘
 //      │                                  │ close item · client gone · slow client ·
-//      └──── origin error ────────────────┴──── page without hold or link ───▶ closed
+//      └──── origin error ────────────────┴──── page without hold or link · shutdown ───▶ closed
 //
 // Items that arrive while starting or fetching wait in a bounded queue; close() runs once and
-// releases subscriptions and timers.
+// releases subscriptions and timers. The first channels are subscribed with their prev-ids, so
+// the hub can compare them with the channels' positions (spec 5.3): a stream that is behind is
+// caught up from history, or recover() fetches the next link. Pages from the next link are the
+// recovery itself and are not compared again.
 //
 // A held stream is mostly idle and there may be 100,000 of them, so it keeps little: no closure
 // of its own (one shared close listener finds the hold through a WeakMap), keep-alives on the
@@ -52,8 +56,10 @@ export interface StreamHoldOptions {
 
 type State = 'starting' | 'holding' | 'fetching' | 'closed';
 
-export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
+export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliveMember {
   private state: State = 'starting';
+  /** recover() came while the initial body was still being written. */
+  private isRecoveryWanted = false;
   private channels: ChannelSub[] = [];
   /** Per channel, the id of the last item this client has (from prev-id, then delivered items). */
   private lastIds: Map<string, string> | undefined;
@@ -77,10 +83,11 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
       res.socket.cork();
       process.nextTick(uncork, res.socket);
     }
+    deps.holds.add(this);
     res.writeHead(options.code, options.reason, flatten(options.headers));
     res.flushHeaders();
     this.nextLink = options.nextLink;
-    this.setChannels(options.channels);
+    this.setChannels(options.channels, true);
     this.setKeepAlive(options.keepAlive);
     this.begin(options.initialBody, options.channels.length === 0);
   }
@@ -125,14 +132,34 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
     void this.fetchNext();
   }
 
+  /** This stream's prev-id is behind the channel and history could not help (spec 5.3): fetch the next link. */
+  recover(): void {
+    if (this.nextLink === undefined) return; // nothing to recover from (spec 3.6.8)
+    if (this.state === 'starting') this.isRecoveryWanted = true;
+    else if (this.state === 'holding') this.recoverFromOrigin();
+  }
+
+  /** Shutdown: end the response cleanly; an EventSource reconnects (elsewhere) with its Last-Event-ID. */
+  drain(): void {
+    this.end('shutdown');
+  }
+
+  /** The origin's next-link answer covers what is queued so far (Pushpin clears the queue). */
+  private recoverFromOrigin(): void {
+    this.pending = undefined;
+    void this.fetchNext();
+  }
+
   private apply(item: PublishItem): void {
     const format = item.formats['http-stream'];
     if (format === undefined) return;
     const last = this.lastIds?.get(item.channel);
+    // The item this client already has (a recovery page carried it): not again.
+    if (last !== undefined && item.id === last) return;
     // A prev-id that does not follow what this client has means a missed item: recover from
     // the origin (spec 5.3) rather than deliver out of sequence. Without a next link we cannot.
     if (this.nextLink !== undefined && last !== undefined && item.prevId !== undefined && item.prevId !== last) {
-      void this.fetchNext();
+      this.recoverFromOrigin();
       return;
     }
     switch (format.action) {
@@ -221,6 +248,11 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
     if (this.nextLink !== undefined && this.channels.length > 0) {
       this.nextLinkTimer = setTimeout(() => void this.fetchNext(), timerMs(this.nextLink.timeoutSec));
     }
+    if (this.isRecoveryWanted) {
+      this.isRecoveryWanted = false;
+      this.recoverFromOrigin();
+      return;
+    }
     const pending = this.pending;
     if (pending === undefined) return;
     while (pending.length > 0 && this.state === 'holding') this.apply(pending.shift() as PublishItem);
@@ -238,7 +270,7 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
       if (!(await this.appendBody(page.body))) return;
       const instruct = page.instruct;
       if (instruct?.hold !== undefined) {
-        this.setChannels(instruct.hold.channels);
+        this.setChannels(instruct.hold.channels, false);
         this.setKeepAlive(instruct.hold.keepAlive);
         this.nextLink = instruct.nextLink;
         this.resume();
@@ -276,7 +308,8 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
     return this.state === 'closed';
   }
 
-  private setChannels(requested: readonly ChannelSub[]): void {
+  /** `isFirst`: the channels of the origin's first answer, compared with the channels' positions. */
+  private setChannels(requested: readonly ChannelSub[], isFirst: boolean): void {
     const next = limitChannels(requested, this.deps);
     const nextNames = new Set(next.map((c) => c.name));
     for (const c of this.channels) {
@@ -285,11 +318,11 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
         this.lastIds?.delete(c.name);
       }
     }
-    for (const c of next) {
-      this.deps.hub.subscribe(c.name, this);
-      if (c.prevId !== undefined) (this.lastIds ??= new Map()).set(c.name, c.prevId);
-    }
     this.channels = next;
+    for (const c of next) {
+      if (c.prevId !== undefined) (this.lastIds ??= new Map()).set(c.name, c.prevId);
+      this.deps.hub.subscribe(c.name, this, isFirst ? c.prevId : undefined);
+    }
   }
 
   private setKeepAlive(keepAlive: KeepAlive | undefined): void {
@@ -318,6 +351,7 @@ export class StreamHold implements Subscriber, CoalesceState, KeepAliveMember {
     this.pending = undefined;
     this.res.off('close', onResponseClose);
     holdsByResponse.delete(this.res);
+    this.deps.holds.delete(this);
     for (const c of this.channels) this.deps.hub.unsubscribe(c.name, this);
     this.deps.metrics.connections.dec({ kind: 'stream' });
     this.deps.metrics.holdsClosed.inc({ kind: 'stream', reason });

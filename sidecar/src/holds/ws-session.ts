@@ -81,7 +81,8 @@ const PROXY_ERROR_TEXT = Buffer.from('Error while proxying to origin.\n');
 const PROXY_ERROR_HEADERS: HeaderList = [['Content-Type', 'text/plain; charset=utf-8']];
 /** 1014 Bad Gateway (RFC 6455 registry): the origin failed or answered something unusable. */
 const CLOSE_ORIGIN_FAILED = 1014;
-const CLOSE_SHUTDOWN = 1001;
+/** 1012 Service Restart (RFC 6455 registry): the client should reconnect, and will reach another instance. */
+const CLOSE_SHUTDOWN = 1012;
 const CLOSE_INTERNAL = 1011;
 const DISCONNECT: WsEvent = { type: 'DISCONNECT' };
 // Errors on a socket being torn down have no one left to tell.
@@ -656,7 +657,7 @@ export class WsSession implements Subscriber {
   }
 
   /** Ends the session for `reason` (once). `farewell` is posted to the origin afterwards, if given. */
-  close(reason: CloseReason, end: ClientEnd = { type: 'close', code: CLOSE_SHUTDOWN, reason: 'server shutting down' },
+  close(reason: CloseReason, end: ClientEnd = { type: 'close', code: CLOSE_SHUTDOWN, reason: 'service restart' },
     farewell: WsEvent[] | undefined = this.state === 'open' || this.state === 'closing' ? [DISCONNECT] : undefined): void {
     if (this.state === 'closed') return;
     const wasOpen = this.state !== 'opening';

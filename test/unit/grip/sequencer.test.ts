@@ -70,3 +70,25 @@ test('the number of waiting items is bounded; a second item on the same prev-id 
   t.deepEqual(ids(s.push(item('f', 'e'), 0)), ['f'], 'over the bound it goes out at once');
   t.is(s.stats.overflowed, 1);
 });
+
+test('remembered ids are forgotten as items arrive, not only when waits expire', (t) => {
+  const s = new ChannelSequencer({ ...options, idTtlMs: 1000 });
+  for (let i = 0; i < 50; i++) s.push(item(`a${i}`), i);
+  t.is(s.rememberedIds(), 50);
+  s.push(item('late'), 5000);
+  t.is(s.rememberedIds(), 1, 'everything older than the TTL is gone');
+});
+
+test('an id seen again after its TTL is remembered afresh, so it is not forgotten early', (t) => {
+  const s = new ChannelSequencer({ ...options, idTtlMs: 1000 });
+  s.push(item('x'), 0);
+  s.push(item('y'), 500);
+  t.deepEqual(ids(s.push(item('x'), 1200)), ['x'], 'x is past its TTL: delivered again');
+  t.deepEqual(ids(s.push(item('x'), 1900)), [], 'and remembered from 1200, so still a repeat at 1900');
+});
+
+test('a sequencer can start after a known id, so the first item is checked against it', (t) => {
+  const s = new ChannelSequencer(options, 'p1');
+  t.deepEqual(ids(s.push(item('p3', 'p2'), 0)), [], 'p3 waits: p2 has not come');
+  t.deepEqual(ids(s.push(item('p2', 'p1'), 0)), ['p2', 'p3']);
+});

@@ -539,11 +539,14 @@ export class NatsBus implements Bus {
     const item = this.store?.parse(msg.subject, entry.channel, msg.data);
     if (item === undefined) return;
     item.seq = seq;
-    this.acceptStored(entry, { seq, lastSubjectSeq, item }, true);
+    this.acceptStored(entry, { seq, lastSubjectSeq, item }, 0);
   }
 
-  /** Delivers a stored item once and in order; a gap before it starts a read from the stream. */
-  private acceptStored(entry: ChannelEntry, stored: StoredItem, checkGap: boolean): void {
+  /**
+   * Delivers a stored item once and in order; a gap before it (above `readTo`, up to which the
+   * stream was just read) starts a read from the stream.
+   */
+  private acceptStored(entry: ChannelEntry, stored: StoredItem, readTo: number): void {
     const held = entry.held;
     if (held !== undefined) {
       if (held.length < MAX_HELD) held.push(stored);
@@ -556,7 +559,7 @@ export class NatsBus implements Bus {
         this.emit({ type: 'history-duplicate', channel: entry.channel });
         return;
       }
-      if (checkGap && stored.lastSubjectSeq !== undefined && stored.lastSubjectSeq > last) {
+      if (stored.lastSubjectSeq !== undefined && stored.lastSubjectSeq > last && stored.lastSubjectSeq > readTo) {
         entry.held = [stored];
         void this.readMissed(entry, 'gap');
         return;
@@ -597,18 +600,29 @@ export class NatsBus implements Bus {
     const epoch = this.epoch;
     const isCurrent = (): boolean => entry.readToken === token && this.channels.get(entry.channel) === entry;
     let count = 0;
+    /** Sequences up to this one were read (or are gone): a gap at or below it is not read again. */
+    let coveredTo = Number.POSITIVE_INFINITY;
     for (let attempt = 1; ; attempt++) {
       try {
         do {
           entry.isHeldTruncated = false;
+          coveredTo = Number.POSITIVE_INFINITY;
           const from = (entry.lastSeq ?? entry.baselineSeq ?? 0) + 1;
           for await (const stored of store.readFrom(entry.storedSubject, entry.channel, from)) {
             if (!isCurrent()) return;
+            // The live items held from here on continue the read: stop, so a busy channel's
+            // read ends at the first held item instead of chasing the stream's end.
+            const firstHeld = entry.held?.[0]?.seq;
+            if (firstHeld !== undefined && !entry.isHeldTruncated && stored.seq >= firstHeld) {
+              coveredTo = firstHeld - 1;
+              break;
+            }
             if (entry.lastSeq !== undefined && stored.seq <= entry.lastSeq) continue;
             this.handOut(entry, stored);
             count++;
           }
           if (!isCurrent()) return;
+          // Live items were dropped while reading (too many held): they are stored, read again.
         } while (entry.isHeldTruncated);
         break;
       } catch (err) {
@@ -617,6 +631,7 @@ export class NatsBus implements Bus {
           // Hand out what we have; the channel's holds ask the origin (first-subscription refresh).
           this.log.error({ channel: entry.channel, code: 'KG_ERR_HISTORY_UNAVAILABLE', error: errorText(err) }, 'history read failed; refreshing from the origin');
           this.emit({ type: 'channel-live', channel: entry.channel, cause: LiveCause.Resubscribed });
+          coveredTo = Number.POSITIVE_INFINITY;
           break;
         }
         this.log.warn({ channel: entry.channel, error: errorText(err), attempt }, 'history read failed, retrying');
@@ -624,12 +639,12 @@ export class NatsBus implements Bus {
         if (!isCurrent() || epoch !== this.epoch) return;
       }
     }
-    // Live items that came meanwhile, in order. The read went to the end of the stream, so a
-    // gap before one of them is an item the stream no longer has: no new read for it.
+    // Live items that came meanwhile, in order, once. A gap before one of them within what the
+    // read covered is an item the stream no longer has: it is not read again (no loop).
     const held = entry.held ?? [];
     entry.held = undefined;
     entry.readToken = undefined;
-    for (const stored of held) this.acceptStored(entry, stored, false);
+    for (const stored of held) this.acceptStored(entry, stored, coveredTo);
     this.log.debug({ channel: entry.channel, cause, items: count }, 'channel resumed from history');
     this.emit({ type: 'channel-resumed', channel: entry.channel, cause, items: count });
   }

@@ -56,6 +56,25 @@ export function treeRssBytes(rootPid: number): number {
   return total;
 }
 
+/** Units of the CPU times in /proc/<pid>/stat (USER_HZ, which is 100 on Linux). */
+const USER_HZ = 100;
+
+/** CPU time (user + system) the live processes of the tree have used so far, in ms. */
+export function treeCpuMs(rootPid: number): number {
+  let ticks = 0;
+  for (const pid of processTree(rootPid)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+      const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(after[11]) + Number(after[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return (ticks * 1000) / USER_HZ;
+}
+
 /** A port that was free a moment ago (listen on 0, read it, close). */
 export async function freePort(): Promise<number> {
   const server = net.createServer();

@@ -51,6 +51,7 @@ const USAGE = `npm run bench -- [options]
   --src-addrs LIST     client source addresses (default: 127.0.0.1, spread over 127.0.0.x
                        beyond ${CONNECTIONS_PER_SOURCE_ADDRESS} connections)
   --kong-grip-arg ARG  extra argument for the sidecar CLI (repeatable)
+  --kong-grip-node-arg ARG  extra node flag for the sidecar, e.g. --cpu-prof (repeatable)
   --pushpin-log-level L  Pushpin's log level (default 1 = warnings; 2 logs every request)
   --out FILE           results file (default bench/RESULTS.md; "-" to skip)
   --repeat R           run every scenario R times on each system, alternating, and report
@@ -90,6 +91,7 @@ function parseCli(argv: string[]) {
       window: { type: 'string' },
       'src-addrs': { type: 'string' },
       'kong-grip-arg': { type: 'string', multiple: true },
+      'kong-grip-node-arg': { type: 'string', multiple: true },
       'pushpin-log-level': { type: 'string' },
       out: { type: 'string' },
       'max-minutes': { type: 'string' },
@@ -123,6 +125,7 @@ function parseCli(argv: string[]) {
     window: parsePositiveInt('window', values.window, 100),
     srcAddrs: parseList(values['src-addrs']),
     kongGripArgs: values['kong-grip-arg'] ?? [],
+    kongGripNodeArgs: values['kong-grip-node-arg'] ?? [],
     pushpinLogLevel: values['pushpin-log-level'] === undefined ? 1 : parsePositiveInt('pushpin-log-level', values['pushpin-log-level'], 1),
     out: values.out ?? join(HERE, 'RESULTS.md'),
     maxMinutes: parsePositiveInt('max-minutes', values['max-minutes'], 30),
@@ -257,7 +260,7 @@ async function main(): Promise<void> {
   const origin = await startOriginProcess();
   const starters: Record<RunnerName, StartTarget> = {
     pushpin: (t) => startPushpin({ ...t, logLevel: o.pushpinLogLevel }),
-    'kong-grip': (t) => startKongGrip({ ...t, extraArgs: o.kongGripArgs }),
+    'kong-grip': (t) => startKongGrip({ ...t, extraArgs: o.kongGripArgs, nodeArgs: o.kongGripNodeArgs }),
     floor: () => startFloorServer(),
   };
   // For new streams the floor is the origin itself, no proxy: what clients and origin can do alone.

@@ -5,6 +5,7 @@
 
 import type { CollectResult, StreamKind, WaitResult } from '../agent-protocol.js';
 import { publish } from '../http-client.js';
+import { treeCpuMs } from '../proc.js';
 import { encodeBenchMessage, MessageTag, monotonicMs } from '../wire/message.js';
 import { summarizeLatencies } from '../wire/stats.js';
 import { closeStreams, openStreams, settledRss, streamItem, sumOf, uniqueChannel, warmUp } from './common.js';
@@ -55,12 +56,14 @@ export async function runFanout(ctx: ScenarioContext, p: FanoutParams): Promise<
   const timeoutMs = p.deliveryTimeoutMs ?? 15_000;
   let timeouts = 0;
   const gapMs = p.gapMs ?? 200;
+  const cpuBeforeMs = treeCpuMs(ctx.target.rootPid);
   for (let seq = 1; seq <= p.messages; seq++) {
     await new Promise((r) => setTimeout(r, gapMs));
     await publish(ctx.target.publishPort, [streamItem(p.kind, channel, encodeBenchMessage(MessageTag.Measured, seq, monotonicMs()))]);
     const waits = await ctx.agents.all<WaitResult>({ op: 'wait-message', tag: 'M', seq, timeoutMs });
     if (waits.some((w) => w.timedOut)) timeouts++;
   }
+  const proxyCpuMs = treeCpuMs(ctx.target.rootPid) - cpuBeforeMs;
   const collected = await ctx.agents.all<CollectResult>({ op: 'collect' });
   await closeStreams(ctx);
 
@@ -80,6 +83,9 @@ export async function runFanout(ctx: ScenarioContext, p: FanoutParams): Promise<
       `${kindLabel} ${p.clients}: the client agents used ${((1000 * agentCpuMs.reduce((a, b) => a + b, 0)) / received).toFixed(1)} µs of CPU per delivery ` +
         `(per agent and message: ${agentCpuMs.map((c) => (c / p.messages).toFixed(0)).join(', ')} ms, gaps between messages included)`,
     );
+  }
+  if (received > 0) {
+    notes.push(`${kindLabel} ${p.clients}: the proxy used ${((1000 * proxyCpuMs) / received).toFixed(1)} µs of CPU per delivery (all its processes, gaps between messages included)`);
   }
   const memPerConnKb = opened.opened > 0 ? (rssAfter - rssBefore) / opened.opened / 1024 : NaN;
   notes.push(

@@ -5,6 +5,7 @@
 
 import type { CollectResult, WaitResult } from '../agent-protocol.js';
 import { publish, type PublishContent } from '../http-client.js';
+import { treeCpuMs } from '../proc.js';
 import { encodeBenchMessage, MessageTag, monotonicMs } from '../wire/message.js';
 import { closeStreams, openStreams, streamItem, sumOf, uniqueChannel, warmUp } from './common.js';
 import { Better, type ScenarioContext, type ScenarioResult } from './types.js';
@@ -26,6 +27,7 @@ export async function runPeak(ctx: ScenarioContext, p: PeakParams): Promise<Scen
   if (opened.retried > 0 || opened.failed > 0) notes.push(`peak: ${opened.retried} failed attempts to open a stream were retried; ${opened.failed} never opened`);
   await warmUp(ctx, 'sse', channel);
 
+  const cpuBeforeMs = treeCpuMs(ctx.target.rootPid);
   const startedAtMs = monotonicMs();
   let nextSeq = 1;
   const lane = async (): Promise<void> => {
@@ -48,6 +50,7 @@ export async function runPeak(ctx: ScenarioContext, p: PeakParams): Promise<Scen
     const waits = await ctx.agents.all<WaitResult>({ op: 'wait-message', tag: 'M', seq, timeoutMs: left });
     if (waits.some((w) => w.timedOut)) break;
   }
+  const proxyCpuMs = treeCpuMs(ctx.target.rootPid) - cpuBeforeMs;
   const collected = await ctx.agents.all<CollectResult>({ op: 'collect' });
   await closeStreams(ctx);
 
@@ -61,6 +64,7 @@ export async function runPeak(ctx: ScenarioContext, p: PeakParams): Promise<Scen
     `peak: ${received}/${expected} deliveries in ${(lastAt - startedAtMs).toFixed(0)} ms ` +
       `(publishing took ${publishedMs.toFixed(0)} ms: ${p.messages} items, ${perRequest} per request, ${inFlight} requests in flight)`,
   );
+  if (received > 0) notes.push(`peak: the proxy used ${((1000 * proxyCpuMs) / received).toFixed(2)} µs of CPU per delivery (all its processes)`);
   ctx.log(`peak: ${received}/${expected} in ${(lastAt - startedAtMs).toFixed(0)} ms`);
   return {
     metrics: [

@@ -2,13 +2,16 @@
 // number of attempts in flight per agent); each one costs the proxy an origin round trip and a
 // subscription. Rate = streams opened / time from the first attempt to the last response head.
 
+import { treeCpuMs } from '../proc.js';
 import { closeStreams, openStreams, uniqueChannel } from './common.js';
 import { Better, type ScenarioContext, type ScenarioResult } from './types.js';
 
 export async function runStreamRate(ctx: ScenarioContext, p: { streams: number }): Promise<ScenarioResult> {
   const notes: string[] = [];
   const channel = uniqueChannel('rate');
+  const cpuBeforeMs = treeCpuMs(ctx.target.rootPid);
   const opened = await openStreams(ctx, 'sse', channel, p.streams);
+  const proxyCpuMs = treeCpuMs(ctx.target.rootPid) - cpuBeforeMs;
   await closeStreams(ctx);
   if (opened.retried > 0 || opened.failed > 0) {
     notes.push(
@@ -18,6 +21,7 @@ export async function runStreamRate(ctx: ScenarioContext, p: { streams: number }
   }
   const rate = (opened.opened / opened.elapsedMs) * 1000;
   notes.push(`new streams: ${opened.opened} held in ${opened.elapsedMs.toFixed(0)} ms (${ctx.window} attempts in flight per agent × ${ctx.agents.size} agents)`);
+  if (opened.opened > 0) notes.push(`new streams: the proxy used ${((1000 * proxyCpuMs) / opened.opened).toFixed(0)} µs of CPU per new stream (all its processes)`);
   ctx.log(`streams: ${opened.opened}/${p.streams} in ${opened.elapsedMs.toFixed(0)} ms`);
   return {
     metrics: [{ key: 'stream-rate', label: `New held SSE streams per second (M=${p.streams})`, value: rate, unit: '/s', better: Better.Higher, targetRatio: 3, digits: 0 }],

@@ -101,3 +101,19 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * A counter increment for the delivery path: events are summed and added to the counter once
+ * per tick, since each prom-client inc() with labels hashes them and allocates.
+ */
+export function countPerTick(add: (n: number) => void): () => void {
+  let pending = 0;
+  const flush = (): void => {
+    const n = pending;
+    pending = 0;
+    add(n);
+  };
+  return () => {
+    if (pending++ === 0) process.nextTick(flush);
+  };
+}

@@ -57,7 +57,7 @@ export class OriginClient {
         reject(new KgError('KG_ERR_ORIGIN_TIMEOUT', `origin ${target} sent no response within ${this.options.timeoutMs} ms`));
         outgoing.destroy();
       }, this.options.timeoutMs);
-      outgoing.once('response', (res) => { clearTimeout(timer); resolve(res); });
+      outgoing.on('response', (res) => { clearTimeout(timer); resolve(res); }); // emitted once
       outgoing.once('error', (err) => {
         clearTimeout(timer);
         reject(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${target} failed: ${err.message}`, { cause: err }));

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { isKgError, KgError } from './errors.js';
 import { flatten, rawToList, relayResponseHeaders, withoutHeaders } from './grip/headers.js';
 import { isGripResponse, needsBufferedBody, parseInstruct } from './grip/instruct.js';
@@ -44,25 +44,55 @@ export class ProxySession {
     let originRes: IncomingMessage;
     try {
       const call = await this.deps.origin.start({ method: this.req.method ?? 'GET', url: this.target.url, headers: this.target.headers });
-      this.req.on('data', (chunk: Buffer) => {
-        call.outgoing.write(chunk);
-        if (this.bodyOverLimit) return;
-        this.keptBytes += chunk.length;
-        if (this.keptBytes > this.deps.limits.maxRequestBodyBytes) {
-          this.bodyOverLimit = true;
-          this.keptBody.length = 0;
-        } else {
-          this.keptBody.push(chunk);
-        }
-      });
-      this.req.once('end', () => call.outgoing.end());
-      this.req.once('close', () => { if (!this.req.complete) call.outgoing.destroy(); });
+      this.streamBody(call.outgoing);
       originRes = await call.response;
     } catch (err) {
       this.fail(err);
       return;
     }
     await this.handleOriginResponse(originRes);
+  }
+
+  /**
+   * Streams the client body to the origin, keeping a copy for retries. The listeners go once the
+   * body has ended, so a held connection does not keep this session, the origin request and its
+   * response alive through them.
+   */
+  private streamBody(outgoing: ClientRequest): void {
+    const req = this.req;
+    if (req.complete && req.readableLength === 0) {
+      // Already received whole and empty (a GET): nothing to stream or keep, no listeners.
+      outgoing.end();
+      return;
+    }
+    const onData = (chunk: Buffer): void => {
+      outgoing.write(chunk);
+      if (this.bodyOverLimit) return;
+      this.keptBytes += chunk.length;
+      if (this.keptBytes > this.deps.limits.maxRequestBodyBytes) {
+        this.bodyOverLimit = true;
+        this.keptBody.length = 0;
+      } else {
+        this.keptBody.push(chunk);
+      }
+    };
+    const onEnd = (): void => {
+      detach();
+      outgoing.end();
+    };
+    const onClose = (): void => {
+      detach();
+      if (!req.complete) outgoing.destroy();
+    };
+    const detach = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+    };
+    // on(), not once(): detach() removes them, and once() would wrap each in another closure.
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
   }
 
   /** `replacing`: the hold a refresh asked about; it keeps holding until the answer is applied. */

@@ -10,12 +10,14 @@ import { PublishGate, startControlServer, type ControlServer } from './control.j
 import { KgError } from './errors.js';
 import { GripSigner } from './grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
+import { ChunkWriter } from './holds/chunk-writer.js';
 import type { HoldDeps } from './holds/hold-deps.js';
+import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
 import { HoldRegistry } from './holds/hold-registry.js';
 import { Hub } from './hub.js';
 import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong-handoff.js';
 import { createLogger, type Logger } from './log.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { OriginClient } from './origin.js';
 import { originUrl } from './origin-url.js';
 import { ProxySession, type ProxyTarget } from './proxy-session.js';
@@ -67,9 +69,14 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const hub = new Hub(bus, metrics, { ...config.hold, sequencing: config.sequencing }, log);
   const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
   const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
+  const keepAlives = new KeepAliveWheel();
   const holds = new HoldRegistry();
   const deps: HoldDeps = {
-    hub, origin, metrics, log, limits: config.limits, holds, lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
+    hub, origin, metrics, log, limits: config.limits,
+    chunks: new ChunkWriter(),
+    keepAlives,
+    countStreamSent: countPerTick((n) => metrics.messagesSent.inc({ kind: 'stream' }, n)),
+    holds, lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
   };
   const publishGate = new PublishGate();
   let closing: Promise<void> | undefined;
@@ -77,6 +84,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   let active = 0;
   // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
   const handoff = config.kong === undefined ? undefined : new HandoffVerifier(config.kong);
+  const originBase = config.origin === undefined ? undefined : new URL(config.origin);
   const targetFor = (req: IncomingMessage): ProxyTarget => {
     // Headers only a verified handoff may set are dropped in both modes, so an origin behind a
     // sidecar can always trust Kong-Grip-* identity headers.
@@ -90,11 +98,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       }
       return { url: originUrl(verified.origin, req.url), headers: [...headers, ...verified.headersForOrigin] };
     }
-    if (config.origin === undefined) {
+    if (originBase === undefined) {
       // loadConfig never allows this; fail closed all the same, never act as an open proxy.
       throw new KgError('KG_ERR_HANDOFF_INVALID', 'no origin configured for requests without a Kong handoff');
     }
-    return { url: originUrl(new URL(config.origin), req.url), headers };
+    return { url: originUrl(originBase, req.url), headers };
   };
   // Counted and logged here, for plain requests and WebSocket upgrades alike. The error the
   // caller answers with carries only a generic text: the client learns nothing about why.
@@ -121,6 +129,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     isSweepScheduled = false;
     client.closeIdleConnections();
   };
+  // One listener shared by every response, not a closure per request.
   const onResponseClosed = (): void => {
     active--;
     if (closing !== undefined && !isSweepScheduled) {
@@ -145,7 +154,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       return;
     }
     active++;
-    res.once('close', onResponseClosed);
+    res.on('close', onResponseClosed); // emitted once; on() needs no wrapper per response
     let target: ProxyTarget;
     try {
       target = targetFor(req);
@@ -216,6 +225,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     await control?.close();
     await publishes;
     origin.close();
+    keepAlives.close();
     hub.close();
     stopBusMetrics();
     await bus.close();
@@ -235,7 +245,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
 export function createBus(config: Readonly<Config>, log: Logger): Bus {
   // The hub keeps a channel for hold.channelLingerMs after its last subscriber (with its
   // position), holding the bus subscription meanwhile: the bus itself need not linger.
-  if (config.nats === undefined) return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: 0 });
+  if (config.nats === undefined) {
+    return new MemoryBus({ log: log.child({ component: 'bus' }), lingerMs: 0, deferDelivery: true });
+  }
   const nats = config.nats;
   return new NatsBus({
     servers: nats.servers,

@@ -23,6 +23,6 @@ export function newNatsBus(url: string, overrides: Partial<NatsBusOptions> = {})
   });
 }
 
-export function newMemoryBus(options: { lingerMs?: number } = {}): MemoryBus {
+export function newMemoryBus(options: { lingerMs?: number; deferDelivery?: boolean } = {}): MemoryBus {
   return new MemoryBus({ log: testLogger(), ...options });
 }

@@ -76,6 +76,8 @@ export interface PluginServer {
   readonly socketPath: string;
   /** Lines the server wrote (stdout and stderr merged, as Kong logs them). */
   readonly output: string[];
+  /** Resolves once a line matching `pattern` has been written (the log arrives after the RPC reply). */
+  waitForOutput(pattern: RegExp): Promise<string>;
   readonly pid: number;
   stop(): Promise<void>;
 }
@@ -85,6 +87,14 @@ export function startPluginServer(pluginsDir: string, prefix: string): Promise<P
   const socketPath = join(prefix, 'grip.sock');
   const child: ChildProcess = spawn(WRAPPER, [], { env: wrapperEnv(pluginsDir, prefix), stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
+  let outputWaiters: Array<() => void> = [];
+  const waitForOutput = async (pattern: RegExp): Promise<string> => {
+    for (;;) {
+      const found = output.find((line) => pattern.test(line));
+      if (found !== undefined) return found;
+      await new Promise<void>((resolve) => outputWaiters.push(resolve));
+    }
+  };
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     let ready = false;
@@ -92,11 +102,16 @@ export function startPluginServer(pluginsDir: string, prefix: string): Promise<P
       for (const line of chunk.toString('utf8').split('\n')) {
         // node-color-log decorates lines with ANSI codes; keep the text.
         const text = line.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim();
-        if (text !== '') output.push(text);
+        if (text !== '') {
+          output.push(text);
+          const waiters = outputWaiters;
+          outputWaiters = [];
+          for (const w of waiters) w();
+        }
         if (!ready && text.includes(`server started at ${socketPath}`)) {
           ready = true;
           resolve({
-            socketPath, output, pid: child.pid as number,
+            socketPath, output, waitForOutput, pid: child.pid as number,
             async stop() {
               if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
               await exited;

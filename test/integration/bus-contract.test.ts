@@ -20,6 +20,7 @@ test.after.always(async () => {
 
 const implementations: Array<{ name: string; make: (options?: { lingerMs?: number }) => Bus }> = [
   { name: 'memory', make: (options) => newMemoryBus(options) },
+  { name: 'memory (deferred delivery)', make: (options) => newMemoryBus({ ...options, deferDelivery: true }) },
   { name: 'nats', make: (options) => newNatsBus(nats!.url, options) },
 ];
 

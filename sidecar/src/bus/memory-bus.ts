@@ -11,22 +11,33 @@ interface ChannelEntry {
 }
 
 /**
- * In-process bus for a single sidecar (no NATS). Delivery is synchronous, so items reach
- * subscribers in publish order. A channel is live as soon as it has a subscriber; the
- * `channel-live` event still fires (on the next microtask) so holds behave the same on both buses,
- * and a channel lingers after its last subscriber leaves, as on NATS, so a long-poll that re-polls
- * at once is not a first subscription again.
+ * In-process bus for a single sidecar (no NATS). Items reach subscribers in publish order. By
+ * default they are delivered inside publish(); with `deferDelivery` (what the sidecar uses)
+ * publish() only queues them, and everything queued is delivered in one pass on a later turn of
+ * the event loop (setImmediate). The publisher then gets its answer without waiting for the
+ * fan-out, and the items of back-to-back publishes reach each connection together (a hold sends
+ * what it gets in one tick as one write), as they do from NATS.
+ *
+ * A channel is live as soon as it has a subscriber; the `channel-live` event still fires (on the
+ * next microtask) so holds behave the same on both buses, and a channel lingers after its last
+ * subscriber leaves, as on NATS, so a long-poll that re-polls at once is not a first
+ * subscription again.
  */
 export class MemoryBus implements Bus {
   private readonly channels = new Map<string, ChannelEntry>();
   private readonly listeners = new Set<BusListener>();
   private readonly log: Logger;
   private readonly lingerMs: number;
+  private readonly deferDelivery: boolean;
+  /** Published, not yet delivered (deferDelivery only). */
+  private readonly queue: PublishItem[] = [];
+  private isFlushScheduled = false;
   private closed = false;
 
-  constructor(deps: { log?: Logger; lingerMs?: number } = {}) {
+  constructor(deps: { log?: Logger; lingerMs?: number; deferDelivery?: boolean } = {}) {
     this.log = deps.log ?? pino({ name: 'memory-bus', level: 'warn' });
     this.lingerMs = deps.lingerMs ?? 0;
+    this.deferDelivery = deps.deferDelivery ?? false;
   }
 
   subscribe(channel: string, onItem: ItemHandler): () => void {
@@ -65,6 +76,26 @@ export class MemoryBus implements Bus {
 
   async publish(items: readonly PublishItem[]): Promise<void> {
     if (this.closed) throw new KgError('KG_ERR_BUS_UNAVAILABLE', 'the bus is closed');
+    if (!this.deferDelivery) {
+      this.deliver(items);
+      return;
+    }
+    // Like NATS, an item goes to the channel's subscribers as of delivery; one without any
+    // subscriber now is not kept.
+    for (const item of items) if (this.channels.has(item.channel)) this.queue.push(item);
+    if (this.queue.length > 0 && !this.isFlushScheduled) {
+      this.isFlushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.isFlushScheduled = false;
+    if (this.queue.length === 0) return;
+    this.deliver(this.queue.splice(0));
+  };
+
+  private deliver(items: readonly PublishItem[]): void {
     for (const item of items) {
       const entry = this.channels.get(item.channel);
       if (entry === undefined) continue;
@@ -89,6 +120,8 @@ export class MemoryBus implements Bus {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Accepted items still queued are delivered, not lost.
+    this.flush();
     this.closed = true;
     for (const entry of this.channels.values()) clearTimeout(entry.lingerTimer);
     this.channels.clear();

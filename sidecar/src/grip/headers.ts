@@ -19,15 +19,19 @@ export function isGripHeader(name: string): boolean {
   return name.length >= 5 && name.slice(0, 5).toLowerCase() === 'grip-';
 }
 
+const NO_NAMES: ReadonlySet<string> = new Set();
+
 /** Header names listed in Connection are hop-by-hop too (RFC 9110 7.6.1). */
-function connectionTokens(raw: readonly string[]): Set<string> {
-  const tokens = new Set<string>();
+function connectionTokens(raw: readonly string[]): ReadonlySet<string> {
+  let tokens: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() === 'connection') {
+    const name = raw[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      tokens ??= new Set();
       for (const t of (raw[i + 1] as string).split(',')) tokens.add(t.trim().toLowerCase());
     }
   }
-  return tokens;
+  return tokens ?? NO_NAMES;
 }
 
 /**
@@ -35,7 +39,7 @@ function connectionTokens(raw: readonly string[]): Set<string> {
  * every client `Grip-*` header removed (a client must not forge Grip-Sig or GRIP state).
  * `extraDrop` names further headers to remove (e.g. Kong handoff headers).
  */
-export function forwardRequestHeaders(rawHeaders: readonly string[], extraDrop: ReadonlySet<string> = new Set()): HeaderList {
+export function forwardRequestHeaders(rawHeaders: readonly string[], extraDrop: ReadonlySet<string> = NO_NAMES): HeaderList {
   const hop = connectionTokens(rawHeaders);
   const out: HeaderList = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {

@@ -54,7 +54,8 @@ const isGripHeader = (name: string): boolean => name.length >= 5 && name.slice(0
 function headerValues(headers: HeaderList, name: string): string[] {
   const lower = name.toLowerCase();
   const out: string[] = [];
-  for (const [n, v] of headers) if (n.toLowerCase() === lower) out.push(v);
+  // Lengths first: most names differ in length, and toLowerCase allocates (this runs per request).
+  for (const [n, v] of headers) if (n.length === lower.length && n.toLowerCase() === lower) out.push(v);
   return out;
 }
 

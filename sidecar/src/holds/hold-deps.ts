@@ -3,6 +3,8 @@ import type { Hub } from '../hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { OriginClient } from '../origin.js';
+import type { ChunkWriter } from './chunk-writer.js';
+import type { KeepAliveWheel } from './keep-alive-wheel.js';
 import type { HoldRegistry } from './hold-registry.js';
 
 /** What every hold needs from the sidecar, handed in explicitly (no module singletons). */
@@ -12,6 +14,12 @@ export interface HoldDeps {
   metrics: Metrics;
   log: Logger;
   limits: Limits;
+  /** Shared by all stream holds: published content to sockets, framed once per item. */
+  chunks: ChunkWriter;
+  /** Shared by all stream holds: one timer for every keep-alive. */
+  keepAlives: KeepAliveWheel;
+  /** Counts one published item written to a stream (kong_grip_messages_sent_total, batched per tick). */
+  countStreamSent: () => void;
   holds: HoldRegistry;
   /** Request path prefixes whose SSE Last-Event-ID stands for the prev-id of their channels. */
   lastEventIdPaths: readonly string[];

@@ -1,10 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { flatten } from '../grip/headers.js';
 import type { ChannelSub, HeaderList, KeepAlive, Link, PublishItem } from '../grip/types.js';
 import type { PositionedSubscriber } from '../hub.js';
 import { fetchLink } from '../link-fetch.js';
 import type { CloseReason } from '../metrics.js';
+import type { CoalesceState } from './chunk-writer.js';
 import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
+import type { KeepAliveMember } from './keep-alive-wheel.js';
 
 // An HTTP stream (spec 3.6), also used for paged streaming (no hold, only a next link, 3.4).
 // Headers and the initial body go out at once; published http-stream content is appended.
@@ -20,6 +23,24 @@ import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
 // the hub can compare them with the channels' positions (spec 5.3): a stream that is behind is
 // caught up from history, or recover() fetches the next link. Pages from the next link are the
 // recovery itself and are not compared again.
+//
+// A held stream is mostly idle and there may be 100,000 of them, so it keeps little: no closure
+// of its own (one shared close listener finds the hold through a WeakMap), keep-alives on the
+// shared wheel, the id map and the queue created only when first needed, and nothing of the
+// request or the origin's response once the initial body is through.
+
+const EMPTY_IDS: ReadonlyMap<string, string> = new Map();
+
+/** The hold on each response, for the one close listener all stream holds share. */
+const holdsByResponse = new WeakMap<ServerResponse, StreamHold>();
+
+function onResponseClose(this: ServerResponse): void {
+  holdsByResponse.get(this)?.close('client_gone');
+}
+
+function uncork(socket: Socket): void {
+  socket.uncork();
+}
 
 const MAX_FETCH_ATTEMPTS = 5;
 
@@ -35,35 +56,56 @@ export interface StreamHoldOptions {
 
 type State = 'starting' | 'holding' | 'fetching' | 'closed';
 
-export class StreamHold implements PositionedSubscriber {
+export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliveMember {
   private state: State = 'starting';
   /** recover() came while the initial body was still being written. */
   private isRecoveryWanted = false;
   private channels: ChannelSub[] = [];
   /** Per channel, the id of the last item this client has (from prev-id, then delivered items). */
-  private readonly lastIds = new Map<string, string>();
+  private lastIds: Map<string, string> | undefined;
   private nextLink: Link | undefined;
-  private readonly pending: PublishItem[] = [];
-  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private pending: PublishItem[] | undefined;
   private keepAlive: KeepAlive | undefined;
   private nextLinkTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = performance.now();
-  private readonly onClientGone = (): void => this.close('client_gone');
-  private readonly sendKeepAlive = (): void => this.write(this.keepAlive?.content ?? Buffer.alloc(0), false);
+  lastWriteTick = 0;
+  corkedTick = 0;
+  keepAliveMark = 0;
+  keepAliveTicks = 0;
+  keepAliveSlot = -1;
 
   constructor(private readonly deps: HoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
-    res.once('close', this.onClientGone);
+    holdsByResponse.set(res, this);
+    res.on('close', onResponseClose); // not once(): that wraps it in a closure per response
     deps.metrics.connections.inc({ kind: 'stream' });
+    // The head and an initial body already received from the origin go out in one write.
+    if (res.socket !== null) {
+      res.socket.cork();
+      process.nextTick(uncork, res.socket);
+    }
     deps.holds.add(this);
     res.writeHead(options.code, options.reason, flatten(options.headers));
     res.flushHeaders();
     this.nextLink = options.nextLink;
     this.setChannels(options.channels, true);
     this.setKeepAlive(options.keepAlive);
-    void this.begin(options.initialBody, options.channels.length === 0);
+    this.begin(options.initialBody, options.channels.length === 0);
   }
 
-  private async begin(initialBody: Buffer | IncomingMessage, isPaged: boolean): Promise<void> {
+  private begin(initialBody: Buffer | IncomingMessage, isPaged: boolean): void {
+    // Usually the origin's (small) body came whole with its head (`complete`; it waits in the
+    // response's buffer): written now, with no async iteration.
+    if (!Buffer.isBuffer(initialBody) && !initialBody.complete) {
+      void this.beginStreaming(initialBody, isPaged);
+      return;
+    }
+    this.appendComplete(initialBody);
+    if (this.state === 'closed') return;
+    if (isPaged) void this.fetchNext();
+    else this.resume();
+  }
+
+  private async beginStreaming(initialBody: IncomingMessage, isPaged: boolean): Promise<void> {
     if (!(await this.appendBody(initialBody))) return;
     if (isPaged) await this.fetchNext();
     else this.resume();
@@ -72,12 +114,13 @@ export class StreamHold implements PositionedSubscriber {
   deliver(item: PublishItem): void {
     if (this.state === 'closed' || item.formats['http-stream'] === undefined) return;
     if (this.state !== 'holding') {
-      if (this.pending.length >= this.deps.limits.maxQueueItems) {
+      const pending = (this.pending ??= []);
+      if (pending.length >= this.deps.limits.maxQueueItems) {
         this.deps.log.warn({ channel: item.channel }, 'stream queue full while busy; closing');
         this.close('slow_consumer');
         return;
       }
-      this.pending.push(item);
+      pending.push(item);
       return;
     }
     this.apply(item);
@@ -103,14 +146,14 @@ export class StreamHold implements PositionedSubscriber {
 
   /** The origin's next-link answer covers what is queued so far (Pushpin clears the queue). */
   private recoverFromOrigin(): void {
-    this.pending.length = 0;
+    this.pending = undefined;
     void this.fetchNext();
   }
 
   private apply(item: PublishItem): void {
     const format = item.formats['http-stream'];
     if (format === undefined) return;
-    const last = this.lastIds.get(item.channel);
+    const last = this.lastIds?.get(item.channel);
     // The item this client already has (a recovery page carried it): not again.
     if (last !== undefined && item.id === last) return;
     // A prev-id that does not follow what this client has means a missed item: recover from
@@ -121,10 +164,11 @@ export class StreamHold implements PositionedSubscriber {
     }
     switch (format.action) {
       case 'send':
-        if (item.id !== undefined) this.lastIds.set(item.channel, item.id);
-        else this.lastIds.delete(item.channel);
-        this.deps.metrics.messagesSent.inc({ kind: 'stream' });
-        this.write(format.content, true);
+        if (item.id !== undefined) (this.lastIds ??= new Map()).set(item.channel, item.id);
+        else this.lastIds?.delete(item.channel);
+        this.deps.countStreamSent();
+        this.deps.chunks.write(this.res, format.content, this);
+        this.afterWrite(true);
         this.nextLinkTimer?.refresh();
         return;
       case 'close':
@@ -133,7 +177,7 @@ export class StreamHold implements PositionedSubscriber {
       case 'hint':
       case 'refresh':
         if (this.nextLink !== undefined) {
-          this.pending.length = 0;
+          if (this.pending !== undefined) this.pending.length = 0;
           void this.fetchNext();
         }
         return;
@@ -144,20 +188,40 @@ export class StreamHold implements PositionedSubscriber {
     }
   }
 
+  /** Writes bytes of this stream only (origin body, keep-alive); published items go through deps.chunks. */
   private write(bytes: Buffer, isData: boolean): void {
     if (this.state === 'closed') return;
     this.res.write(bytes);
-    if (isData && this.keepAlive?.mode === 'idle') this.keepAliveTimer?.refresh();
+    this.afterWrite(isData);
+  }
+
+  private afterWrite(isData: boolean): void {
+    if (isData && this.keepAlive?.mode === 'idle') this.keepAliveMark = this.deps.keepAlives.currentTick();
     if (this.res.writableLength > this.deps.limits.maxQueueBytes) {
       this.deps.log.warn({ queuedBytes: this.res.writableLength }, 'slow consumer dropped');
       this.close('slow_consumer');
     }
   }
 
-  /** Writes a body to the client; false if the stream ended meanwhile. */
-  private async appendBody(body: Buffer | IncomingMessage): Promise<boolean> {
+  /** Called by the keep-alive wheel when this stream has been quiet for its keep-alive timeout. */
+  sendKeepAlive(): void {
+    if (this.keepAlive !== undefined) this.write(this.keepAlive.content, false);
+  }
+
+  /** Writes a body that has fully arrived: a buffer, or an origin response already complete. */
+  private appendComplete(body: Buffer | IncomingMessage): void {
     if (Buffer.isBuffer(body)) {
       if (body.length > 0) this.write(body, true);
+      return;
+    }
+    for (let chunk: Buffer | null = body.read(); chunk !== null; chunk = body.read()) this.write(chunk, true);
+    body.resume(); // lets it end, so its connection goes back to the origin pool
+  }
+
+  /** Writes a body to the client; false if the stream ended meanwhile. */
+  private async appendBody(body: Buffer | IncomingMessage): Promise<boolean> {
+    if (Buffer.isBuffer(body) || body.complete) {
+      this.appendComplete(body);
       return this.state !== 'closed';
     }
     try {
@@ -189,7 +253,9 @@ export class StreamHold implements PositionedSubscriber {
       this.recoverFromOrigin();
       return;
     }
-    while (this.pending.length > 0 && this.state === 'holding') this.apply(this.pending.shift() as PublishItem);
+    const pending = this.pending;
+    if (pending === undefined) return;
+    while (pending.length > 0 && this.state === 'holding') this.apply(pending.shift() as PublishItem);
   }
 
   /** Fetches the next link and appends it, following further links of paged responses. */
@@ -221,7 +287,7 @@ export class StreamHold implements PositionedSubscriber {
   private async fetchWithRetries(url: string): Promise<Awaited<ReturnType<typeof fetchLink>> | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await fetchLink(this.deps.origin, url, this.lastIds, this.deps.limits.maxInstructBodyBytes);
+        return await fetchLink(this.deps.origin, url, this.lastIds ?? EMPTY_IDS, this.deps.limits.maxInstructBodyBytes);
       } catch (err) {
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });
         if (this.state === 'closed') return undefined;
@@ -249,21 +315,20 @@ export class StreamHold implements PositionedSubscriber {
     for (const c of this.channels) {
       if (!nextNames.has(c.name)) {
         this.deps.hub.unsubscribe(c.name, this);
-        this.lastIds.delete(c.name);
+        this.lastIds?.delete(c.name);
       }
     }
     this.channels = next;
     for (const c of next) {
-      if (c.prevId !== undefined) this.lastIds.set(c.name, c.prevId);
+      if (c.prevId !== undefined) (this.lastIds ??= new Map()).set(c.name, c.prevId);
       this.deps.hub.subscribe(c.name, this, isFirst ? c.prevId : undefined);
     }
   }
 
   private setKeepAlive(keepAlive: KeepAlive | undefined): void {
-    clearInterval(this.keepAliveTimer);
-    this.keepAliveTimer = undefined;
+    this.deps.keepAlives.remove(this);
     this.keepAlive = keepAlive;
-    if (keepAlive !== undefined) this.keepAliveTimer = setInterval(this.sendKeepAlive, timerMs(keepAlive.timeoutSec));
+    if (keepAlive !== undefined) this.deps.keepAlives.add(this, timerMs(keepAlive.timeoutSec));
   }
 
   /** Ends the response cleanly (terminating chunk). */
@@ -281,10 +346,11 @@ export class StreamHold implements PositionedSubscriber {
 
   private release(reason: CloseReason): void {
     this.state = 'closed';
-    clearInterval(this.keepAliveTimer);
+    this.deps.keepAlives.remove(this);
     clearTimeout(this.nextLinkTimer);
-    this.pending.length = 0;
-    this.res.off('close', this.onClientGone);
+    this.pending = undefined;
+    this.res.off('close', onResponseClose);
+    holdsByResponse.delete(this.res);
     this.deps.holds.delete(this);
     for (const c of this.channels) this.deps.hub.unsubscribe(c.name, this);
     this.deps.metrics.connections.dec({ kind: 'stream' });

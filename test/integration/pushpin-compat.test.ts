@@ -1,0 +1,171 @@
+// What a client sees through Pushpin 1.36 (the reference, bench/install-pushpin.sh) and through
+// kong-grip, in front of the same serve-grip origin, compared case by case: status, reason,
+// body and the headers that matter. Where kong-grip deliberately says more (error detail lines),
+// only the part Pushpin defines is compared.
+
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startPushpin } from '../../bench/pushpin.js';
+import type { Target } from '../../bench/target.js';
+import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
+import { openStream, request, type SimpleResponse } from '../helpers/http.js';
+import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
+
+type Origin = Awaited<ReturnType<typeof startGripOrigin>>;
+let origin: Origin;
+let pushpin: Target;
+let kongGrip: TestSidecar;
+let workDir: string;
+
+test.before(async () => {
+  origin = await startGripOrigin({
+    '/': (req, res) => { res.end('bench origin\n'); }, // Pushpin start-up probe
+    '/status': (req, res) => { res.setHeader('Grip-Status', '404 Nope'); res.setHeader('Grip-Foo', 'bar'); res.end('missing\n'); },
+    '/odd-status': (req, res) => { res.setHeader('Grip-Status', '299'); res.end('odd\n'); },
+    '/json': (req, res) => {
+      res.setHeader('Content-Type', 'application/grip-instruct');
+      res.setHeader('X-Origin-Only', '1');
+      res.end(JSON.stringify({ response: { code: 201, headers: { 'X-I': '1' }, body: 'from json\n' } }));
+    },
+    '/poll': (req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.setHeader('X-Custom', 'foo');
+      res.setHeader('Grip-Hold', 'response');
+      res.setHeader('Grip-Channel', `poll-${String(new URL(req.url ?? '/', 'http://x').searchParams.get('n'))}`);
+      res.end('timeout body\n');
+    },
+    '/stream': (req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.setHeader('Grip-Hold', 'stream');
+      res.setHeader('Grip-Channel', `stream-${String(new URL(req.url ?? '/', 'http://x').searchParams.get('n'))}`);
+      res.end('stream open\n');
+    },
+    '/timeout': (req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.setHeader('X-Custom', 'kept');
+      res.setHeader('Grip-Hold', 'response');
+      res.setHeader('Grip-Channel', 'never-published');
+      res.setHeader('Grip-Timeout', '1');
+      res.end('timeout body');
+    },
+    '/page1': (req, res) => { res.setHeader('Grip-Link', '</page2>; rel=next'); res.end('one\n'); },
+    '/page2': (req, res) => { res.end('two\n'); },
+    '/bad-hold': (req, res) => { res.setHeader('Grip-Hold', 'forever'); res.end(); },
+    '/echo-headers': (req, res) => { res.end(JSON.stringify({ gripFoo: req.headers['grip-foo'] ?? null, ae: req.headers['accept-encoding'] ?? null })); },
+  });
+  workDir = mkdtempSync(join(tmpdir(), 'kg-compat-'));
+  pushpin = await startPushpin({ originPort: origin.port, sigKey: TEST_SIG_KEY, workDir });
+  kongGrip = await startTestSidecar({ origin: origin.url, sigKey: TEST_SIG_KEY });
+});
+
+test.after.always(async () => {
+  await kongGrip?.close();
+  await pushpin?.stop();
+  await origin?.close();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+const proxies = () => [
+  { name: 'pushpin', url: (p: string) => `http://127.0.0.1:${pushpin.clientPort}${p}`, publish: `http://127.0.0.1:${pushpin.publishPort}/publish/` },
+  { name: 'kong-grip', url: (p: string) => kongGrip.url(p), publish: `${kongGrip.controlUri}publish/` },
+];
+
+const view = (r: SimpleResponse, headers: string[]) => ({
+  status: r.status, reason: r.reason, body: r.body,
+  ...Object.fromEntries(headers.map((h) => [h, r.headers[h] ?? null])),
+  gripHeaders: Object.keys(r.headers).filter((h) => h.startsWith('grip-')),
+});
+
+async function both(path: string, headers: string[], init: Parameters<typeof request>[1] = {}) {
+  const [p, k] = await Promise.all(proxies().map(async (x) => view(await request(x.url(path), init), headers)));
+  return { pushpin: p!, kongGrip: k! };
+}
+
+test.serial('Grip-Status without a hold', async (t) => {
+  const r = await both('/status', ['content-length']);
+  t.deepEqual(r.kongGrip, r.pushpin);
+  const odd = await both('/odd-status', []);
+  t.deepEqual(odd.kongGrip, odd.pushpin);
+});
+
+test.serial('a JSON instruct response is built only from its response object', async (t) => {
+  const r = await both('/json', ['x-i', 'x-origin-only', 'content-length']);
+  t.deepEqual(r.kongGrip, r.pushpin);
+});
+
+test.serial('a long-poll nobody publishes to gets the timeout response after the 5 s minimum', async (t) => {
+  const started = Date.now();
+  const r = await both('/timeout', ['content-type', 'x-custom', 'content-length']);
+  t.true(Date.now() - started >= 4900);
+  t.deepEqual(r.kongGrip, r.pushpin);
+});
+
+test.serial('paged streaming through a next link', async (t) => {
+  const r = await both('/page1', []);
+  t.deepEqual(r.kongGrip, r.pushpin);
+});
+
+test.serial('client Grip-* and Accept-Encoding never reach the origin', async (t) => {
+  const r = await both('/echo-headers', [], { headers: { 'Grip-Foo': 'evil', 'Accept-Encoding': 'gzip' } });
+  t.is(r.pushpin.body.includes('"gripFoo":null'), true);
+  t.is(r.kongGrip.body.includes('"gripFoo":null'), true);
+  t.is(JSON.parse(r.kongGrip.body).ae, null);
+});
+
+test.serial('a malformed instruction is a 502 from both', async (t) => {
+  const r = await both('/bad-hold', []);
+  t.is(r.pushpin.status, 502);
+  t.is(r.kongGrip.status, 502);
+});
+
+test.serial('a long-poll answered by a publish merges item headers over the timeout response', async (t) => {
+  const results = await Promise.all(proxies().map(async (x, i) => {
+    const channel = `poll-${i}`;
+    const pending = request(x.url(`/poll?n=${i}`));
+    const item = { items: [{ channel, formats: { 'http-response': { code: 202, headers: { 'X-Pub': '1', 'Content-Type': 'application/json' }, body: '{"n":42}\n' } } }] };
+    // A proxy's subscription becomes live at a moment the client cannot observe: publish until
+    // the held request is answered (a long-poll takes exactly one item).
+    let answered = false;
+    void pending.then(() => { answered = true; });
+    while (!answered) {
+      await request(x.publish, { method: 'POST', body: JSON.stringify(item) });
+      await Promise.race([pending, new Promise((r) => setTimeout(r, 100))]);
+    }
+    return view(await pending, ['content-type', 'x-custom', 'x-pub', 'content-length']);
+  }));
+  t.deepEqual(results[1], results[0]);
+  t.is(results[0]?.status, 202);
+});
+
+test.serial('a stream gets published content appended and ends on a close item', async (t) => {
+  const results = await Promise.all(proxies().map(async (x, i) => {
+    const channel = `stream-${i}`;
+    const stream = await openStream(x.url(`/stream?n=${i}`));
+    await stream.waitFor('stream open\n');
+    const publish = (formats: unknown) => request(x.publish, { method: 'POST', body: JSON.stringify({ items: [{ channel, formats }] }) });
+    // Repeat a marker until it arrives (subscription live), then send the real items once each.
+    while (!stream.text.includes('marker\n')) {
+      await publish({ 'http-stream': { content: 'marker\n' } });
+      await Promise.race([stream.waitFor('marker\n'), new Promise((r) => setTimeout(r, 100))]);
+    }
+    await publish({ 'http-stream': { content: 'hello\n' } });
+    await publish({ 'http-stream': { action: 'close' } });
+    const text = (await stream.waitForEnd()).replace(/marker\n/g, '');
+    return { status: stream.res.statusCode, chunked: stream.res.headers['transfer-encoding'], type: stream.res.headers['content-type'], text, complete: stream.res.complete };
+  }));
+  t.deepEqual(results[1], results[0]);
+  t.is(results[0]?.text, 'stream open\nhello\n');
+});
+
+test.serial('publish API answers alike', async (t) => {
+  for (const [body, accept] of [['{not json', undefined], ['{}', undefined], ['{"items":{}}', undefined], ['{"items":[]}', 'application/json'], ['{"items":[]}', 'image/png']] as const) {
+    const [p, k] = await Promise.all(proxies().map((x) => request(x.publish, { method: 'POST', body, headers: accept ? { Accept: accept } : {} })));
+    t.is(k?.status, p?.status, body);
+    t.is(k?.body, p?.body, body);
+  }
+  const [p, k] = await Promise.all(proxies().map((x) => request(x.publish)));
+  t.is(k?.status, p?.status);
+  t.is(k?.body, p?.body);
+});

@@ -216,5 +216,13 @@ test('a sidecar announces a channel on NATS when it gains its first and loses it
   await waitForEvents(2);
   t.deepEqual(seen[1]?.body, { channel: 'ev.1', event: 'unsubscribed', instance });
   t.is(seen.length, 2, 'one event each way, whatever the number of clients');
+  // A sidecar that shuts down says so for the channels it still has.
+  const c = await openStream(side.url('/s'));
+  await waitForEvents(3);
+  t.is(seen[2]?.body['event'], 'subscribed');
+  await side.close();
+  await waitForEvents(4);
+  t.deepEqual(seen[3]?.body, { channel: 'ev.1', event: 'unsubscribed', instance });
+  c.close();
   sub.unsubscribe();
 });

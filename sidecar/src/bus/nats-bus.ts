@@ -106,6 +106,8 @@ const MAX_HELD = 10_000;
 /** Item ids remembered per channel (history): a client's last id among them is found without a scan. */
 const MAX_RECENT_IDS = 4096;
 const MAX_READ_ATTEMPTS = 5;
+/** Longest wait at close for the server to confirm what was last sent. */
+const CLOSE_FLUSH_MS = 1000;
 const INVALID_LOG_WINDOW_MS = 1000;
 const INVALID_LOG_MAX_PER_WINDOW = 10;
 
@@ -236,6 +238,13 @@ export class NatsBus implements Bus {
     await this.connecting;
     if (nc !== undefined) {
       try {
+        // close() does not send what nats.js still buffers (the last subscription events):
+        // flush first, but do not wait long for a server that is not answering.
+        if (this.current.type === 'connected') {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([nc.flush().catch(() => undefined), new Promise((resolve) => { timer = setTimeout(resolve, CLOSE_FLUSH_MS); })]);
+          clearTimeout(timer);
+        }
         await nc.close();
       } catch (err) {
         this.log.warn({ err }, 'nats close failed');

@@ -4,24 +4,30 @@ import type { PublishItem } from '../../sidecar/src/grip/types.js';
 import { newMemoryBus, newNatsBus } from '../helpers/buses.js';
 import { ItemCollector, streamItem } from '../helpers/bus-items.js';
 import { NatsServer } from '../helpers/nats-server.js';
+import { DEFAULT_JETSTREAM } from '../../sidecar/src/config.js';
 
 // The Bus contract, run with the same cases against the in-process bus and the NATS bus (over a
 // real nats-server). Each test uses its own bus and channel names, so tests run concurrently.
 
 let nats: NatsServer | undefined;
+let jetstream: NatsServer | undefined;
 
 test.before(async () => {
-  nats = await NatsServer.start();
+  [nats, jetstream] = await Promise.all([NatsServer.start(), NatsServer.start({ jetstream: true })]);
 });
 
 test.after.always(async () => {
-  await nats?.dispose();
+  await Promise.all([nats?.dispose(), jetstream?.dispose()]);
 });
 
 const implementations: Array<{ name: string; make: (options?: { lingerMs?: number }) => Bus }> = [
   { name: 'memory', make: (options) => newMemoryBus(options) },
   { name: 'memory (deferred delivery)', make: (options) => newMemoryBus({ ...options, deferDelivery: true }) },
   { name: 'nats', make: (options) => newNatsBus(nats!.url, options) },
+  {
+    name: 'nats with history',
+    make: (options) => newNatsBus(jetstream!.url, { ...options, history: { ...DEFAULT_JETSTREAM, stream: 'CONTRACT', storage: 'memory' } }),
+  },
 ];
 
 /** Subscribes and waits until the subscription is live, so the next publish must arrive. */
@@ -151,7 +157,11 @@ for (const impl of implementations) {
     };
     await bus.publish([item]);
     await c.waitForCount(1);
-    t.deepEqual(c.items[0], item);
+    const { seq, ...received } = c.items[0]!;
+    t.deepEqual(received, item);
+    // With history the item also carries its place in the stream.
+    if (bus.history === undefined) t.is(seq, undefined);
+    else t.true(Number.isSafeInteger(seq) && seq! > 0);
   });
 
   test(title('announces a channel as live once, when it gets its first subscriber'), async (t) => {

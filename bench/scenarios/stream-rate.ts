@@ -12,10 +12,10 @@ import { Better, type ScenarioContext, type ScenarioResult } from './types.js';
 const WARMUP_STREAMS = 1000;
 const WARMUP_SETTLE_MS = 500;
 
-export async function runStreamRate(ctx: ScenarioContext, p: { streams: number }): Promise<ScenarioResult> {
+export async function runStreamRate(ctx: ScenarioContext, p: { streams: number; warmup?: number }): Promise<ScenarioResult> {
   const notes: string[] = [];
   const channel = uniqueChannel('rate');
-  const warmup = Math.min(WARMUP_STREAMS, Math.ceil(p.streams / 5));
+  const warmup = p.warmup ?? Math.min(WARMUP_STREAMS, Math.ceil(p.streams / 5));
   const warm = await openStreams(ctx, 'sse', uniqueChannel('rate-warmup'), warmup);
   await closeStreams(ctx);
   // The proxy tears the warm-up connections down in the background; let that finish first.

@@ -13,6 +13,10 @@ export interface ConnectTarget {
   window: number;
   /** Further attempts for a connection that failed to open (a browser's EventSource retries too). */
   retries: number;
+  /** Stop starting attempts this long after the first one (the scale run against a proxy that stalls). */
+  deadlineMs?: number;
+  /** Stop starting attempts after this many failed attempts with no success between them. */
+  maxFailuresInARow?: number;
 }
 
 export type AgentCommand =
@@ -34,6 +38,8 @@ export interface OpenResult {
   /** Failed attempts that were retried. */
   retried: number;
   firstErrors: string[];
+  /** Why opening stopped before every connection was attempted (a limit above), if it did. */
+  stoppedEarly?: string;
   startedAtMs: number;
   finishedAtMs: number;
 }

@@ -20,11 +20,12 @@ async function handle(req: AgentRequest): Promise<Result> {
   switch (req.op) {
     case 'open-streams': {
       const { target, kind, count } = req;
+      const limits = { deadlineMs: target.deadlineMs, maxFailuresInARow: target.maxFailuresInARow };
       return openMany(count, target.window, target.retries, (i) => {
         const client = new StreamClient(kind, target.port, target.path, sourceAddress(target.srcAddrs, i), recorder);
         streams.push(client);
         return client.opened;
-      });
+      }, limits);
     }
     case 'wait-message':
       return recorder.waitFor(req.tag, req.seq, req.timeoutMs);

@@ -7,28 +7,55 @@ import { monotonicMs } from '../wire/message.js';
 
 const RETRY_PAUSE_MS = 100;
 
+/** When to give up opening: a proxy out of file descriptors stalls every attempt until it times out. */
+export interface OpenLimits {
+  /** No attempt starts later than this after the first. */
+  deadlineMs?: number;
+  /** No attempt starts after this many failed attempts in a row (no success between them). */
+  maxFailuresInARow?: number;
+}
+
 /**
  * `attempt(i)` resolves when connection i is ready and rejects when it failed; a failed
  * connection is attempted again up to `retries` times, after a short pause.
  */
-export async function openMany(count: number, window: number, retries: number, attempt: (i: number) => Promise<void>): Promise<OpenResult> {
+export async function openMany(
+  count: number,
+  window: number,
+  retries: number,
+  attempt: (i: number) => Promise<void>,
+  limits: OpenLimits = {},
+): Promise<OpenResult> {
   const startedAtMs = monotonicMs();
   let next = 0;
   let opened = 0;
   let failed = 0;
   let retried = 0;
+  let failuresInARow = 0;
+  let stoppedEarly: string | undefined;
   const firstErrors: string[] = [];
+  const mayStart = (): boolean => {
+    if (stoppedEarly !== undefined) return false;
+    if (limits.deadlineMs !== undefined && monotonicMs() - startedAtMs > limits.deadlineMs) {
+      stoppedEarly = `stopped opening after ${limits.deadlineMs} ms (deadline)`;
+    } else if (limits.maxFailuresInARow !== undefined && failuresInARow >= limits.maxFailuresInARow) {
+      stoppedEarly = `stopped opening after ${failuresInARow} failed attempts in a row`;
+    }
+    return stoppedEarly === undefined;
+  };
   const lane = async (): Promise<void> => {
-    while (next < count) {
+    while (next < count && mayStart()) {
       const i = next++;
       for (let tries = 0; ; tries++) {
         try {
           await attempt(i);
           opened++;
+          failuresInARow = 0;
           break;
         } catch (err) {
+          failuresInARow++;
           if (firstErrors.length < 5) firstErrors.push((err as Error).message);
-          if (tries >= retries) {
+          if (tries >= retries || !mayStart()) {
             failed++;
             break;
           }
@@ -39,7 +66,7 @@ export async function openMany(count: number, window: number, retries: number, a
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(window, count)) }, lane));
-  return { opened, failed, retried, firstErrors, startedAtMs, finishedAtMs: monotonicMs() };
+  return { opened, failed, retried, firstErrors, ...(stoppedEarly !== undefined ? { stoppedEarly } : {}), startedAtMs, finishedAtMs: monotonicMs() };
 }
 
 export function sourceAddress(srcAddrs: string[], i: number): string | undefined {

@@ -1,6 +1,6 @@
 // Steps several scenarios share: opening streams, warming up a channel, reading memory.
 
-import type { OpenResult, StreamKind, WaitResult } from '../agent-protocol.js';
+import type { ConnectTarget, OpenResult, StreamKind, WaitResult } from '../agent-protocol.js';
 import { publish, type PublishContent } from '../http-client.js';
 import { treeRssBytes } from '../proc.js';
 import { encodeBenchMessage, MessageTag, monotonicMs } from '../wire/message.js';
@@ -33,15 +33,23 @@ export interface Opened {
   failed: number;
   retried: number;
   firstErrors: string[];
+  /** Why agents stopped opening before every stream was attempted (see OpenLimits), one per agent that did. */
+  stoppedEarly: string[];
   elapsedMs: number;
 }
 
-export async function openStreams(ctx: ScenarioContext, kind: StreamKind, channel: string, count: number): Promise<Opened> {
+export async function openStreams(
+  ctx: ScenarioContext,
+  kind: StreamKind,
+  channel: string,
+  count: number,
+  limits: Pick<ConnectTarget, 'deadlineMs' | 'maxFailuresInARow'> = {},
+): Promise<Opened> {
   const results = await ctx.agents.split<OpenResult>(count, (share) => ({
     op: 'open-streams',
     kind,
     count: share,
-    target: { port: ctx.target.clientPort, path: streamPath(kind, channel), srcAddrs: ctx.srcAddrs, window: ctx.window, retries: OPEN_RETRIES },
+    target: { port: ctx.target.clientPort, path: streamPath(kind, channel), srcAddrs: ctx.srcAddrs, window: ctx.window, retries: OPEN_RETRIES, ...limits },
   }));
   const opened = results.reduce((s, r) => s + r.opened, 0);
   if (opened === 0 && count > 0) {
@@ -52,6 +60,7 @@ export async function openStreams(ctx: ScenarioContext, kind: StreamKind, channe
     failed: results.reduce((s, r) => s + r.failed, 0),
     retried: results.reduce((s, r) => s + r.retried, 0),
     firstErrors: results.flatMap((r) => r.firstErrors).slice(0, 5),
+    stoppedEarly: results.flatMap((r) => (r.stoppedEarly === undefined ? [] : [r.stoppedEarly])),
     elapsedMs: Math.max(...results.map((r) => r.finishedAtMs)) - Math.min(...results.map((r) => r.startedAtMs)),
   };
 }
@@ -60,11 +69,11 @@ export async function openStreams(ctx: ScenarioContext, kind: StreamKind, channe
  * Publishes warm-up probes until every open stream has received one (so the proxy has finished
  * subscribing every connection before anything is measured). Returns how many streams it reached.
  */
-export async function warmUp(ctx: ScenarioContext, kind: StreamKind, channel: string, attempts = 5): Promise<{ reached: number; open: number }> {
+export async function warmUp(ctx: ScenarioContext, kind: StreamKind, channel: string, attempts = 5, timeoutMs = 5000): Promise<{ reached: number; open: number }> {
   let last = { reached: 0, open: 0 };
   for (let seq = 1; seq <= attempts; seq++) {
     await publish(ctx.target.publishPort, [streamItem(kind, channel, encodeBenchMessage(MessageTag.Warmup, seq, monotonicMs()))]);
-    const results = await ctx.agents.all<WaitResult>({ op: 'wait-message', tag: 'W', seq, timeoutMs: 5000 });
+    const results = await ctx.agents.all<WaitResult>({ op: 'wait-message', tag: 'W', seq, timeoutMs });
     last = { reached: sumOf(results, (r) => r.reached), open: sumOf(results, (r) => r.open) };
     if (!results.some((r) => r.timedOut)) return last;
   }

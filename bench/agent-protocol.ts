@@ -9,6 +9,13 @@ export interface ConnectTarget {
   path: string;
   /** Local source addresses to spread connections over (empty: let the kernel choose). */
   srcAddrs: string[];
+  /**
+   * Local ports to bind on each source address: first, first + stride, first + 2·stride, …
+   * (each agent its own `first`, `stride` the number of agents). Without them the kernel picks
+   * each port, and its search for a free one on a bound address gets slower as ports fill up:
+   * at 20,000 connections per address it cost milliseconds of system time per connection.
+   */
+  localPorts?: { first: number; stride: number };
   /** Maximum connection attempts in flight at once. */
   window: number;
   /** Further attempts for a connection that failed to open (a browser's EventSource retries too). */

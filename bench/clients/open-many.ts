@@ -72,3 +72,39 @@ export async function openMany(
 export function sourceAddress(srcAddrs: string[], i: number): string | undefined {
   return srcAddrs.length === 0 ? undefined : srcAddrs[i % srcAddrs.length];
 }
+
+export interface LocalEndpoint {
+  localAddress?: string;
+  localPort?: number;
+}
+
+const MAX_PORT = 65_535;
+
+/**
+ * Where each connection attempt binds: connection i on source address i mod A, and, with
+ * `ports`, the next port of this agent's series on that address. Every attempt takes a new one
+ * (a port some other socket holds costs one retry), and the series goes on from one batch of
+ * connections to the next, wrapping around after port 65,535, so a port is used again only
+ * long after its last connection closed.
+ */
+export class LocalEndpoints {
+  private readonly used: number[];
+  private readonly capacity: number;
+
+  constructor(
+    private readonly srcAddrs: string[],
+    private readonly ports?: { first: number; stride: number },
+  ) {
+    this.used = srcAddrs.map(() => 0);
+    this.capacity = ports === undefined ? 0 : Math.max(1, Math.floor((MAX_PORT - ports.first) / ports.stride) + 1);
+  }
+
+  take(i: number): LocalEndpoint {
+    if (this.srcAddrs.length === 0) return {};
+    const a = i % this.srcAddrs.length;
+    const localAddress = this.srcAddrs[a]!;
+    if (this.ports === undefined) return { localAddress };
+    const localPort = this.ports.first + this.ports.stride * (this.used[a]!++ % this.capacity);
+    return { localAddress, localPort };
+  }
+}

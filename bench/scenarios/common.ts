@@ -25,6 +25,12 @@ export function streamItem(kind: StreamKind, channel: string, text: string): Pub
   return kind === 'ws' ? { channel, ws: text } : { channel, stream: `data: ${text}\n\n` };
 }
 
+/**
+ * First explicit local port on a source address (see ConnectTarget.localPorts): above the
+ * usual fixed service ports; 20,000 connections per address end near 40,000.
+ */
+const FIRST_LOCAL_PORT = 20_000;
+
 /** Further attempts for a stream that failed to open, as a browser's EventSource would make. */
 export const OPEN_RETRIES = 3;
 
@@ -45,11 +51,20 @@ export async function openStreams(
   count: number,
   limits: Pick<ConnectTarget, 'deadlineMs' | 'maxFailuresInARow'> = {},
 ): Promise<Opened> {
-  const results = await ctx.agents.split<OpenResult>(count, (share) => ({
+  const results = await ctx.agents.split<OpenResult>(count, (share, agentIndex) => ({
     op: 'open-streams',
     kind,
     count: share,
-    target: { port: ctx.target.clientPort, path: streamPath(kind, channel), srcAddrs: ctx.srcAddrs, window: ctx.window, retries: OPEN_RETRIES, ...limits },
+    target: {
+      port: ctx.target.clientPort,
+      path: streamPath(kind, channel),
+      srcAddrs: ctx.srcAddrs,
+      // On 127.0.0.x (addresses nothing else binds) each agent takes its own series of ports.
+      ...(ctx.srcAddrs.length > 0 ? { localPorts: { first: FIRST_LOCAL_PORT + agentIndex, stride: ctx.agents.size } } : {}),
+      window: ctx.window,
+      retries: OPEN_RETRIES,
+      ...limits,
+    },
   }));
   const opened = results.reduce((s, r) => s + r.opened, 0);
   if (opened === 0 && count > 0) {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { openMany } from '../../../../bench/clients/open-many.js';
+import { LocalEndpoints, openMany } from '../../../../bench/clients/open-many.js';
 
 const refuse = (): Promise<void> => Promise.reject(new Error('refused'));
 
@@ -39,4 +39,22 @@ test('stops starting attempts at the deadline', async (t) => {
   const r = await openMany(10_000, 2, 0, () => new Promise((res) => setTimeout(res, 5)), { deadlineMs: 50 });
   t.true(r.opened > 0 && r.opened < 10_000);
   t.regex(r.stoppedEarly ?? '', /deadline/);
+});
+
+test('local endpoints spread connections over the source addresses, each attempt on a new port of the series', (t) => {
+  const e = new LocalEndpoints(['127.0.0.2', '127.0.0.3'], { first: 20_000, stride: 3 });
+  t.deepEqual(e.take(0), { localAddress: '127.0.0.2', localPort: 20_000 });
+  t.deepEqual(e.take(1), { localAddress: '127.0.0.3', localPort: 20_000 });
+  t.deepEqual(e.take(0), { localAddress: '127.0.0.2', localPort: 20_003 }); // a retry of connection 0
+  t.deepEqual(e.take(2), { localAddress: '127.0.0.2', localPort: 20_006 });
+});
+
+test('the port series wraps around below 65,536', (t) => {
+  const e = new LocalEndpoints(['127.0.0.2'], { first: 65_530, stride: 4 });
+  t.deepEqual([0, 1, 2, 3].map((i) => e.take(i).localPort), [65_530, 65_534, 65_530, 65_534]);
+});
+
+test('without source addresses the kernel chooses', (t) => {
+  t.deepEqual(new LocalEndpoints([], { first: 20_000, stride: 1 }).take(5), {});
+  t.deepEqual(new LocalEndpoints(['127.0.0.2']).take(5), { localAddress: '127.0.0.2' });
 });

@@ -4,9 +4,10 @@
 // attempts), so a proxy that runs out of file descriptors is measured at what it held rather
 // than stalling the run.
 
+import os from 'node:os';
 import type { CollectResult, WaitResult } from '../agent-protocol.js';
 import { publish } from '../http-client.js';
-import { treeOpenFiles, treeRssBytes } from '../proc.js';
+import { treeCpuMs, treeOpenFiles, treeRssBytes } from '../proc.js';
 import { encodeBenchMessage, MessageTag, monotonicMs } from '../wire/message.js';
 import { summarizeLatencies } from '../wire/stats.js';
 import { closeStreams, OPEN_RETRIES, openStreams, settledRss, streamItem, sumOf, uniqueChannel, warmUp } from './common.js';
@@ -93,12 +94,14 @@ export async function runScale(ctx: ScenarioContext, p: ScaleParams): Promise<Sc
   const held = sumOf(atStart, (c) => c.open);
   const timeoutMs = p.deliveryTimeoutMs ?? 60_000;
   let timeouts = 0;
+  const cpuBeforeMs = treeCpuMs(ctx.target.rootPid);
   for (let seq = 1; seq <= p.messages; seq++) {
     await new Promise((r) => setTimeout(r, p.gapMs ?? 500));
     await publish(ctx.target.publishPort, [streamItem('sse', channel, encodeBenchMessage(MessageTag.Measured, seq, monotonicMs()))]);
     const waits = await ctx.agents.all<WaitResult>({ op: 'wait-message', tag: 'M', seq, timeoutMs });
     if (waits.some((w) => w.timedOut)) timeouts++;
   }
+  const proxyCpuMs = treeCpuMs(ctx.target.rootPid) - cpuBeforeMs;
   const collected = await ctx.agents.all<CollectResult>({ op: 'collect' });
   await closeStreams(ctx);
 
@@ -117,6 +120,13 @@ export async function runScale(ctx: ScenarioContext, p: ScaleParams): Promise<Sc
       `; RSS of the proxy's ${openFiles.length} processes ${(rssBefore / MIB).toFixed(0)} MiB → ${(rssAfter / MIB).toFixed(0)} MiB; ` +
       `open files per process ${openFiles.map((f) => f.openFiles).join(', ')}; ${received}/${expected} deliveries`,
   );
+  if (received > 0) {
+    const agentCpuMs = sumOf(collected, (c) => c.cpuMs);
+    notes.push(
+      `${tag}: CPU per delivery, the proxy's processes ${((1000 * proxyCpuMs) / received).toFixed(1)} µs, ` +
+        `the client agents ${((1000 * agentCpuMs) / received).toFixed(1)} µs (both on the same ${os.cpus().length} cores; pauses between messages included)`,
+    );
+  }
   (ctx.target.companions ?? []).forEach((c, i) => {
     notes.push(
       `${tag}: ${c.name} (not counted above) RSS ${((companionsBefore[i] ?? 0) / MIB).toFixed(1)} MiB → ${((companionsAfter[i] ?? 0) / MIB).toFixed(1)} MiB`,

@@ -3,10 +3,11 @@
 // Build it first (`npm run build`). Clients connect to P; the publish API is POST /publish/ on Q.
 // For the scale run, startKongGripCluster adds its own nats-server and `--nats URL --workers W`.
 
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from './http-client.js';
+import { summarizeLogFile } from './log-file.js';
 import { summarizePinoLog } from './log-summary.js';
 import { startNatsServer } from './nats-server.js';
 import { waitUntilProxying } from './pushpin.js';
@@ -71,7 +72,7 @@ export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
     await stop();
     throw new Error(`kong-grip did not start (log: ${logPath}): ${(err as Error).message}`);
   }
-  const logSummary = (): string[] => summarizePinoLog(readFileSync(logPath, 'utf8'));
+  const logSummary = (): string[] => summarizeLogFile(logPath, summarizePinoLog);
   return { name: 'kong-grip', clientPort, publishPort, rootPid: child.pid!, logSummary, stop };
 }
 

@@ -9,6 +9,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, realpathSync, w
 import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { request } from './http-client.js';
+import { summarizeLogFile } from './log-file.js';
 import { summarizePushpinLog } from './log-summary.js';
 import { freePort, spawnWithMaxFiles, stopProcess, waitForPort } from './proc.js';
 import type { Target, TargetOptions } from './target.js';
@@ -140,7 +141,7 @@ export async function startPushpin(opts: PushpinOptions): Promise<Target> {
     await stop();
     throw new Error(`pushpin did not start (log: ${join(dir, 'pushpin.log')}): ${(err as Error).message}`);
   }
-  const logSummary = (): string[] => summarizePushpinLog(readFileSync(join(dir, 'pushpin.log'), 'utf8'));
+  const logSummary = (): string[] => summarizeLogFile(join(dir, 'pushpin.log'), summarizePushpinLog);
   return { name: 'pushpin', clientPort, publishPort, rootPid: child.pid!, logSummary, stop };
 }
 

@@ -1,8 +1,55 @@
-// Reads a proxy's log for log-summary.ts without holding all of it: a proxy out of file
-// descriptors can log the same error in a loop (Pushpin's at 100,000 streams grew past the
-// largest string V8 can make), so a big log is summarized from its head and its tail.
+// A proxy's log, bounded both ways: a proxy out of file descriptors can log the same error in a
+// loop (Pushpin's condure, at its limit, logged 8.6 GB of accept errors in two minutes), so the
+// log keeps only its first `maxBytes` and counts the rest, and a big log is summarized from its
+// head and its tail rather than read whole.
 
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readSync, statSync, type WriteStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+
+/** Writes what the given streams produce to `path`, up to `maxBytes`; beyond that only counts. */
+export class BoundedLog {
+  droppedBytes = 0;
+  private writtenBytes = 0;
+  private readonly out: WriteStream;
+
+  private constructor(
+    readonly path: string,
+    private readonly maxBytes: number,
+  ) {
+    this.out = createWriteStream(path);
+  }
+
+  static async open(path: string, maxBytes = 64 * 2 ** 20): Promise<BoundedLog> {
+    const log = new BoundedLog(path, maxBytes);
+    await new Promise<void>((resolve, reject) => {
+      log.out.once('open', () => resolve());
+      log.out.once('error', reject);
+    });
+    return log;
+  }
+
+  take(stream: Readable | null): void {
+    stream?.on('data', (chunk: Buffer) => {
+      if (this.writtenBytes + chunk.length <= this.maxBytes) {
+        this.writtenBytes += chunk.length;
+        this.out.write(chunk);
+      } else {
+        this.droppedBytes += chunk.length;
+      }
+    });
+  }
+
+  /** The log's summary, with a first line saying how much was not kept, if anything was not. */
+  summary(summarize: (text: string) => string[]): string[] {
+    const kept = summarizeLogFile(this.path, summarize);
+    if (this.droppedBytes === 0) return kept;
+    return [`${(this.droppedBytes / 2 ** 20).toFixed(0)} MiB of output past the first ${(this.maxBytes / 2 ** 20).toFixed(0)} MiB was not kept`, ...kept];
+  }
+
+  end(): Promise<void> {
+    return new Promise((resolve) => this.out.end(() => resolve()));
+  }
+}
 
 const PART_BYTES = 16 * 2 ** 20;
 

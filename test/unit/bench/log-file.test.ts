@@ -1,8 +1,10 @@
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { summarizeLogFile } from '../../../bench/log-file.js';
+import { PassThrough } from 'node:stream';
+import { BoundedLog, summarizeLogFile } from '../../../bench/log-file.js';
 
 const countLines = (text: string): string[] => [`${text.split('\n').filter((l) => l.length > 0).length} lines`];
 
@@ -25,4 +27,20 @@ test('a log too big to read whole is summarized from its head and tail, in whole
   t.regex(first ?? '', /^the log grew to 38 MiB; counts below are from its first and last 16 MiB$/);
   // The whole 100-byte lines in each 16 MiB part (16,777,216 bytes): 167,772 each.
   t.is(counted, '335544 lines');
+});
+
+test('a bounded log keeps the first bytes up to its limit, counts the rest and says so in its summary', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kgb-log-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const log = await BoundedLog.open(join(dir, 'p.log'), 2 * 2 ** 20);
+  const out = new PassThrough();
+  log.take(out);
+  const line = Buffer.from(`${'e'.repeat(1023)}\n`);
+  for (let i = 0; i < 3 * 1024; i++) out.write(line); // 3 MiB in 1 KiB lines
+  out.end();
+  await once(out, 'end');
+  await log.end();
+  t.is(statSync(join(dir, 'p.log')).size, 2 * 2 ** 20);
+  t.is(log.droppedBytes, 2 ** 20);
+  t.deepEqual(log.summary(countLines), ['1 MiB of output past the first 2 MiB was not kept', '2048 lines']);
 });

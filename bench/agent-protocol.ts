@@ -48,6 +48,8 @@ export interface OpenResult {
   /** Why opening stopped before every connection was attempted (a limit above), if it did. */
   stoppedEarly?: string;
   startedAtMs: number;
+  /** When the last connection that opened did (startedAtMs if none did). */
+  lastOpenedAtMs: number;
   finishedAtMs: number;
 }
 

@@ -6,6 +6,9 @@
 import { closeSync, createWriteStream, openSync, readSync, statSync, type WriteStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 
+/** A log up to twice this size is read whole; a bigger one, this much from each end. */
+const PART_BYTES = 16 * 2 ** 20;
+
 /** Writes what the given streams produce to `path`, up to `maxBytes`; beyond that only counts. */
 export class BoundedLog {
   droppedBytes = 0;
@@ -19,7 +22,7 @@ export class BoundedLog {
     this.out = createWriteStream(path);
   }
 
-  static async open(path: string, maxBytes = 64 * 2 ** 20): Promise<BoundedLog> {
+  static async open(path: string, maxBytes = 2 * PART_BYTES): Promise<BoundedLog> {
     const log = new BoundedLog(path, maxBytes);
     await new Promise<void>((resolve, reject) => {
       log.out.once('open', () => resolve());
@@ -51,7 +54,6 @@ export class BoundedLog {
   }
 }
 
-const PART_BYTES = 16 * 2 ** 20;
 
 export function summarizeLogFile(path: string, summarize: (text: string) => string[]): string[] {
   const size = statSync(path).size;

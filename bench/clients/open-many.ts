@@ -32,6 +32,7 @@ export async function openMany(
   let failed = 0;
   let retried = 0;
   let failuresInARow = 0;
+  let lastOpenedAtMs = startedAtMs;
   let stoppedEarly: string | undefined;
   const firstErrors: string[] = [];
   const mayStart = (): boolean => {
@@ -51,6 +52,7 @@ export async function openMany(
           await attempt(i);
           opened++;
           failuresInARow = 0;
+          lastOpenedAtMs = monotonicMs();
           break;
         } catch (err) {
           failuresInARow++;
@@ -66,7 +68,7 @@ export async function openMany(
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(window, count)) }, lane));
-  return { opened, failed, retried, firstErrors, ...(stoppedEarly !== undefined ? { stoppedEarly } : {}), startedAtMs, finishedAtMs: monotonicMs() };
+  return { opened, failed, retried, firstErrors, ...(stoppedEarly !== undefined ? { stoppedEarly } : {}), startedAtMs, lastOpenedAtMs, finishedAtMs: monotonicMs() };
 }
 
 export function sourceAddress(srcAddrs: string[], i: number): string | undefined {

@@ -41,7 +41,10 @@ export interface Opened {
   firstErrors: string[];
   /** Why agents stopped opening before every stream was attempted (see OpenLimits), one per agent that did. */
   stoppedEarly: string[];
+  /** From the first attempt to the last attempt's end. */
   elapsedMs: number;
+  /** From the first attempt to the last stream that opened (less than elapsedMs when the last attempts failed). */
+  openedInMs: number;
 }
 
 export async function openStreams(
@@ -77,6 +80,7 @@ export async function openStreams(
     firstErrors: results.flatMap((r) => r.firstErrors).slice(0, 5),
     stoppedEarly: results.flatMap((r) => (r.stoppedEarly === undefined ? [] : [r.stoppedEarly])),
     elapsedMs: Math.max(...results.map((r) => r.finishedAtMs)) - Math.min(...results.map((r) => r.startedAtMs)),
+    openedInMs: Math.max(...results.map((r) => r.lastOpenedAtMs)) - Math.min(...results.map((r) => r.startedAtMs)),
   };
 }
 

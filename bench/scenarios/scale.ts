@@ -138,6 +138,8 @@ export async function runScale(ctx: ScenarioContext, p: ScaleParams): Promise<Sc
   const metrics: Metric[] = [
     row('held', 'SSE streams held', { value: held, unit: '', better: Better.Higher, targetValue: n, digits: 0 }),
     row('open-s', `time to open them`, { value: opened.openedInMs / 1000, unit: 's', better: Better.Lower, digits: 1 }),
+    // The rate compares two proxies that held different numbers of streams; the time does not.
+    row('open-rate', 'streams opened per second', { value: (1000 * opened.opened) / opened.openedInMs, unit: '/s', better: Better.Higher, digits: 0 }),
     row('rss', 'RSS of all the proxy\'s processes, streams held', { value: rssAfter / MIB, unit: 'MiB', better: Better.Lower, digits: 0 }),
     row('mem', 'memory per held stream', { value: memPerConnKb, unit: 'KB', better: Better.Lower, digits: 1 }),
     row('complete', `delivered (${p.messages} messages × streams held)`, {

@@ -31,6 +31,10 @@ export function streamItem(kind: StreamKind, channel: string, text: string): Pub
  */
 const FIRST_LOCAL_PORT = 20_000;
 
+function hasPrivateSourceAddresses(ctx: ScenarioContext): boolean {
+  return ctx.srcAddrs.length > 0 && !ctx.srcAddrs.includes('127.0.0.1');
+}
+
 /** Further attempts for a stream that failed to open, as a browser's EventSource would make. */
 export const OPEN_RETRIES = 3;
 
@@ -62,8 +66,8 @@ export async function openStreams(
       port: ctx.target.clientPort,
       path: streamPath(kind, channel),
       srcAddrs: ctx.srcAddrs,
-      // On 127.0.0.x (addresses nothing else binds) each agent takes its own series of ports.
-      ...(ctx.srcAddrs.length > 0 ? { localPorts: { first: FIRST_LOCAL_PORT + agentIndex, stride: ctx.agents.size } } : {}),
+      // On 127.0.0.2… (addresses nothing else binds) each agent takes its own series of ports.
+      ...(hasPrivateSourceAddresses(ctx) ? { localPorts: { first: FIRST_LOCAL_PORT + agentIndex, stride: ctx.agents.size } } : {}),
       window: ctx.window,
       retries: OPEN_RETRIES,
       ...limits,

@@ -9,10 +9,21 @@ export interface ConnectTarget {
   path: string;
   /** Local source addresses to spread connections over (empty: let the kernel choose). */
   srcAddrs: string[];
+  /**
+   * Local ports to bind on each source address: first, first + stride, first + 2·stride, …
+   * (each agent its own `first`, `stride` the number of agents). Without them the kernel picks
+   * each port, and its search for a free one on a bound address gets slower as ports fill up:
+   * at 20,000 connections per address it cost milliseconds of system time per connection.
+   */
+  localPorts?: { first: number; stride: number };
   /** Maximum connection attempts in flight at once. */
   window: number;
   /** Further attempts for a connection that failed to open (a browser's EventSource retries too). */
   retries: number;
+  /** Stop starting attempts this long after the first one (the scale run against a proxy that stalls). */
+  deadlineMs?: number;
+  /** Stop starting attempts after this many failed attempts with no success between them. */
+  maxFailuresInARow?: number;
 }
 
 export type AgentCommand =
@@ -34,7 +45,11 @@ export interface OpenResult {
   /** Failed attempts that were retried. */
   retried: number;
   firstErrors: string[];
+  /** Why opening stopped before every connection was attempted (a limit above), if it did. */
+  stoppedEarly?: string;
   startedAtMs: number;
+  /** When the last connection that opened did (startedAtMs if none did). */
+  lastOpenedAtMs: number;
   finishedAtMs: number;
 }
 

@@ -1,9 +1,9 @@
 // A client agent: a child process of the bench that holds thousands of client connections and
 // reports what they received. Commands arrive over the IPC channel (see agent-protocol.ts).
 
-import type { AgentReply, AgentRequest, CollectResult, OpenResult, PollStatus, RoundResult, WaitResult } from './agent-protocol.js';
+import type { AgentReply, AgentRequest, CollectResult, ConnectTarget, OpenResult, PollStatus, RoundResult, WaitResult } from './agent-protocol.js';
 import { DeliveryRecorder } from './clients/delivery-recorder.js';
-import { openMany, sourceAddress } from './clients/open-many.js';
+import { LocalEndpoints, openMany, sourceAddress } from './clients/open-many.js';
 import { PollHerd } from './clients/poll-client.js';
 import { StreamClient } from './clients/stream-client.js';
 
@@ -20,11 +20,13 @@ async function handle(req: AgentRequest): Promise<Result> {
   switch (req.op) {
     case 'open-streams': {
       const { target, kind, count } = req;
+      const limits = { deadlineMs: target.deadlineMs, maxFailuresInARow: target.maxFailuresInARow };
+      const endpoints = endpointsFor(target.srcAddrs, target.localPorts);
       return openMany(count, target.window, target.retries, (i) => {
-        const client = new StreamClient(kind, target.port, target.path, sourceAddress(target.srcAddrs, i), recorder);
+        const client = new StreamClient(kind, target.port, target.path, endpoints.take(i), recorder);
         streams.push(client);
         return client.opened;
-      });
+      }, limits);
     }
     case 'wait-message':
       return recorder.waitFor(req.tag, req.seq, req.timeoutMs);
@@ -60,6 +62,16 @@ async function handle(req: AgentRequest): Promise<Result> {
       throw new Error(`unknown agent command ${JSON.stringify(never)}`);
     }
   }
+}
+
+/** One series of local ports per setting, kept across commands (see LocalEndpoints). */
+const endpointSeries = new Map<string, LocalEndpoints>();
+
+function endpointsFor(srcAddrs: string[], localPorts: ConnectTarget['localPorts']): LocalEndpoints {
+  const key = JSON.stringify([srcAddrs, localPorts]);
+  let e = endpointSeries.get(key);
+  if (e === undefined) endpointSeries.set(key, (e = new LocalEndpoints(srcAddrs, localPorts)));
+  return e;
 }
 
 function requireHerd(): PollHerd {

@@ -1,11 +1,15 @@
 // Runs the kong-grip sidecar standalone (no Kong, in-process bus) in front of the bench origin:
 //   node sidecar/dist/cli.js --listen 127.0.0.1:P --control 127.0.0.1:Q --origin URL --sig-key K
 // Build it first (`npm run build`). Clients connect to P; the publish API is POST /publish/ on Q.
+// For the scale run, startKongGripCluster adds its own nats-server and `--nats URL --workers W`.
 
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { request } from './http-client.js';
+import { summarizeLogFile } from './log-file.js';
 import { summarizePinoLog } from './log-summary.js';
+import { startNatsServer } from './nats-server.js';
 import { waitUntilProxying } from './pushpin.js';
 import { freePort, spawnWithMaxFiles, stopProcess, waitForPort } from './proc.js';
 import type { Target, TargetOptions } from './target.js';
@@ -68,6 +72,56 @@ export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
     await stop();
     throw new Error(`kong-grip did not start (log: ${logPath}): ${(err as Error).message}`);
   }
-  const logSummary = (): string[] => summarizePinoLog(readFileSync(logPath, 'utf8'));
+  const logSummary = (): string[] => summarizeLogFile(logPath, summarizePinoLog);
   return { name: 'kong-grip', clientPort, publishPort, rootPid: child.pid!, logSummary, stop };
+}
+
+export interface KongGripClusterOptions extends KongGripOptions {
+  /** Worker processes (`--workers`), unless extraArgs already give one. */
+  workers: number;
+}
+
+/**
+ * The sidecar in cluster mode: a private nats-server, then `--nats URL --workers W`, ready once
+ * every worker listens and has its NATS connection (/readyz). Each worker is a process with its
+ * own open-files limit, which is what lets one sidecar hold more connections than that limit.
+ */
+export async function startKongGripCluster(opts: KongGripClusterOptions): Promise<Target> {
+  const nats = await startNatsServer(opts.workDir);
+  const extra = opts.extraArgs ?? [];
+  const clusterArgs = ['--nats', nats.url, ...(extra.includes('--workers') ? [] : ['--workers', String(opts.workers)])];
+  let sidecar: Target;
+  try {
+    sidecar = await startKongGrip({ ...opts, extraArgs: [...clusterArgs, ...extra] });
+  } catch (err) {
+    await nats.stop();
+    throw err;
+  }
+  const stop = async (): Promise<void> => {
+    await sidecar.stop();
+    await nats.stop();
+  };
+  try {
+    await waitUntilReady(sidecar.publishPort, 30_000);
+  } catch (err) {
+    await stop();
+    throw new Error(`kong-grip (cluster) did not get ready: ${(err as Error).message}`);
+  }
+  return { ...sidecar, companions: [{ name: 'nats-server', pid: nats.pid }], stop };
+}
+
+async function waitUntilReady(controlPort: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await request(controlPort, 'GET', '/readyz', undefined, 2000);
+      if (res.status === 200) return;
+      last = `status ${res.status}: ${res.body.trim().slice(0, 200)}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`/readyz did not answer 200 within ${timeoutMs} ms (last: ${last})`);
 }

@@ -130,3 +130,16 @@ export async function stopProcess(child: ChildProcess, graceMs = 5000): Promise<
     await exited;
   }
 }
+
+/** Open file descriptors of each live process in the tree (Linux: entries of /proc/<pid>/fd). */
+export function treeOpenFiles(rootPid: number): { pid: number; openFiles: number }[] {
+  const out: { pid: number; openFiles: number }[] = [];
+  for (const pid of processTree(rootPid)) {
+    try {
+      out.push({ pid, openFiles: readdirSync(`/proc/${pid}/fd`).length });
+    } catch {
+      // exited meanwhile, or not ours to read
+    }
+  }
+  return out;
+}

@@ -5,10 +5,11 @@
 // the runner's services. message_rate / message_hwm are raised so Pushpin's delivery rate
 // limiter (2,500/s, backlog 25,000 in the example config) does not cap the benchmark.
 
-import { createWriteStream, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { request } from './http-client.js';
+import { BoundedLog } from './log-file.js';
 import { summarizePushpinLog } from './log-summary.js';
 import { freePort, spawnWithMaxFiles, stopProcess, waitForPort } from './proc.js';
 import type { Target, TargetOptions } from './target.js';
@@ -115,18 +116,16 @@ export async function startPushpin(opts: PushpinOptions): Promise<Target> {
   // over_http: WebSocket clients are served with WebSocket-over-HTTP toward the origin.
   writeFileSync(join(dir, 'routes'), `* 127.0.0.1:${opts.originPort},over_http\n`);
 
-  const log = createWriteStream(join(dir, 'pushpin.log'));
-  await new Promise<void>((resolve, reject) => {
-    log.once('open', () => resolve());
-    log.once('error', reject);
-  });
+  const log = await BoundedLog.open(join(dir, 'pushpin.log'));
   const child = spawnWithMaxFiles('pushpin', ['--config', join(dir, 'pushpin.conf'), '--merge-output'], {
-    stdio: ['ignore', log, log],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  log.take(child.stdout);
+  log.take(child.stderr);
   const isAlive = (): boolean => child.exitCode === null && child.signalCode === null;
   const stop = async (): Promise<void> => {
     await stopProcess(child, 10_000);
-    log.end();
+    await log.end();
   };
   try {
     await new Promise<void>((resolve, reject) => {
@@ -140,7 +139,7 @@ export async function startPushpin(opts: PushpinOptions): Promise<Target> {
     await stop();
     throw new Error(`pushpin did not start (log: ${join(dir, 'pushpin.log')}): ${(err as Error).message}`);
   }
-  const logSummary = (): string[] => summarizePushpinLog(readFileSync(join(dir, 'pushpin.log'), 'utf8'));
+  const logSummary = (): string[] => log.summary(summarizePushpinLog);
   return { name: 'pushpin', clientPort, publishPort, rootPid: child.pid!, logSummary, stop };
 }
 

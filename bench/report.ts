@@ -25,6 +25,8 @@ export interface Row {
   /** Whether kong-grip meets the issue's target ('' when there is none or no figure). */
   met: 'yes' | 'no' | '';
   digits: number;
+  /** Rendered under a heading of its own in RESULTS.md (see Metric.section). */
+  section?: string;
 }
 
 export function pairRows(pushpin: SystemFigures, kongGrip: SystemFigures, floor?: SystemFigures): Row[] {
@@ -49,6 +51,7 @@ export function pairRows(pushpin: SystemFigures, kongGrip: SystemFigures, floor?
       target: describeTarget(m),
       met: judge(m, kv, ratio),
       digits: m.digits ?? 1,
+      ...(m.section !== undefined ? { section: m.section } : {}),
     };
   });
 }
@@ -131,6 +134,16 @@ export interface ResultsDoc {
   method: string[];
 }
 
+/** Rows of the main table first, then each section's rows under its own heading. */
+function renderSections(rows: Row[]): string[] {
+  const sections = [...new Set(rows.flatMap((r) => (r.section === undefined ? [] : [r.section])))];
+  const main = rows.filter((r) => r.section === undefined);
+  return [
+    ...(main.length > 0 || sections.length === 0 ? ['## Results', '', renderMarkdownTable(main), ''] : []),
+    ...sections.flatMap((s) => [`## ${s}`, '', renderMarkdownTable(rows.filter((r) => r.section === s)), '']),
+  ];
+}
+
 export function renderResultsMarkdown(d: ResultsDoc): string {
   const behind = d.rows.filter((r) => r.met === 'no').map((r) => r.label);
   const errorLines = (name: string, f: SystemFigures): string[] => [...f.errors].map(([s, e]) => `- ${name}, ${s}: ${e}`);
@@ -153,10 +166,7 @@ export function renderResultsMarkdown(d: ResultsDoc): string {
     '',
     ...d.machine.map((m) => `- ${m}`),
     '',
-    '## Results',
-    '',
-    renderMarkdownTable(d.rows),
-    '',
+    ...renderSections(d.rows),
     behind.length === 0 ? 'No row with a target is behind.' : `Rows still short of their target: ${behind.join('; ')}.`,
     '',
     ...(errors.length > 0 ? ['## Scenario failures', '', ...errors, ''] : []),

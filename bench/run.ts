@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentPool } from './agent-pool.js';
 import { request } from './http-client.js';
-import { startKongGrip } from './kong-grip.js';
+import { startKongGrip, startKongGripCluster } from './kong-grip.js';
 import type { OriginStats } from './origin.js';
 import { spawnWithMaxFiles, stopProcess } from './proc.js';
 import { startFloorServer } from './floor-server.js';
@@ -22,23 +22,37 @@ import { pairRows, renderConsoleTable, renderResultsMarkdown, type SystemFigures
 import { runFanout } from './scenarios/fanout.js';
 import { runHerd } from './scenarios/herd.js';
 import { runPeak } from './scenarios/peak.js';
+import { runScale, scaleBudgetMs, type ScaleParams } from './scenarios/scale.js';
 import { runStreamRate } from './scenarios/stream-rate.js';
 import type { Metric, ScenarioContext, ScenarioResult } from './scenarios/types.js';
 import type { StartTarget, Target } from './target.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak'] as const;
+const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak', 'scale'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
+/** What runs without --scenarios: everything but the long scale run. */
+const DEFAULT_SCENARIOS: ScenarioName[] = ['sse', 'ws', 'herd', 'streams', 'peak'];
 const SYSTEMS = ['pushpin', 'kong-grip'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 /** The systems under test plus the floor (a bare node:http fan-out server, SSE fan-out only). */
 type RunnerName = SystemName | 'floor';
 const SIG_KEY = 'bench-sig-key';
-/** Beyond this many connections from one agent, spread them over 127.0.0.x source addresses. */
+/**
+ * Connections per 127.0.0.x source address: every client connection goes to the same proxy
+ * address and port, so each source address has one ephemeral port range (28,232 ports here).
+ */
 const CONNECTIONS_PER_SOURCE_ADDRESS = 20_000;
+/**
+ * Connections per client agent and per sidecar worker: each is one process, and the hard limit
+ * of open files per process (20,000 here, not raisable without CAP_SYS_RESOURCE) caps what one
+ * process holds. Workers get more headroom, since node:cluster's round-robin hands a new
+ * connection to whichever worker is free first, which is not an exactly even split.
+ */
+const CONNECTIONS_PER_AGENT = 18_000;
+const CONNECTIONS_PER_WORKER = 16_000;
 
 const USAGE = `npm run bench -- [options]
-  --scenarios LIST     comma-separated: ${SCENARIOS.join(',')} (default: all)
+  --scenarios LIST     comma-separated: ${SCENARIOS.join(',')} (default: all but scale)
   --systems LIST       comma-separated: ${SYSTEMS.join(',')} (default: both)
   --n LIST             connection counts: SSE fan-out runs once per value; ws, herd and streams
                        use the largest, peak the smallest (default: sse 1000,5000; others 5000;
@@ -46,10 +60,14 @@ const USAGE = `npm run bench -- [options]
   --messages K         messages per fan-out run (default 5)
   --rounds R           long-poll herd rounds (default 5)
   --peak-messages K    messages in the peak-throughput run (default 500)
-  --agents A           client agent processes (default 2)
+  --scale-n N          streams in the scale run (default 100000); kong-grip runs in cluster mode
+                       with its own nats-server and --workers ceil(N / ${CONNECTIONS_PER_WORKER}) (at least 2)
+  --scale-messages K   messages in the scale run (default 3)
+  --agents A           client agent processes (default 2; a job of more than ${CONNECTIONS_PER_AGENT}
+                       connections per agent gets more)
   --window W           connection attempts in flight per agent (default 100)
   --src-addrs LIST     client source addresses (default: 127.0.0.1, spread over 127.0.0.x
-                       beyond ${CONNECTIONS_PER_SOURCE_ADDRESS} connections)
+                       beyond ${CONNECTIONS_PER_SOURCE_ADDRESS} connections in a job)
   --kong-grip-arg ARG  extra argument for the sidecar CLI (repeatable)
   --kong-grip-node-arg ARG  extra node flag for the sidecar, e.g. --cpu-prof (repeatable)
   --pushpin-log-level L  Pushpin's log level (default 1 = warnings; 2 logs every request)
@@ -57,14 +75,24 @@ const USAGE = `npm run bench -- [options]
   --repeat R           run every scenario R times on each system, alternating, and report
                        the median of each figure (default 1)
   --skip-floor         do not run the SSE fan-out on the bare node:http floor server
-  --max-minutes M      deadline for the whole run (default 30)
+  --max-minutes M      deadline for the whole run (default 30, plus the scale run's budget)
   --keep-work          keep the temporary work directory (configs, logs)`;
 
 interface Job {
   scenario: ScenarioName;
   name: string;
+  /** Most client connections open at once (sizes the agents and source addresses). */
+  connections: number;
+  /** Deadline for one run of the job (default 5 minutes). */
+  deadlineMs?: number;
+  /** Starters that replace the usual ones for this job. */
+  start?: Partial<Record<RunnerName, StartTarget>>;
+  /** A line for the notes describing how the runner was set up, if it differs from the method. */
+  setupNote?(runner: RunnerName, agents: number, srcAddrs: string[]): string | undefined;
   run(ctx: ScenarioContext): Promise<ScenarioResult>;
 }
+
+const JOB_DEADLINE_MS = 5 * 60_000;
 
 function parseList(v: string | undefined): string[] | undefined {
   return v === undefined ? undefined : v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
@@ -87,6 +115,8 @@ function parseCli(argv: string[]) {
       messages: { type: 'string' },
       rounds: { type: 'string' },
       'peak-messages': { type: 'string' },
+      'scale-n': { type: 'string' },
+      'scale-messages': { type: 'string' },
       agents: { type: 'string' },
       window: { type: 'string' },
       'src-addrs': { type: 'string' },
@@ -102,7 +132,7 @@ function parseCli(argv: string[]) {
     },
     strict: true,
   });
-  const scenarios = (parseList(values.scenarios) ?? [...SCENARIOS]).map((s) => {
+  const scenarios = (parseList(values.scenarios) ?? DEFAULT_SCENARIOS).map((s) => {
     if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--scenarios: unknown scenario ${JSON.stringify(s)} (known: ${SCENARIOS.join(', ')})`);
     return s as ScenarioName;
   });
@@ -111,6 +141,11 @@ function parseCli(argv: string[]) {
     return s as SystemName;
   });
   const n = parseList(values.n)?.map((v) => parsePositiveInt('n', v, 0));
+  const scale: ScaleParams = {
+    connections: parsePositiveInt('scale-n', values['scale-n'], 100_000),
+    messages: parsePositiveInt('scale-messages', values['scale-messages'], 3),
+  };
+  const scaleMinutes = scenarios.includes('scale') ? Math.ceil((systems.length * scaleBudgetMs(scale)) / 60_000) : 0;
   return {
     help: values.help ?? false,
     scenarios,
@@ -121,6 +156,7 @@ function parseCli(argv: string[]) {
     messages: parsePositiveInt('messages', values.messages, 5),
     rounds: parsePositiveInt('rounds', values.rounds, 5),
     peakMessages: parsePositiveInt('peak-messages', values['peak-messages'], 500),
+    scale,
     agents: parsePositiveInt('agents', values.agents, 2),
     window: parsePositiveInt('window', values.window, 100),
     srcAddrs: parseList(values['src-addrs']),
@@ -128,7 +164,7 @@ function parseCli(argv: string[]) {
     kongGripNodeArgs: values['kong-grip-node-arg'] ?? [],
     pushpinLogLevel: values['pushpin-log-level'] === undefined ? 1 : parsePositiveInt('pushpin-log-level', values['pushpin-log-level'], 1),
     out: values.out ?? join(HERE, 'RESULTS.md'),
-    maxMinutes: parsePositiveInt('max-minutes', values['max-minutes'], 30),
+    maxMinutes: parsePositiveInt('max-minutes', values['max-minutes'], 30 + scaleMinutes),
     repeat: parsePositiveInt('repeat', values.repeat, 1),
     floor: !(values['skip-floor'] ?? false),
     keepWork: values['keep-work'] ?? false,
@@ -142,20 +178,42 @@ function buildJobs(o: Options): Job[] {
   for (const s of o.scenarios) {
     switch (s) {
       case 'sse':
-        for (const n of o.sseN) jobs.push({ scenario: s, name: `sse-${n}`, run: (ctx) => runFanout(ctx, { kind: 'sse', clients: n, messages: o.messages }) });
+        for (const n of o.sseN) jobs.push({ scenario: s, name: `sse-${n}`, connections: n, run: (ctx) => runFanout(ctx, { kind: 'sse', clients: n, messages: o.messages }) });
         break;
       case 'ws':
-        jobs.push({ scenario: s, name: `ws-${o.bigN}`, run: (ctx) => runFanout(ctx, { kind: 'ws', clients: o.bigN, messages: o.messages }) });
+        jobs.push({ scenario: s, name: `ws-${o.bigN}`, connections: o.bigN, run: (ctx) => runFanout(ctx, { kind: 'ws', clients: o.bigN, messages: o.messages }) });
         break;
       case 'herd':
-        jobs.push({ scenario: s, name: `herd-${o.bigN}`, run: (ctx) => runHerd(ctx, { clients: o.bigN, rounds: o.rounds }) });
+        jobs.push({ scenario: s, name: `herd-${o.bigN}`, connections: o.bigN, run: (ctx) => runHerd(ctx, { clients: o.bigN, rounds: o.rounds }) });
         break;
       case 'streams':
-        jobs.push({ scenario: s, name: `streams-${o.bigN}`, run: (ctx) => runStreamRate(ctx, { streams: o.bigN }) });
+        jobs.push({ scenario: s, name: `streams-${o.bigN}`, connections: o.bigN, run: (ctx) => runStreamRate(ctx, { streams: o.bigN }) });
         break;
       case 'peak':
-        jobs.push({ scenario: s, name: `peak-${o.peakN}`, run: (ctx) => runPeak(ctx, { clients: o.peakN, messages: o.peakMessages }) });
+        jobs.push({ scenario: s, name: `peak-${o.peakN}`, connections: o.peakN, run: (ctx) => runPeak(ctx, { clients: o.peakN, messages: o.peakMessages }) });
         break;
+      case 'scale': {
+        const n = o.scale.connections;
+        const workers = workersFor(n);
+        const userWorkers = o.kongGripArgs.includes('--workers');
+        jobs.push({
+          scenario: s,
+          name: `scale-${n}`,
+          connections: n,
+          deadlineMs: scaleBudgetMs(o.scale),
+          start: {
+            'kong-grip': (t) => startKongGripCluster({ ...t, workers, extraArgs: o.kongGripArgs, nodeArgs: o.kongGripNodeArgs }),
+          },
+          setupNote: (runner, agents, srcAddrs) => {
+            const clients = `${agents} client agents, ${srcAddrs.length > 0 ? `source addresses ${srcAddrs.join(', ')}` : 'source address 127.0.0.1'}`;
+            return runner === 'kong-grip'
+              ? `scale N=${n}: kong-grip in cluster mode, \`--nats nats://127.0.0.1:… ${userWorkers ? '(--workers from --kong-grip-arg)' : `--workers ${workers}`}\` (a private nats-server); ${clients}`
+              : `scale N=${n}: ${runner} as in every scenario; ${clients}`;
+          },
+          run: (ctx) => runScale(ctx, o.scale),
+        });
+        break;
+      }
       default: {
         const never: never = s;
         throw new Error(`unknown scenario ${String(never)}`);
@@ -165,16 +223,23 @@ function buildJobs(o: Options): Job[] {
   return jobs;
 }
 
-function largestJob(o: Options): number {
-  return Math.max(...o.sseN, o.bigN, o.peakN);
+/** Sidecar workers for the scale run: enough processes for N connections, and always a cluster. */
+function workersFor(connections: number): number {
+  return Math.max(2, Math.ceil(connections / CONNECTIONS_PER_WORKER));
 }
 
-/** Source addresses so no single (source address, destination) pair runs out of ports. */
-function sourceAddresses(o: Options): string[] {
+function agentsFor(o: Options, job: Job): number {
+  return Math.max(o.agents, Math.ceil(job.connections / CONNECTIONS_PER_AGENT));
+}
+
+/**
+ * Source addresses so no (source address, destination) pair runs out of ports. Every agent
+ * spreads its connections over all of them, so it is the job's total that counts.
+ */
+function sourceAddresses(o: Options, job: Job): string[] {
   if (o.srcAddrs) return o.srcAddrs;
-  const perAgent = Math.ceil(largestJob(o) / o.agents);
-  if (perAgent <= CONNECTIONS_PER_SOURCE_ADDRESS) return [];
-  const count = Math.ceil(perAgent / CONNECTIONS_PER_SOURCE_ADDRESS);
+  if (job.connections <= CONNECTIONS_PER_SOURCE_ADDRESS) return [];
+  const count = Math.ceil(job.connections / CONNECTIONS_PER_SOURCE_ADDRESS);
   return Array.from({ length: count }, (_, i) => `127.0.0.${i + 2}`);
 }
 
@@ -209,20 +274,21 @@ function machineFacts(o: Options, loadAtStart: number[]): string[] {
     `Node ${process.version}; ${shell('pushpin', ['--version'])} (Debian package, with condure and zurl)`,
     `open files per process: ${shell('sh', ['-c', 'ulimit -Hn'])} (hard limit; the bench raises the soft limit to it)`,
     `load average (1 / 5 / 15 min) at the start ${loadAtStart.map((l) => l.toFixed(2)).join(' / ')}, at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}; other work on the machine shows here`,
-    `kong-grip commit ${shell('git', ['-C', HERE, 'rev-parse', '--short', 'HEAD'])}; ${o.agents} client agent processes, ${o.window} connection attempts in flight per agent`,
+    `kong-grip commit ${shell('git', ['-C', HERE, 'rev-parse', '--short', 'HEAD'])}; ${o.agents} client agent processes (more where a job has over ${CONNECTIONS_PER_AGENT.toLocaleString('en-US')} connections per agent), ${o.window} connection attempts in flight per agent`,
   ];
 }
 
 const METHOD = [
   'Every scenario starts a fresh proxy process (tree) and runs on Pushpin, then on kong-grip. Clients are raw `net` sockets in separate agent processes (reading into one shared buffer via `onread`, minimal parsing; no EventSource or ws library); the notes give the CPU they used per delivery. The origin (bench/origin.ts, plain node:http) runs in its own process.',
   'Pushpin 1.36 runs from a private config directory (own rundir, ports, and a zurl it starts itself), with `message_rate` and `message_hwm` raised to 100,000,000 so its delivery limiter does not cap it; log level 1. Everything else is the packaged default (including zurl\'s max_open_requests=2000).',
-  'kong-grip runs as `node sidecar/dist/cli.js --listen … --control … --origin … --sig-key …` (standalone, in-process bus).',
+  'kong-grip runs as `node sidecar/dist/cli.js --listen … --control … --origin … --sig-key …` (standalone, in-process bus), except in the scale run (below).',
   'Fan-out: N streams on one channel; warm-up probes are published until every stream has one (so every subscription is in place); then K messages, one after another, each carrying its publish time from the system-wide monotonic clock. Latency = receive time in the agent − publish time (taken just before the publish POST), over all N×K deliveries. Completeness counts deliveries; order counts messages received after a later one.',
   'Memory per held connection: RSS of all the proxy\'s processes (for Pushpin: runner, condure, zurl, proxy, handler), after a warm-up with 10 streams and 1 s of settling, subtracted from the RSS 1 s after the N fan-out connections are held, divided by N.',
   'Long-poll herd: N long-polls on one channel; a round is published once every client has a request outstanding and the origin has seen no poll for 1.5 s (Pushpin refreshes every held request 1 s after a channel\'s first subscription); each client re-polls the moment it gets its response. A round is fully delivered when all N got it within 30 s. Errors: non-200 responses, and connections that failed. Re-poll herd: time from a round’s full delivery (or its 30 s deadline) until every client is held again, checked every 100 ms; a client answered with an error polls again after 250 ms.',
   'New held streams per second: M SSE streams opened with a bounded number of attempts in flight (each an origin round trip and a subscription); streams whose response head arrived ÷ time from the first attempt to the last head. Before it, a warm-up of min(1,000, M/5) streams is opened and closed on another channel and the proxy gets 0.5 s to tear them down, so the rate is the steady one, not that of a process in its first second.',
   'Floor: the SSE fan-out also runs against a bare node:http server with no GRIP (bench/floor-server.ts: holds the responses, writes each published item to every one), in its own process, with the same clients. Its figures (last column) show what the clients, the kernel and a plain node:http server cost with no proxy logic at all; it is a reference, not a hard lower bound (it writes through node:http, one write per response). For new streams per second the floor is the clients talking to the origin directly, with no proxy between.',
   'With `--repeat R`, each scenario runs R times per system, alternating systems, and the table shows the median of each figure; the notes keep every run.',
+  'Scale run (`--scenarios scale`, not in the default set): N SSE streams on one channel (`--scale-n`, default 100,000), opened like the fan-out\'s from enough client agents that none holds more than 18,000 and from source addresses 127.0.0.2… (20,000 connections each, every agent binding its own series of ports on them), since one process may hold at most the hard open-files limit. kong-grip runs in cluster mode, `--nats nats://127.0.0.1:P --workers W` with its own nats-server and W = ceil(N / 16,000), at least 2: each worker is a process with its own limit. Opening stops at a deadline (2 min + 6 ms per stream) or after 2 × window failed attempts in a row in an agent, so a proxy that runs out of descriptors is measured at what it holds. Then warm-up probes until every stream has one, memory as in the fan-out (all the proxy\'s processes; nats-server\'s RSS in the notes, not counted), and K messages (`--scale-messages`, default 3) 500 ms apart: delivered = deliveries ÷ (streams held × K), latency over every delivery.',
   'Peak deliveries per second: N SSE streams; K messages published back to back (10 items per publish request, 2 requests in flight); deliveries received ÷ time from the first publish to the last delivery.',
 ];
 
@@ -252,10 +318,9 @@ async function main(): Promise<void> {
   const loadAtStart = os.loadavg();
   const deadline = Date.now() + o.maxMinutes * 60_000;
   const workDir = mkdtempSync('/tmp/kgb-');
-  const srcAddrs = sourceAddresses(o);
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const log = (line: string): void => console.error(`[bench ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0).padStart(4)}s] ${line}`);
-  log(`work dir ${workDir}${srcAddrs.length > 0 ? `; source addresses ${srcAddrs.join(', ')}` : ''}`);
+  log(`work dir ${workDir}`);
 
   const origin = await startOriginProcess();
   const starters: Record<RunnerName, StartTarget> = {
@@ -279,6 +344,13 @@ async function main(): Promise<void> {
   const originStats = async (): Promise<OriginStats> => JSON.parse((await request(origin.port, 'GET', '/_stats')).body) as OriginStats;
   try {
     for (const job of buildJobs(o)) {
+      const srcAddrs = sourceAddresses(o, job);
+      const agentCount = agentsFor(o, job);
+      if (agents.size !== agentCount) {
+        log(`${job.name}: ${agentCount} client agents${srcAddrs.length > 0 ? `, source addresses ${srcAddrs.join(', ')}` : ''}`);
+        await agents.stop();
+        agents = await AgentPool.start(agentCount);
+      }
       const hasFloor = o.floor && (job.scenario === 'sse' || job.scenario === 'streams');
       const runners: RunnerName[] = [...o.systems, ...(hasFloor ? (['floor'] as const) : [])];
       for (let rep = 1; rep <= o.repeat; rep++) {
@@ -294,10 +366,12 @@ async function main(): Promise<void> {
           let target: Target | undefined;
           try {
             const jobDir = mkdirp(join(workDir, `${job.name}-${rep}-${runner}`));
-            const start = runner === 'floor' && job.scenario === 'streams' ? originAsTarget : starters[runner];
+            const start = runner === 'floor' && job.scenario === 'streams' ? originAsTarget : (job.start?.[runner] ?? starters[runner]);
             target = await start({ originPort: origin.port, sigKey: SIG_KEY, workDir: jobDir });
             const ctx: ScenarioContext = { target, agents, originStats, srcAddrs, window: o.window, log };
-            const result = await withDeadline(job.run(ctx), Math.min(left, 5 * 60_000), `${label} on ${runner}`);
+            const setup = job.setupNote?.(runner, agents.size, srcAddrs);
+            if (setup !== undefined && rep === 1) f.notes.push(setup);
+            const result = await withDeadline(job.run(ctx), Math.min(left, job.deadlineMs ?? JOB_DEADLINE_MS), `${label} on ${runner}`);
             for (const m of result.metrics) {
               const list = samples[runner].get(m.key) ?? [];
               list.push(m);
@@ -312,7 +386,7 @@ async function main(): Promise<void> {
             f.errors.set(job.name, msg);
             // A scenario cut short may leave connections behind in the agents: start afresh.
             await agents.stop();
-            agents = await AgentPool.start(o.agents);
+            agents = await AgentPool.start(agentCount);
           } finally {
             await target?.stop();
           }

@@ -9,6 +9,11 @@ export interface Target {
   publishPort: number;
   /** Root of the proxy's process tree; memory is the RSS of the whole tree. */
   rootPid: number;
+  /**
+   * Processes the proxy needs that are not in its tree (kong-grip's nats-server in cluster mode):
+   * their memory is reported beside the proxy's, never added to it.
+   */
+  companions?: { name: string; pid: number }[];
   /** The proxy's warnings and errors so far, condensed (see log-summary.ts). */
   logSummary(): string[];
   stop(): Promise<void>;

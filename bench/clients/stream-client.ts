@@ -9,6 +9,7 @@ import { monotonicMs, parseBenchMessage } from '../wire/message.js';
 import { SseDataExtractor } from '../wire/sse-extract.js';
 import { encodeClientControlFrame, encodeWsHandshake, WsFrameParser, type WsFrameSink, WsOpcode } from '../wire/ws-frames.js';
 import type { DeliveryRecorder, StreamProgress } from './delivery-recorder.js';
+import type { LocalEndpoint } from './open-many.js';
 
 const OPEN_TIMEOUT_MS = 30_000;
 
@@ -37,7 +38,7 @@ export class StreamClient implements StreamProgress, WsFrameSink {
     private readonly kind: StreamKind,
     port: number,
     path: string,
-    localAddress: string | undefined,
+    local: LocalEndpoint,
     private readonly recorder: DeliveryRecorder,
   ) {
     let resolveOpen!: () => void;
@@ -57,7 +58,7 @@ export class StreamClient implements StreamProgress, WsFrameSink {
     this.socket = net.connect({
       port,
       host: '127.0.0.1',
-      localAddress,
+      ...local,
       noDelay: true,
       onread: {
         buffer: SHARED_READ_BUFFER,

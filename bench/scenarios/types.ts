@@ -31,6 +31,8 @@ export interface Metric {
   targetValue?: number;
   /** Digits after the decimal point when printed. */
   digits?: number;
+  /** A results section of its own (e.g. "Scale run"); none: the main table. */
+  section?: string;
 }
 
 export interface ScenarioResult {

@@ -67,3 +67,32 @@ test('adds the floor column only when the floor ran, blank for rows it has no fi
   t.true(md.includes('| streams/s | 1,000 /s | 1,500 /s | 1.50× | ratio ≥ 3 | no |  |'));
   t.false(renderMarkdownTable(pairRows(figures([p99(1)]), figures([p99(1)]))).includes('Floor'));
 });
+
+test('rows with a section get a heading and table of their own after the main table', (t) => {
+  const held = (value: number): Metric => ({ key: 'scale-held', label: 'Scale N=100: SSE streams held', value, unit: '', better: Better.Higher, targetValue: 100, digits: 0, section: 'Scale run' });
+  const pp = figures([p99(200), held(20)]);
+  const kg = figures([p99(50), held(100)]);
+  const md = renderResultsMarkdown({
+    command: 'npm run bench -- --scenarios sse,scale',
+    startedAt: '2026-01-01T00:00:00.000Z',
+    durationS: 12,
+    machine: ['2 cores'],
+    rows: pairRows(pp, kg),
+    pushpin: pp,
+    kongGrip: kg,
+    method: [],
+  });
+  const results = md.indexOf('## Results');
+  const scale = md.indexOf('## Scale run');
+  t.true(results >= 0 && scale > results);
+  t.true(md.indexOf('| SSE p99 |') < scale);
+  t.true(md.indexOf('| Scale N=100: SSE streams held | 20 | 100 | 5.00× | ≥ 100 | yes |') > scale);
+});
+
+test('a run of only sectioned rows has no empty main table', (t) => {
+  const held: Metric = { key: 'scale-held', label: 'held', value: 1, unit: '', better: Better.Higher, section: 'Scale run' };
+  const kg = figures([held]);
+  const md = renderResultsMarkdown({ command: 'x', startedAt: 'y', durationS: 1, machine: [], rows: pairRows(figures([]), kg), pushpin: figures([]), kongGrip: kg, method: [] });
+  t.false(md.includes('## Results'));
+  t.true(md.includes('## Scale run'));
+});

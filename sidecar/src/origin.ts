@@ -24,6 +24,15 @@ export interface OriginCall {
 
 const FEATURE_VALUE = GRIP_FEATURES.join(', ');
 
+/**
+ * Failures of a request sent on a kept-alive connection that the origin closed meanwhile (its
+ * idle timeout raced our reuse): the origin never saw the request, so an idempotent one is sent
+ * once more on a fresh connection instead of answering the client 502.
+ */
+const staleConnectionFailures = new WeakSet<KgError>();
+const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
 export class OriginClient {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256 });
   private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256 });
@@ -58,9 +67,11 @@ export class OriginClient {
         outgoing.destroy();
       }, this.options.timeoutMs);
       outgoing.on('response', (res) => { clearTimeout(timer); resolve(res); }); // emitted once
-      outgoing.once('error', (err) => {
+      outgoing.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${target} failed: ${err.message}`, { cause: err }));
+        const failure = new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${target} failed: ${err.message}`, { cause: err });
+        if (outgoing.reusedSocket && STALE_CONNECTION_CODES.has(err.code ?? '')) staleConnectionFailures.add(failure);
+        reject(failure);
       });
     });
     // An unobserved rejection (caller already gave up) must not crash the process.
@@ -72,7 +83,14 @@ export class OriginClient {
   async request(req: OriginRequest, body?: Buffer): Promise<IncomingMessage> {
     const call = await this.start(req);
     call.outgoing.end(body);
-    return call.response;
+    try {
+      return await call.response;
+    } catch (err) {
+      if (!(err instanceof KgError) || !staleConnectionFailures.has(err) || !IDEMPOTENT_METHODS.has(req.method.toUpperCase())) throw err;
+      const again = await this.start(req);
+      again.outgoing.end(body);
+      return again.response;
+    }
   }
 
   close(): void {

@@ -24,6 +24,12 @@ const USABLE_LAST_EVENT_ID = /^[\x21-\x7e]{1,256}$/;
 const GRIP_LAST_SPECIALS = /[,;"\\]/;
 const REQUEST_TOO_LARGE_TEXT = 'Request too large to accept GRIP instruct.\n';
 
+/** The head says there is no body (RFC 9112 6.3: no Content-Length and no Transfer-Encoding, or a length of 0). */
+function hasNoBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
 export class ProxySession {
   private readonly keptBody: Buffer[] = [];
   private keptBytes = 0;
@@ -42,10 +48,17 @@ export class ProxySession {
 
   async run(): Promise<void> {
     let originRes: IncomingMessage;
+    const request = { method: this.req.method ?? 'GET', url: this.target.url, headers: this.target.headers };
     try {
-      const call = await this.deps.origin.start({ method: this.req.method ?? 'GET', url: this.target.url, headers: this.target.headers });
-      this.streamBody(call.outgoing);
-      originRes = await call.response;
+      if (hasNoBody(this.req)) {
+        // No body to stream (a GET): a whole request, which the origin client may send again
+        // if a kept-alive connection turns out to be closed.
+        originRes = await this.deps.origin.request(request);
+      } else {
+        const call = await this.deps.origin.start(request);
+        this.streamBody(call.outgoing);
+        originRes = await call.response;
+      }
     } catch (err) {
       this.fail(err);
       return;

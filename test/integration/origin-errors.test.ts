@@ -78,3 +78,54 @@ test('a client body too large to keep gets 400 when the origin answers with GRIP
   t.is(echoed.status, 200);
   t.is(echoed.body, 'got 5000\n');
 });
+
+/**
+ * An origin whose kept-alive connections die on their second request, as when its idle timeout
+ * closes a connection just as the sidecar reuses it.
+ */
+async function startOriginClosingReusedConnections(): Promise<{ url: string; connections: () => number; close: () => void }> {
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    connections++;
+    sockets.add(s);
+    s.on('error', () => undefined);
+    let requests = 0;
+    s.on('data', () => {
+      if (++requests > 1) {
+        s.destroy();
+        return;
+      }
+      s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    connections: () => connections,
+    close: () => { for (const s of sockets) s.destroy(); server.close(); },
+  };
+}
+
+test('a GET that meets a kept-alive origin connection closed meanwhile is sent again on a new one', async (t) => {
+  const origin = await startOriginClosingReusedConnections();
+  const side = await startTestSidecar({ origin: origin.url });
+  t.teardown(async () => { await side.close(); origin.close(); });
+  const first = await request(side.url('/a'));
+  t.is(first.status, 200);
+  const second = await request(side.url('/b'));
+  t.is(second.status, 200, second.body);
+  t.is(second.body, 'ok\n');
+  t.is(origin.connections(), 2); // the reused one failed; the request went again on a fresh one
+});
+
+test('a POST that meets a closed kept-alive origin connection is not sent again: the client gets 502', async (t) => {
+  const origin = await startOriginClosingReusedConnections();
+  const side = await startTestSidecar({ origin: origin.url });
+  t.teardown(async () => { await side.close(); origin.close(); });
+  t.is((await request(side.url('/a'))).status, 200);
+  const res = await request(side.url('/b'), { method: 'POST', body: 'x=1' });
+  t.is(res.status, 502);
+  t.is(origin.connections(), 1);
+});

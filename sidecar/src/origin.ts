@@ -33,11 +33,25 @@ const staleConnectionFailures = new WeakSet<KgError>();
 const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
-export class OriginClient {
-  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256 });
-  private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 256 });
+/**
+ * How long a kept-alive origin connection may sit unused before we close it. Below the 5 s that
+ * Node's and Apache's servers keep idle connections, so we close first; Node's agent also honours
+ * a shorter `Keep-Alive: timeout=` from the origin, but only when this is set (without it idle
+ * connections wait for the origin to close them, and a request sent as it does fails).
+ */
+export const ORIGIN_IDLE_SOCKET_MS = 4000;
 
-  constructor(private readonly options: { signer?: GripSigner; timeoutMs: number }) {}
+export class OriginClient {
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent;
+
+  constructor(private readonly options: { signer?: GripSigner; timeoutMs: number; idleSocketMs?: number }) {
+    // `timeout` acts on idle pooled sockets only: Node's agent destroys a free socket on timeout,
+    // and a request in progress merely gets a 'timeout' event, which nothing here listens to.
+    const pool = { keepAlive: true, maxSockets: 1024, maxFreeSockets: 256, timeout: options.idleSocketMs ?? ORIGIN_IDLE_SOCKET_MS };
+    this.httpAgent = new http.Agent(pool);
+    this.httpsAgent = new https.Agent(pool);
+  }
 
   async start(req: OriginRequest): Promise<OriginCall> {
     const headers: string[] = [];

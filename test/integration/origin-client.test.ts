@@ -1,0 +1,48 @@
+import test from 'ava';
+import type { Socket } from 'node:net';
+import { OriginClient } from '../../sidecar/src/origin.js';
+import { listenHttp, once } from '../helpers/http.js';
+
+// The origin client's connection pool: idle connections are closed by us before the origin's
+// own keep-alive timeout can race a request sent on them; busy ones are left alone.
+
+const IDLE_MS = 150;
+
+test('an idle kept-alive origin connection is closed by the client after its idle time', async (t) => {
+  const serverSockets: Socket[] = [];
+  const origin = await listenHttp((req, res) => {
+    serverSockets.push(req.socket);
+    res.end('ok');
+  });
+  // Never closed by the origin: only our side can end it.
+  origin.server.keepAliveTimeout = 0;
+  const client = new OriginClient({ timeoutMs: 5000, idleSocketMs: IDLE_MS });
+  t.teardown(async () => { client.close(); await origin.close(); });
+  const res = await client.request({ method: 'GET', url: new URL(`${origin.url}/x`), headers: [] });
+  res.resume();
+  await once((resolve) => res.once('end', resolve));
+  const socket = serverSockets[0] as Socket;
+  const closedAt = once((resolve) => socket.once('close', resolve));
+  await closedAt;
+  t.pass();
+});
+
+test('a response still streaming from the origin is not cut when it is quiet for longer than the idle time', async (t) => {
+  let finish: (() => void) | undefined;
+  const origin = await listenHttp((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    res.write('first;');
+    finish = () => res.end('second');
+  });
+  const client = new OriginClient({ timeoutMs: 5000, idleSocketMs: IDLE_MS });
+  t.teardown(async () => { client.close(); await origin.close(); });
+  const res = await client.request({ method: 'GET', url: new URL(`${origin.url}/slow`), headers: [] });
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  const ended = once((resolve) => res.once('end', resolve));
+  // The socket's idle timer fires while the response is in progress; the body must go on.
+  await once((resolve) => res.socket.once('timeout', resolve));
+  finish?.();
+  await ended;
+  t.is(Buffer.concat(chunks).toString(), 'first;second');
+});

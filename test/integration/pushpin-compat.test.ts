@@ -57,8 +57,24 @@ test.before(async () => {
   });
   workDir = mkdtempSync(join(tmpdir(), 'kg-compat-'));
   pushpin = await startPushpin({ originPort: origin.port, sigKey: TEST_SIG_KEY, workDir });
+  await waitUntilPushpinHandlesGrip();
   kongGrip = await startTestSidecar({ origin: origin.url, sigKey: TEST_SIG_KEY });
 });
+
+/**
+ * startPushpin proves plain proxying; a GRIP answer also needs Pushpin's handler process, which
+ * connects a moment later (until then Pushpin answers 500 "Accept service unavailable.").
+ * Pushpin has no signal for it, so ask until a GRIP answer comes through.
+ */
+async function waitUntilPushpinHandlesGrip(): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const res = await request(`http://127.0.0.1:${pushpin.clientPort}/status`);
+    if (res.status === 404) return;
+    if (Date.now() > deadline) throw new Error(`Pushpin never relayed a GRIP answer (last: ${res.status} ${res.body.trim()})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 test.after.always(async () => {
   await kongGrip?.close();

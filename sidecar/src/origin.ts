@@ -26,8 +26,8 @@ const FEATURE_VALUE = GRIP_FEATURES.join(', ');
 
 /**
  * Failures of a request sent on a kept-alive connection that the origin closed meanwhile (its
- * idle timeout raced our reuse): the origin never saw the request, so an idempotent one is sent
- * once more on a fresh connection instead of answering the client 502.
+ * idle timeout raced our reuse): the origin most likely dropped the request unread, so an
+ * idempotent one, whose repeat is harmless either way, is sent once more instead of a 502.
  */
 const staleConnectionFailures = new WeakSet<KgError>();
 const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);

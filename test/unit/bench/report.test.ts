@@ -38,20 +38,19 @@ test('formats thousands, NaN and missing values', (t) => {
   t.is(formatNumber(undefined, 1), 'n/a');
 });
 
+/** A results page for two systems' figures, with fixed run details. */
+function resultsPage(command: string, pp: ReturnType<typeof figures>, kg: ReturnType<typeof figures>, method: string[]): string {
+  return renderResultsMarkdown({
+    command, startedAt: '2026-01-01T00:00:00.000Z', durationS: 12, machine: ['2 cores'],
+    rows: pairRows(pp, kg), pushpin: pp, kongGrip: kg, method,
+  });
+}
+
 test('the results page carries the command, the table and the rows still behind', (t) => {
   const pp = figures([p99(200), rate(1000)]);
   const kg = figures([p99(50), rate(1500)]);
   kg.errors.set('ws-5000', 'kong-grip did not start');
-  const md = renderResultsMarkdown({
-    command: 'npm run bench -- --n 1000',
-    startedAt: '2026-01-01T00:00:00.000Z',
-    durationS: 12,
-    machine: ['2 cores'],
-    rows: pairRows(pp, kg),
-    pushpin: pp,
-    kongGrip: kg,
-    method: ['fresh proxy per scenario'],
-  });
+  const md = resultsPage('npm run bench -- --n 1000', pp, kg, ['fresh proxy per scenario']);
   t.true(md.includes('npm run bench -- --n 1000'));
   t.true(md.includes('| SSE p99 | 200.0 ms | 50.0 ms | 0.25× | ratio ≤ 0.5 | yes |'));
   t.true(md.includes('Rows still short of their target: streams/s.'));
@@ -72,16 +71,7 @@ test('rows with a section get a heading and table of their own after the main ta
   const held = (value: number): Metric => ({ key: 'scale-held', label: 'Scale N=100: SSE streams held', value, unit: '', better: Better.Higher, targetValue: 100, digits: 0, section: 'Scale run' });
   const pp = figures([p99(200), held(20)]);
   const kg = figures([p99(50), held(100)]);
-  const md = renderResultsMarkdown({
-    command: 'npm run bench -- --scenarios sse,scale',
-    startedAt: '2026-01-01T00:00:00.000Z',
-    durationS: 12,
-    machine: ['2 cores'],
-    rows: pairRows(pp, kg),
-    pushpin: pp,
-    kongGrip: kg,
-    method: [],
-  });
+  const md = resultsPage('npm run bench -- --scenarios sse,scale', pp, kg, []);
   const results = md.indexOf('## Results');
   const scale = md.indexOf('## Scale run');
   t.true(results >= 0 && scale > results);

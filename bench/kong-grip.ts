@@ -1,5 +1,5 @@
 // Runs the kong-grip sidecar standalone (no Kong, in-process bus) in front of the bench origin:
-//   node sidecar/dist/cli.js --listen 127.0.0.1:P --control 127.0.0.1:Q --origin URL --sig-key K
+//   node sidecar/dist/process/cli.js --listen 127.0.0.1:P --control 127.0.0.1:Q --origin URL --sig-key K
 // Build it first (`npm run build`). Clients connect to P; the publish API is POST /publish/ on Q.
 // For the scale run, startKongGripCluster adds its own nats-server and `--nats URL --workers W`.
 
@@ -24,8 +24,8 @@ export interface KongGripOptions extends TargetOptions {
 }
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
-export const SIDECAR_CLI = join(ROOT, 'sidecar', 'dist', 'cli.js');
-export const SIDECAR_CLI_SOURCE = join(ROOT, 'sidecar', 'src', 'cli.ts');
+export const SIDECAR_CLI = join(ROOT, 'sidecar', 'dist', 'process', 'cli.js');
+export const SIDECAR_CLI_SOURCE = join(ROOT, 'sidecar', 'src', 'process', 'cli.ts');
 
 export async function startKongGrip(opts: KongGripOptions): Promise<Target> {
   const cli = opts.cli ?? SIDECAR_CLI;

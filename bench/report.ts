@@ -158,7 +158,7 @@ export function renderResultsMarkdown(d: ResultsDoc): string {
     '',
     '```sh',
     'bench/install-pushpin.sh   # once: Debian package pushpin 1.36 (+ condure, zurl)',
-    'npm run build              # the sidecar under test: node sidecar/dist/cli.js',
+    'npm run build              # the sidecar under test: node sidecar/dist/process/cli.js',
     d.command,
     '```',
     '',

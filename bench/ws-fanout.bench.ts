@@ -9,11 +9,11 @@ import { DEFAULT_LIMITS, DEFAULT_WS } from '../sidecar/src/config.js';
 import { forwardRequestHeaders } from '../sidecar/src/grip/headers.js';
 import type { PublishItem } from '../sidecar/src/grip/types.js';
 import { encodeWsEvents } from '../sidecar/src/grip/ws-events.js';
-import { Hub } from '../sidecar/src/hub.js';
+import { Hub } from '../sidecar/src/hub/hub.js';
 import { createLogger } from '../sidecar/src/log.js';
 import { createMetrics } from '../sidecar/src/metrics.js';
-import type { PostWsEvents, WsOriginOutcome } from '../sidecar/src/ws-origin.js';
-import { WsUpgradeHandler } from '../sidecar/src/ws-upgrade.js';
+import type { PostWsEvents, WsOriginOutcome } from '../sidecar/src/origin/ws-origin.js';
+import { WsUpgradeHandler } from '../sidecar/src/server/ws-upgrade.js';
 
 // Fan-out of one published ws-message to N WebSocket clients held by the sidecar's session code.
 //   npx tsx bench/ws-fanout.bench.ts [clients=5000] [rounds=30] [payloadBytes=100]

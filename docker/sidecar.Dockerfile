@@ -24,4 +24,4 @@ ENV GRIP_LISTEN=0.0.0.0:7999 \
     GRIP_CONTROL=0.0.0.0:5561
 HEALTHCHECK --interval=5s --timeout=3s --retries=6 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:5561/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "sidecar/dist/cli.js"]
+ENTRYPOINT ["node", "sidecar/dist/process/cli.js"]

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { parseOriginUrl } from '../../sidecar/src/handoff-format.js';
+import { parseOriginUrl } from '../../sidecar/src/kong/handoff-format.js';
 import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js';
 
 // The `grip` Kong plugin, run by kong-js-pluginserver (kong-pdk). It makes a route realtime by

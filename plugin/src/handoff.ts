@@ -1,7 +1,7 @@
 import {
   CLIENT_GRIP_HEADERS, HANDOFF_HEADER, KONG_IDENTITY_HEADERS, ORIGIN_IDENTITY_HEADERS, signHandoff,
   type HandoffClaims, type HandoffConsumer,
-} from '../../sidecar/src/handoff-format.js';
+} from '../../sidecar/src/kong/handoff-format.js';
 
 // The plugin's half of the handoff: turn what Kong gave us (plugin config, the authenticated
 // consumer) into the one header map the access phase sends with a single

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { normalizeSubjectPrefix } from './bus/subject.js';
 import { KgError } from './errors.js';
-import { parseOriginUrl } from './handoff-format.js';
+import { parseOriginUrl } from './kong/handoff-format.js';
 
 // The sidecar's configuration, typed once and frozen. Layers, lowest first: defaults, the YAML
 // file (--config), environment variables (GRIP_*, NATS_URL), command-line flags. Every problem

@@ -9,6 +9,6 @@ export function createLogger(level: Config['logLevel'], destination?: NodeJS.Wri
     level,
     base: { pid: process.pid },
     // Never log secrets: the handoff token, Grip-Sig, credentials.
-    redact: ['req.headers.authorization', 'req.headers["grip-sig"]', 'req.headers["x-kong-grip-handoff"]'],
+    redact: ['req.headers.authorization', 'req.headers["grip-sig"]', 'req.headers["kong-grip-handoff"]'],
   }, destination ?? process.stdout);
 }

@@ -6,23 +6,23 @@ import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
-import { PublishGate, startControlServer, type ControlServer } from './control.js';
+import { PublishGate, startControlServer, type ControlServer } from './publish/control-server.js';
 import { KgError } from './errors.js';
-import { GripSigner } from './grip-sig.js';
+import { GripSigner } from './origin/grip-sig.js';
 import { forwardRequestHeaders } from './grip/headers.js';
 import { ChunkWriter } from './holds/chunk-writer.js';
 import type { HoldDeps } from './holds/hold-deps.js';
 import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
 import { HoldRegistry } from './holds/hold-registry.js';
-import { Hub } from './hub.js';
-import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong-handoff.js';
+import { Hub } from './hub/hub.js';
+import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong/handoff-verifier.js';
 import { createLogger, type Logger } from './log.js';
 import { countPerTick, createMetrics, type Metrics } from './metrics.js';
-import { OriginClient } from './origin.js';
-import { originUrl } from './origin-url.js';
-import { ProxySession, type ProxyTarget } from './proxy-session.js';
-import { createWsEventsPoster } from './ws-origin.js';
-import { WsUpgradeHandler } from './ws-upgrade.js';
+import { OriginClient } from './origin/origin-client.js';
+import { originUrl } from './origin/origin-url.js';
+import { ProxySession, type ProxyTarget } from './holds/proxy-session.js';
+import { createWsEventsPoster } from './origin/ws-origin.js';
+import { WsUpgradeHandler } from './server/ws-upgrade.js';
 
 // Wires one sidecar together: the client-facing server, the control server, the bus, the hub.
 // Components get their dependencies from here; nothing is a module-level singleton, so a test

@@ -1,4 +1,4 @@
-import type { HandoffClaims } from '../../sidecar/src/handoff-format.js';
+import type { HandoffClaims } from '../../sidecar/src/kong/handoff-format.js';
 
 // Fixed handoff tokens, used by the plugin's tests (signing) and the sidecar's tests
 // (verifying), so both sides are held to the same bytes. Changing the format means changing

@@ -7,7 +7,7 @@ import { writeTempYaml } from './config-files.js';
 // sidecars or worker processes. It listens on free ports; the ports are read from its
 // "sidecar started" log line, so start() resolves on that event.
 
-const CLI = fileURLToPath(new URL('../../sidecar/src/cli.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../sidecar/src/process/cli.ts', import.meta.url));
 
 export interface LogLine {
   msg?: string;

@@ -1,5 +1,5 @@
 import { loadConfig } from '../../sidecar/src/config.js';
-import type { Hub } from '../../sidecar/src/hub.js';
+import type { Hub } from '../../sidecar/src/hub/hub.js';
 import { createLogger } from '../../sidecar/src/log.js';
 import { startSidecar, type Sidecar, type SidecarOptions } from '../../sidecar/src/sidecar.js';
 

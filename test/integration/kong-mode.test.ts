@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import test from 'ava';
 import { HttpResponseFormat, HttpStreamFormat, Publisher } from '@fanoutio/grip';
-import { signHandoff } from '../../sidecar/src/handoff-format.js';
+import { signHandoff } from '../../sidecar/src/kong/handoff-format.js';
 import { startGripOrigin, TEST_SIG_KEY, type SeenRequest } from '../helpers/grip-origin.js';
 import { openStream, request } from '../helpers/http.js';
 import { startGateway, type GatewayConsumer } from '../helpers/kong-gateway.js';

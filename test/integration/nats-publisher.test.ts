@@ -1,6 +1,6 @@
 import test from 'ava';
 import { whenLive } from '../../sidecar/src/bus/bus.js';
-import { createPublisher, publish, sseEvent } from '../../sidecar/src/publisher.js';
+import { createPublisher, publish, sseEvent } from '../../sidecar/src/publish/publisher.js';
 import { openStream, request } from '../helpers/http.js';
 import { startChannelOrigin, TEST_SIG_KEY } from '../helpers/nats-e2e.js';
 import { NatsServer } from '../helpers/nats-server.js';

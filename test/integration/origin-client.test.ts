@@ -1,6 +1,6 @@
 import test from 'ava';
 import type { Socket } from 'node:net';
-import { OriginClient } from '../../sidecar/src/origin.js';
+import { OriginClient } from '../../sidecar/src/origin/origin-client.js';
 import { listenHttp, once } from '../helpers/http.js';
 
 // The origin client's connection pool: idle connections are closed by us before the origin's

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Priority, Schema, Version } from '../../plugin/src/grip.js';
 import { CLEARED_HEADERS } from '../../plugin/src/handoff.js';
-import { verifyHandoff } from '../../sidecar/src/kong-handoff.js';
+import { verifyHandoff } from '../../sidecar/src/kong/handoff-verifier.js';
 import {
   FakeKongRequest, KongRpcDriver, RpcError, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer,
   type PluginInfo,

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { PublishGate } from '../../sidecar/src/control.js';
+import { PublishGate } from '../../sidecar/src/publish/control-server.js';
 
 test('a draining publish gate refuses new publishes and resolves once those in progress are done', async (t) => {
   const gate = new PublishGate();

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { DeadlineQueue } from '../../sidecar/src/deadline-queue.js';
+import { DeadlineQueue } from '../../sidecar/src/hub/deadline-queue.js';
 
 // The queue's timer is unref'd (it must not keep a sidecar alive); a test keeps the loop alive.
 function keepAlive(t: { teardown(fn: () => void): void }): void {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import test from 'ava';
 import {
   HandoffError, LIMITS, encodeHandoffPayload, openHandoff, signHandoff, type HandoffClaims,
-} from '../../sidecar/src/handoff-format.js';
+} from '../../sidecar/src/kong/handoff-format.js';
 import { HANDOFF_VECTORS, VECTOR_SECRET } from '../helpers/handoff-vectors.js';
 
 /** A token with a valid MAC over an arbitrary payload text, to test the checks behind the MAC. */
@@ -115,7 +115,7 @@ for (const [what, change, message] of badClaims) {
 }
 
 test('the shared format imports nothing but Node built-ins, so the plugin bundle can carry it', (t) => {
-  const source = readFileSync(new URL('../../sidecar/src/handoff-format.ts', import.meta.url), 'utf8');
+  const source = readFileSync(new URL('../../sidecar/src/kong/handoff-format.ts', import.meta.url), 'utf8');
   const imports = [...source.matchAll(/^\s*(?:import|export)\b[^'"]*from\s+['"]([^'"]+)['"]/gm)].map((m) => m[1]);
   t.true(imports.length > 0);
   for (const spec of imports) t.true(spec?.startsWith('node:'), `imports ${spec}`);

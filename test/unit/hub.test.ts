@@ -1,7 +1,7 @@
 import test from 'ava';
 import { LiveCause, type Bus, type BusEvent, type BusListener, type History } from '../../sidecar/src/bus/bus.js';
 import type { PublishItem } from '../../sidecar/src/grip/types.js';
-import { Hub, type HubOptions, type PositionedSubscriber, type Subscriber } from '../../sidecar/src/hub.js';
+import { Hub, type HubOptions, type PositionedSubscriber, type Subscriber } from '../../sidecar/src/hub/hub.js';
 import { createMetrics } from '../../sidecar/src/metrics.js';
 import { newMemoryBus } from '../helpers/buses.js';
 import { streamItem } from '../helpers/bus-items.js';

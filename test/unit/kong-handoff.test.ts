@@ -1,10 +1,10 @@
 import test from 'ava';
 import { isKgError, KgError } from '../../sidecar/src/errors.js';
-import { signHandoff, type HandoffClaims } from '../../sidecar/src/handoff-format.js';
+import { signHandoff, type HandoffClaims } from '../../sidecar/src/kong/handoff-format.js';
 import {
   CLOCK_SKEW_SEC, HandoffVerifier, ReplayCache, compileAllowedOrigins, handoffFailureReason, isHandoffOwnedHeader,
   verifyHandoff, type HandoffOptions,
-} from '../../sidecar/src/kong-handoff.js';
+} from '../../sidecar/src/kong/handoff-verifier.js';
 import { HANDOFF_VECTORS, VECTOR_SECRET } from '../helpers/handoff-vectors.js';
 
 const [withConsumer, noConsumer, oddUsername] = HANDOFF_VECTORS as [typeof HANDOFF_VECTORS[0], typeof HANDOFF_VECTORS[0], typeof HANDOFF_VECTORS[0]];

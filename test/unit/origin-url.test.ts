@@ -1,5 +1,5 @@
 import test from 'ava';
-import { originUrl } from '../../sidecar/src/origin-url.js';
+import { originUrl } from '../../sidecar/src/origin/origin-url.js';
 
 const base = new URL('http://origin:8080/');
 const app = new URL('https://api.internal/app');

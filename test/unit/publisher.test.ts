@@ -1,6 +1,6 @@
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
-import { sseEvent, subjectFor, toPublishItems } from '../../sidecar/src/publisher.js';
+import { sseEvent, subjectFor, toPublishItems } from '../../sidecar/src/publish/publisher.js';
 
 test('sseEvent writes the event, id and one data line per line of data', (t) => {
   t.is(sseEvent({ data: 'hi' }), 'data: hi\n\n');
@@ -53,10 +53,10 @@ test('the package exports kong-grip/publish from the built publisher module', (t
     exports: Record<string, { types: string; default: string }>;
   };
   const entry = pkg.exports['./publish'];
-  t.is(entry?.default, './sidecar/dist/publisher.js');
-  t.is(entry?.types, './sidecar/dist/publisher.d.ts');
+  t.is(entry?.default, './sidecar/dist/publish/publisher.js');
+  t.is(entry?.types, './sidecar/dist/publish/publisher.d.ts');
   // The build maps sidecar/src to sidecar/dist, so the source must sit at the matching place.
-  t.true(existsSync(new URL('../../sidecar/src/publisher.ts', import.meta.url)));
+  t.true(existsSync(new URL('../../sidecar/src/publish/publisher.ts', import.meta.url)));
 });
 
 test('subjectFor gives the escaped subject under the default or a given prefix', (t) => {

@@ -1,8 +1,8 @@
 import type { Limits } from '../config.js';
-import type { Hub } from '../hub.js';
+import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { OriginClient } from '../origin.js';
+import type { OriginClient } from '../origin/origin-client.js';
 import type { ChunkWriter } from './chunk-writer.js';
 import type { KeepAliveWheel } from './keep-alive-wheel.js';
 import type { HoldRegistry } from './hold-registry.js';

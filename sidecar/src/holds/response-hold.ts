@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { flatten } from '../grip/headers.js';
 import { buildPublishedResponse, type ResponseParts } from '../grip/published-response.js';
 import type { ChannelSub, PublishItem } from '../grip/types.js';
-import type { PositionedSubscriber } from '../hub.js';
+import type { PositionedSubscriber } from '../hub/hub.js';
 import type { CloseReason } from '../metrics.js';
 import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
 

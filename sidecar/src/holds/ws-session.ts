@@ -13,10 +13,10 @@ import {
   parseKeepAliveInterval, rejectionResponseHeaders, replayedHandshakeHeaders, wsRequestHeaders, type WsMeta,
 } from '../grip/ws-headers.js';
 import type { HeaderList, PublishItem, WsMessageFormat } from '../grip/types.js';
-import type { Hub, Subscriber } from '../hub.js';
+import type { Hub, Subscriber } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
-import type { PostWsEvents, WsOriginOutcome } from '../ws-origin.js';
+import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
 
 // One client WebSocket held by the sidecar and driven by the origin over WebSocket-over-HTTP
 // (spec 7). The origin sees short POSTs of websocket-events; the client sees a WebSocket.

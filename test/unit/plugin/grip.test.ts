@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { Name, Plugin, Priority, Schema, Version, type GripConfig, type PluginEnv } from '../../../plugin/src/grip.js';
 import { CLEARED_HEADERS, HANDOFF_HEADER } from '../../../plugin/src/handoff.js';
-import { openHandoff } from '../../../sidecar/src/handoff-format.js';
+import { openHandoff } from '../../../sidecar/src/kong/handoff-format.js';
 import { FakePdk } from '../../helpers/fake-pdk.js';
 import { HANDOFF_VECTORS, VECTOR_SECRET } from '../../helpers/handoff-vectors.js';
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { parse } from 'yaml';
 import { Plugin, Schema, type GripConfig } from '../../../plugin/src/grip.js';
-import { compileAllowedOrigins, verifyHandoff } from '../../../sidecar/src/kong-handoff.js';
+import { compileAllowedOrigins, verifyHandoff } from '../../../sidecar/src/kong/handoff-verifier.js';
 import { FakePdk } from '../../helpers/fake-pdk.js';
 import { checkSchemaDefinition, luaPatternToRegExp, validateConfig, type SchemaFields } from '../../helpers/kong-schema.js';
 

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { KgError } from './errors.js';
-import type { HeaderList } from './grip/types.js';
+import { KgError } from '../errors.js';
+import type { HeaderList } from '../grip/types.js';
 import {
   HANDOFF_HEADER, HandoffError, KONG_IDENTITY_HEADERS, ORIGIN_IDENTITY_HEADERS, OWNED_HEADER_PREFIX,
   openHandoff, parseOriginUrl, type HandoffConsumer,

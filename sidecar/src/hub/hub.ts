@@ -1,9 +1,9 @@
-import { LiveCause, whenLive, type Bus, type BusEvent } from './bus/bus.js';
+import { LiveCause, whenLive, type Bus, type BusEvent } from '../bus/bus.js';
 import { DeadlineQueue } from './deadline-queue.js';
-import { ChannelSequencer, DEFAULT_SEQUENCER_OPTIONS, type SequencerOptions } from './grip/sequencer.js';
-import type { PublishItem } from './grip/types.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
+import { ChannelSequencer, DEFAULT_SEQUENCER_OPTIONS, type SequencerOptions } from '../grip/sequencer.js';
+import type { PublishItem } from '../grip/types.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 
 // Where held connections meet the bus: one bus subscription per channel that has local
 // subscribers, fanned out to every subscriber. Subscribers are plain objects with a deliver

@@ -1,12 +1,12 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import { isKgError, KgError } from './errors.js';
-import { flatten, rawToList, relayResponseHeaders, withoutHeaders } from './grip/headers.js';
-import { isGripResponse, needsBufferedBody, parseInstruct } from './grip/instruct.js';
-import type { ChannelSub, HeaderList, Instruct } from './grip/types.js';
-import { gripLastHeaders, type HoldDeps } from './holds/hold-deps.js';
-import { ResponseHold } from './holds/response-hold.js';
-import { StreamHold } from './holds/stream-hold.js';
-import { readBody } from './origin.js';
+import { isKgError, KgError } from '../errors.js';
+import { flatten, rawToList, relayResponseHeaders, withoutHeaders } from '../grip/headers.js';
+import { isGripResponse, needsBufferedBody, parseInstruct } from '../grip/instruct.js';
+import type { ChannelSub, HeaderList, Instruct } from '../grip/types.js';
+import { gripLastHeaders, type HoldDeps } from './hold-deps.js';
+import { ResponseHold } from './response-hold.js';
+import { StreamHold } from './stream-hold.js';
+import { readBody } from '../origin/origin-client.js';
 
 // One client HTTP request: forward it to the origin, then either relay the answer (not GRIP)
 // or carry out the origin's instructions (spec 3). Retries re-send the original request, so

@@ -1,11 +1,11 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import type { Bus } from './bus/bus.js';
-import { isKgError } from './errors.js';
-import { parsePublishRequest } from './grip/publish-item.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
+import type { Bus } from '../bus/bus.js';
+import { isKgError } from '../errors.js';
+import { parsePublishRequest } from '../grip/publish-item.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 
 // The control port: the Pushpin-compatible publish API (spec 4.2), /healthz, /metrics.
 // Texts and statuses follow Pushpin so GRIP publisher libraries behave as they do there.

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
 import { runPrimary, runWorker } from './cluster.js';
-import { loadConfig, parseArgs, USAGE } from './config.js';
-import { isKgError } from './errors.js';
-import { createLogger } from './log.js';
-import { startSidecar } from './sidecar.js';
+import { loadConfig, parseArgs, USAGE } from '../config.js';
+import { isKgError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { startSidecar } from '../sidecar.js';
 
 // grip-sidecar: parse flags, env and file into a Config, start, stop cleanly on signals. With
 // --workers N > 1 this process becomes the cluster primary and each worker runs this file again.

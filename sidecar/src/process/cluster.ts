@@ -1,11 +1,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { BusStatus } from './bus/bus.js';
-import type { Config } from './config.js';
-import { startControlServer, type ControlServer } from './control.js';
-import type { Logger } from './log.js';
-import { createMetrics } from './metrics.js';
-import { createBus, recordBusMetrics, startSidecar } from './sidecar.js';
+import type { BusStatus } from '../bus/bus.js';
+import type { Config } from '../config.js';
+import { startControlServer, type ControlServer } from '../publish/control-server.js';
+import type { Logger } from '../log.js';
+import { createMetrics } from '../metrics.js';
+import { createBus, recordBusMetrics, startSidecar } from '../sidecar.js';
 
 // Several worker processes on one listen port (node:cluster; the primary hands out connections
 // round-robin). Each worker holds connections and has its own NATS connection and

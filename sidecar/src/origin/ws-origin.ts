@@ -1,7 +1,7 @@
-import { isKgError, KgError } from './errors.js';
-import { rawToList } from './grip/headers.js';
-import type { HeaderList } from './grip/types.js';
-import { type OriginClient, readBody } from './origin.js';
+import { isKgError, KgError } from '../errors.js';
+import { rawToList } from '../grip/headers.js';
+import type { HeaderList } from '../grip/types.js';
+import { type OriginClient, readBody } from './origin-client.js';
 
 // One WebSocket-over-HTTP POST to the origin (spec 7.1), reduced to an outcome the session can
 // act on without catching: the origin's reply, or a failure marked retryable when the origin was

@@ -1,9 +1,9 @@
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { KgError } from './errors.js';
+import { KgError } from '../errors.js';
 import type { GripSigner } from './grip-sig.js';
-import { GRIP_FEATURES } from './grip/headers.js';
-import type { HeaderList } from './grip/types.js';
+import { GRIP_FEATURES } from '../grip/headers.js';
+import type { HeaderList } from '../grip/types.js';
 
 // Requests to the origin: the forwarded client request, retries, next-link fetches and
 // WebSocket-over-HTTP events. Adds Grip-Sig and Grip-Feature, keeps connections alive, and

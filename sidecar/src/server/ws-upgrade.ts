@@ -1,15 +1,15 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Limits, WsSettings } from './config.js';
-import { isKgError } from './errors.js';
-import { headerListFromRaw, upgradeRequestProblem } from './grip/ws-headers.js';
-import type { HeaderList } from './grip/types.js';
-import { WsSession } from './holds/ws-session.js';
-import type { Hub } from './hub.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
-import type { PostWsEvents } from './ws-origin.js';
+import type { Limits, WsSettings } from '../config.js';
+import { isKgError } from '../errors.js';
+import { headerListFromRaw, upgradeRequestProblem } from '../grip/ws-headers.js';
+import type { HeaderList } from '../grip/types.js';
+import { WsSession } from '../holds/ws-session.js';
+import type { Hub } from '../hub/hub.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { PostWsEvents } from '../origin/ws-origin.js';
 
 // The client-facing side of WebSocket upgrades: checks the handshake, starts a WsSession that
 // asks the origin (OPEN over HTTP), and completes the upgrade with `ws` in noServer mode only

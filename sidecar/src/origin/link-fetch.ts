@@ -1,10 +1,10 @@
 import type { IncomingMessage } from 'node:http';
-import { KgError } from './errors.js';
-import { rawToList } from './grip/headers.js';
-import { isGripResponse, needsBufferedBody, parseInstruct } from './grip/instruct.js';
-import type { Instruct } from './grip/types.js';
-import { gripLastHeaders } from './holds/hold-deps.js';
-import { readBody, type OriginClient } from './origin.js';
+import { KgError } from '../errors.js';
+import { rawToList } from '../grip/headers.js';
+import { isGripResponse, needsBufferedBody, parseInstruct } from '../grip/instruct.js';
+import type { Instruct } from '../grip/types.js';
+import { gripLastHeaders } from '../holds/hold-deps.js';
+import { readBody, type OriginClient } from './origin-client.js';
 
 // Next-link fetches (spec 3.4, 3.6.7): a GET to the link with only Grip-Last (never the
 // client's cookies or credentials), whose body is appended to the stream and whose GRIP

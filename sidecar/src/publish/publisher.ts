@@ -1,9 +1,9 @@
 import { pino, type Logger } from 'pino';
-import { NatsBus } from './bus/nats-bus.js';
-import { channelToSubject, DEFAULT_SUBJECT_PREFIX, normalizeSubjectPrefix } from './bus/subject.js';
-import { KgError } from './errors.js';
-import { encodePublishItem, parsePublishItem } from './grip/publish-item.js';
-import type { PublishAction, PublishItem, WsMessageType } from './grip/types.js';
+import { NatsBus } from '../bus/nats-bus.js';
+import { channelToSubject, DEFAULT_SUBJECT_PREFIX, normalizeSubjectPrefix } from '../bus/subject.js';
+import { KgError } from '../errors.js';
+import { encodePublishItem, parsePublishItem } from '../grip/publish-item.js';
+import type { PublishAction, PublishItem, WsMessageType } from '../grip/types.js';
 
 // `kong-grip/publish`: publish GRIP items from a Node backend without writing the JSON by hand,
 // either straight into NATS (each item to its channel's subject) or through a sidecar's

@@ -43,11 +43,12 @@ const hub = new Hub(bus, metrics);
 const handler = new WsUpgradeHandler({
   hub, post, metrics, log: createLogger('silent'),
   limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS,
+  onSessionEnded: () => undefined,
 });
 const server = http.createServer((_req, res) => { res.writeHead(404); res.end(); });
-server.on('upgrade', (req, socket, head) => handler.handleUpgrade(req, socket, head, () => ({
+server.on('upgrade', (req, socket, head) => handler.start(req, socket, head, {
   url: new URL(`http://origin.invalid${req.url ?? '/'}`), headers: forwardRequestHeaders(req.rawHeaders),
-})));
+}));
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const port = (server.address() as AddressInfo).port;
 

@@ -1,31 +1,28 @@
-import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import type { Duplex } from 'node:stream';
 import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
-import { PublishGate, startControlServer, type ControlServer } from './publish/control-server.js';
-import { KgError } from './errors.js';
-import { GripSigner } from './origin/grip-sig.js';
-import { forwardRequestHeaders } from './grip/headers.js';
 import { ChunkWriter } from './holds/chunk-writer.js';
 import type { HoldDeps } from './holds/hold-deps.js';
-import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
 import { HoldRegistry } from './holds/hold-registry.js';
+import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
+import { ProxySession } from './holds/proxy-session.js';
 import { Hub } from './hub/hub.js';
-import { HandoffVerifier, handoffFailureReason, isHandoffOwnedHeader, type VerifiedHandoff } from './kong/handoff-verifier.js';
+import { HandoffVerifier } from './kong/handoff-verifier.js';
 import { createLogger, type Logger } from './log.js';
 import { countPerTick, createMetrics, type Metrics } from './metrics.js';
+import { GripSigner } from './origin/grip-sig.js';
 import { OriginClient } from './origin/origin-client.js';
-import { originUrl } from './origin/origin-url.js';
-import { ProxySession, type ProxyTarget } from './holds/proxy-session.js';
 import { createWsEventsPoster } from './origin/ws-origin.js';
+import { PublishGate, startControlServer, type ControlServer } from './publish/control-server.js';
+import { Admission } from './server/admission.js';
+import { ClientServer } from './server/client-server.js';
+import { createTargetResolver } from './server/request-target.js';
 import { WsUpgradeHandler } from './server/ws-upgrade.js';
 
-// Wires one sidecar together: the client-facing server, the control server, the bus, the hub.
-// Components get their dependencies from here; nothing is a module-level singleton, so a test
+// Wires one sidecar together: the client server, the control server, the bus, the hub, the
+// origin client and the holds. Wiring only: components get their dependencies from here; nothing is a module-level singleton, so a test
 // can run two sidecars in one process.
 
 export interface SidecarOptions {
@@ -55,11 +52,6 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
-const OVERLOADED_TEXT = 'Service Unavailable: connection limit reached.\n';
-const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.';
-const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.';
-const SHUTTING_DOWN_TEXT = 'Service Unavailable: shutting down.\n';
-
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
   const log = options.log ?? createLogger(config.logLevel);
@@ -79,105 +71,27 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     holds, lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
   };
   const publishGate = new PublishGate();
-  let closing: Promise<void> | undefined;
-
-  let active = 0;
-  // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
-  const handoff = config.kong === undefined ? undefined : new HandoffVerifier(config.kong);
-  const originBase = config.origin === undefined ? undefined : new URL(config.origin);
-  const targetFor = (req: IncomingMessage): ProxyTarget => {
-    // Headers only a verified handoff may set are dropped in both modes, so an origin behind a
-    // sidecar can always trust Kong-Grip-* identity headers.
-    const headers = forwardRequestHeaders(req.rawHeaders).filter(([name]) => !isHandoffOwnedHeader(name));
-    if (handoff !== undefined) {
-      let verified: VerifiedHandoff;
-      try {
-        verified = handoff.verify(req.headers, Date.now());
-      } catch (err) {
-        throw handoffRefused(req, err);
-      }
-      return { url: originUrl(verified.origin, req.url), headers: [...headers, ...verified.headersForOrigin] };
-    }
-    if (originBase === undefined) {
-      // loadConfig never allows this; fail closed all the same, never act as an open proxy.
-      throw new KgError('KG_ERR_HANDOFF_INVALID', 'no origin configured for requests without a Kong handoff');
-    }
-    return { url: originUrl(originBase, req.url), headers };
-  };
-  // Counted and logged here, for plain requests and WebSocket upgrades alike. The error the
-  // caller answers with carries only a generic text: the client learns nothing about why.
-  const handoffRefused = (req: IncomingMessage, err: unknown): unknown => {
-    const reason = handoffFailureReason(err);
-    if (reason === undefined) return err;
-    const e = err as KgError;
-    metrics.handoffRejected.inc({ reason });
-    log[e.code === 'KG_ERR_HANDOFF_CAPACITY' ? 'error' : 'warn']({ code: e.code, reason, err: e.message, remote: req.socket.remoteAddress }, 'handoff refused');
-    return new KgError(e.code, e.code === 'KG_ERR_HANDOFF_CAPACITY' ? HANDOFF_CAPACITY_TEXT : HANDOFF_REFUSED_TEXT, { cause: err });
-  };
-  const refuse = (req: IncomingMessage, res: ServerResponse, err: KgError): void => {
-    metrics.requests.inc({ outcome: err.code ?? 'error' });
-    const extra = err.code === 'KG_ERR_HANDOFF_INVALID' ? ['WWW-Authenticate', 'Kong-Grip-Handoff']
-      : err.code === 'KG_ERR_HANDOFF_CAPACITY' ? ['Retry-After', '1'] : [];
-    res.writeHead(err.status || 400, ['Content-Type', 'text/plain; charset=utf-8', ...extra]);
-    res.end(`${err.message}\n`);
-    req.resume();
-  };
-
-  // While draining, connections are closed as soon as they have nothing in progress.
-  let isSweepScheduled = false;
-  const sweepIdle = (): void => {
-    isSweepScheduled = false;
-    client.closeIdleConnections();
-  };
-  // One listener shared by every response, not a closure per request.
-  const onResponseClosed = (): void => {
-    active--;
-    if (closing !== undefined && !isSweepScheduled) {
-      isSweepScheduled = true;
-      setImmediate(sweepIdle);
-    }
-  };
-  const client = http.createServer({ keepAlive: true }, (req: IncomingMessage, res: ServerResponse) => {
-    if (closing !== undefined) {
-      // A request on a connection kept alive from before the drain.
-      metrics.requests.inc({ outcome: 'KG_ERR_SHUTTING_DOWN' });
-      res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1', 'Connection', 'close']);
-      res.end(SHUTTING_DOWN_TEXT);
-      req.resume();
-      return;
-    }
-    if (active >= config.limits.maxConnections) {
-      metrics.requests.inc({ outcome: 'over_limit' }); // KG_ERR_TOO_MANY_CONNECTIONS
-      res.writeHead(503, ['Content-Type', 'text/plain; charset=utf-8', 'Retry-After', '1']);
-      res.end(OVERLOADED_TEXT);
-      req.resume();
-      return;
-    }
-    active++;
-    res.on('close', onResponseClosed); // emitted once; on() needs no wrapper per response
-    let target: ProxyTarget;
-    try {
-      target = targetFor(req);
-    } catch (err) {
-      refuse(req, res, err as KgError);
-      return;
-    }
-    void new ProxySession(deps, req, res, target).run().catch((err: unknown) => {
-      log.error({ err }, 'request handling failed');
-      if (!res.headersSent) res.writeHead(500);
-      res.destroy();
-    });
-  });
+  const admission = new Admission(config.limits.maxConnections);
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
+    onSessionEnded: () => admission.release('ws'),
   });
-  client.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => wsUpgrades.handleUpgrade(req, socket, head, () => targetFor(req)));
-  // Long-lived streams must not be cut by Node's default request timeouts.
-  client.requestTimeout = 0;
-  client.headersTimeout = 60_000;
+  const clientServer = await ClientServer.start({
+    host: config.listen.host,
+    port: config.listen.port,
+    admission,
+    // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
+    resolveTarget: createTargetResolver({
+      handoff: config.kong === undefined ? undefined : new HandoffVerifier(config.kong),
+      origin: config.origin === undefined ? undefined : new URL(config.origin),
+      metrics, log,
+    }),
+    handleRequest: (req, res, target) => new ProxySession(deps, req, res, target).run(),
+    wsUpgrades, holds, metrics, log,
+  });
+  let closing: Promise<void> | undefined;
 
-  await listen(client, config.listen.host, config.listen.port);
-  const clientPort = (client.address() as AddressInfo).port;
+  const clientPort = clientServer.port;
   let control: ControlServer | undefined;
   if (options.serveControl !== false) {
     control = await startControlServer({
@@ -205,21 +119,16 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     log.info({ drainMs, held: holds.size, ws: wsUpgrades.sessionCount }, 'draining');
     const startedAt = performance.now();
     // Stop accepting; connections with nothing in progress go now, the others when done.
-    const clientClosed = closeServer(client);
-    client.closeIdleConnections();
+    const clientsGone = clientServer.drain();
     const publishes = publishGate.drain();
-    holds.drainAll();
-    const wsGone = wsUpgrades.drain();
     let deadline: NodeJS.Timeout | undefined;
     const isDrained = await Promise.race([
-      Promise.all([clientClosed, publishes, wsGone]).then(() => true),
+      Promise.all([clientsGone, publishes]).then(() => true),
       new Promise<boolean>((resolve) => { deadline = setTimeout(() => resolve(false), drainMs); }),
     ]);
     clearTimeout(deadline);
-    if (!isDrained) log.warn({ drainMs, open: active, ws: wsUpgrades.sessionCount }, 'drain time over; cutting remaining connections');
-    client.closeAllConnections();
-    await wsUpgrades.close(0);
-    await clientClosed;
+    if (!isDrained) log.warn({ drainMs, open: clientServer.openRequests, ws: wsUpgrades.sessionCount }, 'drain time over; cutting remaining connections');
+    await clientServer.cut();
     // A publish whose body is still arriving is cut (it was not accepted: no 200); one that was
     // received is handed to the bus before the bus closes, however late.
     await control?.close();
@@ -297,16 +206,3 @@ function recordBusEvent(event: BusEvent, metrics: Metrics, isNats: boolean): voi
   }
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}

@@ -1,8 +1,7 @@
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Limits, WsSettings } from '../config.js';
-import { isKgError } from '../errors.js';
 import { headerListFromRaw, upgradeRequestProblem } from '../grip/ws-headers.js';
 import type { HeaderList } from '../grip/types.js';
 import { WsSession } from '../holds/ws-session.js';
@@ -11,8 +10,8 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
 
-// The client-facing side of WebSocket upgrades: checks the handshake, starts a WsSession that
-// asks the origin (OPEN over HTTP), and completes the upgrade with `ws` in noServer mode only
+// The client-facing side of WebSocket upgrades: says what is wrong with a handshake, starts a
+// WsSession for an admitted upgrade, which asks the origin (OPEN over HTTP), and completes the upgrade with `ws` in noServer mode only
 // when the origin accepts. `ws` parses client frames and runs the closing handshake; sessions
 // write data frames to the socket themselves so one published frame serves every client.
 
@@ -23,6 +22,8 @@ export interface WsUpgradeDeps {
   log: Logger;
   limits: Limits;
   ws: WsSettings;
+  /** Runs once for every session started, when it ends (the client server's admission count). */
+  onSessionEnded: () => void;
 }
 
 export interface WsTarget {
@@ -53,7 +54,10 @@ export class WsUpgradeHandler {
   private readonly countSent = (): void => {
     if (this.sentSinceFlush++ === 0) setImmediate(this.flushSent);
   };
-  private readonly onSessionClosed = (session: WsSession): void => { this.sessions.delete(session); };
+  private readonly onSessionClosed = (session: WsSession): void => {
+    this.sessions.delete(session);
+    this.deps.onSessionEnded();
+  };
   /** Set by drain(): resolves once every client socket has gone. */
   private drained: Promise<void> | undefined;
 
@@ -73,36 +77,16 @@ export class WsUpgradeHandler {
     });
   }
 
+  /** What is wrong with an upgrade request's handshake (answered with 400), if anything. */
+  handshakeProblem(req: IncomingMessage): string | undefined {
+    return upgradeRequestProblem(req.method, headerListFromRaw(req.rawHeaders));
+  }
+
   /**
-   * Handles the http.Server 'upgrade' event. `resolveTarget` applies the same checks and routing
-   * as plain requests (handoff, origin); a KgError it throws is answered with its status.
+   * Starts the session of an admitted upgrade (the client server has checked the handshake,
+   * admitted and routed it); deps.onSessionEnded runs once when the session ends.
    */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, resolveTarget: () => WsTarget): void {
-    const problem = upgradeRequestProblem(req.method, headerListFromRaw(req.rawHeaders));
-    if (problem !== undefined) {
-      this.deps.log.info({ problem }, 'bad WebSocket handshake');
-      refuse(socket, 400, `${problem}\n`);
-      return;
-    }
-    if (this.drained !== undefined) {
-      this.deps.metrics.requests.inc({ outcome: 'KG_ERR_SHUTTING_DOWN' });
-      refuse(socket, 503, 'Service Unavailable: shutting down.\n');
-      return;
-    }
-    if (this.sessions.size >= this.deps.limits.maxConnections) {
-      this.deps.metrics.requests.inc({ outcome: 'over_limit' });
-      refuse(socket, 503, 'Service Unavailable: connection limit reached.\n');
-      return;
-    }
-    let target: WsTarget;
-    try {
-      target = resolveTarget();
-    } catch (err) {
-      if (!isKgError(err)) throw err;
-      this.deps.metrics.requests.inc({ outcome: err.code });
-      refuse(socket, err.status || 400, `${err.message}\n`);
-      return;
-    }
+  start(req: IncomingMessage, socket: Duplex, head: Buffer, target: WsTarget): void {
     const session = new WsSession(
       { ...this.deps, countSent: this.countSent },
       {
@@ -133,8 +117,8 @@ export class WsUpgradeHandler {
   }
 
   /**
-   * Shutdown, first step: refuses new upgrades and closes every session with 1012 (Service
-   * Restart, so clients reconnect); resolves once every client has answered and gone.
+   * Shutdown, first step (the admission refuses new upgrades): closes every session with 1012
+   * (Service Restart, so clients reconnect); resolves once every client has answered and gone.
    */
   drain(): Promise<void> {
     if (this.drained === undefined) {
@@ -153,16 +137,3 @@ export class WsUpgradeHandler {
   }
 }
 
-function refuse(socket: Duplex, status: number, text: string): void {
-  const body = Buffer.from(text);
-  socket.on('error', () => undefined);
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.once('finish', () => socket.destroy());
-  socket.end(Buffer.concat([
-    Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`, 'latin1'),
-    body,
-  ]));
-}

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SIDECAR_CLI_SOURCE } from './kong-grip.js';
+import { withDeadline } from './proc.js';
 
 // A grip-sidecar as its own OS process (the CLI, run through tsx), for tests and benches that need
 // several sidecars or worker processes. It listens on free ports; the ports are read from its
@@ -106,16 +107,22 @@ export class SidecarProcess {
     for (const w of waiters) w();
   }
 
-  /** Resolves with the first log line matching `match` (past or future); rejects if the process exits first. */
-  async waitForLog(match: (line: LogLine) => boolean): Promise<LogLine> {
-    for (;;) {
-      const found = this.lines.find(match);
-      if (found !== undefined) return found;
-      if (this.child.exitCode !== null || this.child.signalCode !== null) {
-        throw new Error(`sidecar exited (${this.child.exitCode ?? this.child.signalCode}) before the expected log line.\nstderr: ${this.stderrText}\nstdout: ${JSON.stringify(this.lines.slice(-10))}`);
+  /**
+   * Resolves with the first log line matching `match` (past or future); rejects if the process
+   * exits first, or if no such line has come within `deadlineMs`.
+   */
+  async waitForLog(match: (line: LogLine) => boolean, deadlineMs = 30_000): Promise<LogLine> {
+    const found = async (): Promise<LogLine> => {
+      for (;;) {
+        const line = this.lines.find(match);
+        if (line !== undefined) return line;
+        if (this.child.exitCode !== null || this.child.signalCode !== null) {
+          throw new Error(`sidecar exited (${this.child.exitCode ?? this.child.signalCode}) before the expected log line.\nstderr: ${this.stderrText}\nstdout: ${JSON.stringify(this.lines.slice(-10))}`);
+        }
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
       }
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
+    };
+    return withDeadline(found(), deadlineMs, () => `sidecar ${this.pid} to log a line matching ${match.toString()}; last lines: ${JSON.stringify(this.lines.slice(-10))}`);
   }
 
   /** Sends a signal (SIGKILL: a crash; SIGTERM: a drain) without waiting. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from './http-client.js';
 import { summarizeLogFile } from './log-file.js';
 import { summarizePinoLog } from './log-summary.js';
-import { startNatsServer } from './nats-server.js';
+import { NatsServer } from './nats-server.js';
 import { waitUntilProxying } from './pushpin.js';
 import { freePort, spawnWithMaxFiles, stopProcess, waitForPort } from './proc.js';
 import type { Target, TargetOptions } from './target.js';
@@ -87,19 +87,20 @@ export interface KongGripClusterOptions extends KongGripOptions {
  * own open-files limit, which is what lets one sidecar hold more connections than that limit.
  */
 export async function startKongGripCluster(opts: KongGripClusterOptions): Promise<Target> {
-  const nats = await startNatsServer(opts.workDir);
+  const nats = await NatsServer.start({ logFile: join(opts.workDir, 'nats-server.log') });
   const extra = opts.extraArgs ?? [];
   const clusterArgs = ['--nats', nats.url, ...(extra.includes('--workers') ? [] : ['--workers', String(opts.workers)])];
   let sidecar: Target;
   try {
     sidecar = await startKongGrip({ ...opts, extraArgs: [...clusterArgs, ...extra] });
   } catch (err) {
-    await nats.stop();
+    await nats.dispose();
     throw err;
   }
+  const natsPid = nats.pid!;
   const stop = async (): Promise<void> => {
     await sidecar.stop();
-    await nats.stop();
+    await nats.dispose();
   };
   try {
     await waitUntilReady(sidecar.publishPort, 30_000);
@@ -107,7 +108,7 @@ export async function startKongGripCluster(opts: KongGripClusterOptions): Promis
     await stop();
     throw new Error(`kong-grip (cluster) did not get ready: ${(err as Error).message}`);
   }
-  return { ...sidecar, companions: [{ name: 'nats-server', pid: nats.pid }], stop };
+  return { ...sidecar, companions: [{ name: 'nats-server', pid: natsPid }], stop };
 }
 
 async function waitUntilReady(controlPort: number, timeoutMs: number): Promise<void> {

@@ -11,8 +11,9 @@ import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { connect } from 'nats';
-import { NatsServer, waitUntil } from '../test/helpers/nats-server.js';
-import { SidecarProcess } from '../test/helpers/sidecar-process.js';
+import { NatsServer } from './nats-server.js';
+import { waitUntil } from './proc.js';
+import { SidecarProcess } from './sidecar-process.js';
 
 const { values } = parseArgs({
   options: {

@@ -1,5 +1,6 @@
-// Process and port helpers for the bench: spawning with the highest file-descriptor limit the
-// machine allows, finding a process tree, summing its resident memory, waiting for ports.
+// Process, port and wait helpers for the bench and the tests: spawning with the highest
+// file-descriptor limit the machine allows, finding a process tree, summing its resident memory,
+// waiting for ports or for a condition, and deadlines on promises.
 
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -143,3 +144,34 @@ export function treeOpenFiles(rootPid: number): { pid: number; openFiles: number
   }
   return out;
 }
+
+/**
+ * Waits until `check` returns true, re-checking after each interval: for state that can only be
+ * observed from outside (NATS monitoring, another process). Fails with `what` at the deadline.
+ */
+export async function waitUntil(what: string, check: () => Promise<boolean> | boolean, deadlineMs = 10_000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * `p`, or a rejection naming `what` (a description of what was awaited, or a function giving one
+ * at the deadline, so it can say what happened instead) if `p` has not settled within `ms`.
+ */
+export async function withDeadline<T>(p: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, rej) => {
+    timer = setTimeout(() => rej(new Error(`timed out after ${formatMs(ms)} waiting for ${typeof what === 'string' ? what : what()}`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const formatMs = (ms: number): string => (ms < 1000 ? `${ms} ms` : `${Number((ms / 1000).toFixed(1))} s`);

@@ -14,7 +14,7 @@ import { AgentPool } from './agent-pool.js';
 import { request } from './http-client.js';
 import { startKongGrip, startKongGripCluster } from './kong-grip.js';
 import type { OriginStats } from './origin.js';
-import { spawnWithMaxFiles, stopProcess } from './proc.js';
+import { spawnWithMaxFiles, stopProcess, withDeadline } from './proc.js';
 import { startFloorServer } from './floor-server.js';
 import { median } from './wire/stats.js';
 import { startPushpin } from './pushpin.js';
@@ -292,18 +292,6 @@ const METHOD = [
   'Peak deliveries per second: N SSE streams; K messages published back to back (10 items per publish request, 2 requests in flight); deliveries received ÷ time from the first publish to the last delivery.',
 ];
 
-async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${what} did not finish within ${(ms / 1000).toFixed(0)} s`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function emptyFigures(): SystemFigures {
   return { metrics: new Map(), errors: new Map(), notes: [] };
 }
@@ -371,7 +359,7 @@ async function main(): Promise<void> {
             const ctx: ScenarioContext = { target, agents, originStats, srcAddrs, window: o.window, log };
             const setup = job.setupNote?.(runner, agents.size, srcAddrs);
             if (setup !== undefined && rep === 1) f.notes.push(setup);
-            const result = await withDeadline(job.run(ctx), Math.min(left, job.deadlineMs ?? JOB_DEADLINE_MS), `${label} on ${runner}`);
+            const result = await withDeadline(job.run(ctx), Math.min(left, job.deadlineMs ?? JOB_DEADLINE_MS), `${label} on ${runner} to finish`);
             for (const m of result.metrics) {
               const list = samples[runner].get(m.key) ?? [];
               list.push(m);

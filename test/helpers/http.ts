@@ -1,5 +1,6 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { withDeadline } from '../../bench/proc.js';
 
 export interface SimpleResponse {
   status: number;
@@ -62,6 +63,11 @@ export class StreamReader {
   close(): void {
     this.res.destroy();
   }
+}
+
+/** Resolves once every stream has received `needle`; rejects, with what each got, after `ms`. */
+export async function waitForEach(streams: StreamReader[], needle: string, ms = 10_000): Promise<void> {
+  await withDeadline(Promise.all(streams.map((s) => s.waitFor(needle))), ms, () => `${JSON.stringify(needle)} on every stream; got ${JSON.stringify(streams.map((s) => s.text))}`);
 }
 
 export function openStream(url: string, headers: Record<string, string> = {}): Promise<StreamReader> {

@@ -29,7 +29,16 @@ export async function startTestSidecar(
   };
 }
 
-/** Resolves once `channel` has `count` local subscribers (checked each turn of the event loop). */
-export async function waitForSubscribers(hub: Hub, channel: string, count: number): Promise<void> {
-  while (hub.subscriberCount(channel) !== count) await new Promise((resolve) => setImmediate(resolve));
+/**
+ * Resolves once `channel` has `count` local subscribers (checked each turn of the event loop);
+ * rejects, naming the channel and what it has, if that has not happened within `deadlineMs`.
+ */
+export async function waitForSubscribers(hub: Hub, channel: string, count: number, deadlineMs = 10_000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  while (hub.subscriberCount(channel) !== count) {
+    if (Date.now() > until) {
+      throw new Error(`timed out after ${deadlineMs} ms waiting for ${count} subscriber(s) on ${JSON.stringify(channel)} (it has ${hub.subscriberCount(channel)})`);
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }

@@ -1,7 +1,8 @@
 import test from 'ava';
+import { withDeadline } from '../../bench/proc.js';
 import { whenLive } from '../../sidecar/src/bus/bus.js';
 import { createPublisher, publish, sseEvent } from '../../sidecar/src/publish/publisher.js';
-import { openStream, request } from '../helpers/http.js';
+import { openStream, request, waitForEach } from '../helpers/http.js';
 import { startChannelOrigin, TEST_SIG_KEY } from '../helpers/nats-e2e.js';
 import { NatsServer } from '../helpers/nats-server.js';
 import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
@@ -74,12 +75,12 @@ test('fails with KG_ERR_BUS_UNAVAILABLE when NATS cannot be reached in time', as
 
 test('publishes under a custom subject prefix that sidecars share', async (t) => {
   const side = await setup(t, { nats: { servers: nats.url, subjectPrefix: 'app.rt.' } });
-  const stream = await openStream(side.url('/sse?ch=room 1'));
+  const stream = await withDeadline(openStream(side.url('/sse?ch=room 1')), 5000, 'the response head');
   t.teardown(() => stream.close());
-  await stream.waitFor('event: open\n');
-  await whenLive(side.sidecar.bus, 'room 1');
+  await waitForEach([stream], 'event: open\n');
+  await withDeadline(whenLive(side.sidecar.bus, 'room 1'), 5000, "the NATS subscription of 'room 1'");
   t.true((await nats.subjects()).includes('app.rt.room%201'));
   await publish({ nats: { servers: [nats.url], subjectPrefix: 'app.rt' } }, { channel: 'room 1', httpStream: { content: 'data: hi\n\n' } });
-  await stream.waitFor('data: hi\n\n');
-  t.pass();
+  await waitForEach([stream], 'data: hi\n\n');
+  t.is(stream.text, 'event: open\ndata:\n\ndata: hi\n\n');
 });

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { connect, type NatsConnection } from 'nats';
-import { openStream, request, type StreamReader } from '../helpers/http.js';
+import { withDeadline } from '../../bench/proc.js';
+import { openStream, request, waitForEach, type StreamReader } from '../helpers/http.js';
 import {
   metricValue, publishHttp, sidecarArgs, sseItem, startChannelOrigin, subjectOf, waitForInterest, waitForNoInterest,
   waitForReadiness,
@@ -38,8 +39,8 @@ test.after.always(async () => {
 });
 
 async function sse(side: SidecarProcess, channel: string): Promise<StreamReader> {
-  const stream = await openStream(side.url(`/sse?ch=${encodeURIComponent(channel)}`));
-  await stream.waitFor('event: open\n');
+  const stream = await withDeadline(openStream(side.url(`/sse?ch=${encodeURIComponent(channel)}`)), 10_000, `the response head on ${channel}`);
+  await waitForEach([stream], 'event: open\n');
   return stream;
 }
 
@@ -92,15 +93,16 @@ test.serial('a channel is subscribed on NATS while it has clients and released a
   await waitForInterest(nats, 'ephemeral', 1);
   t.is((await nats.subjects()).filter((s) => s === subject).length, 1, 'one NATS subscription per sidecar, not per client');
   first.close();
-  await first.waitForEnd();
+  await withDeadline(first.waitForEnd(), 5000, 'the first stream to end');
   t.true((await nats.subjects()).includes(subject), 'still wanted by the second client');
   second.close();
   await waitForNoInterest(nats, 'ephemeral');
+  t.false((await nats.subjects()).includes(subject), 'released after the last client left');
   // And it comes back with the next client.
   const third = await sse(a, 'ephemeral');
   t.teardown(() => third.close());
   await waitForInterest(nats, 'ephemeral', 1);
-  t.pass();
+  t.is((await nats.subjects()).filter((s) => s === subject).length, 1, 'subscribed again, once');
 });
 
 test.serial('malformed NATS payloads are counted and logged, and other deliveries go on', async (t) => {

@@ -1,5 +1,6 @@
 import test from 'ava';
 import type { Socket } from 'node:net';
+import { withDeadline } from '../../bench/proc.js';
 import { OriginClient } from '../../sidecar/src/origin/origin-client.js';
 import { listenHttp, once } from '../helpers/http.js';
 
@@ -19,12 +20,17 @@ test('an idle kept-alive origin connection is closed by the client after its idl
   const client = new OriginClient({ timeoutMs: 5000, idleSocketMs: IDLE_MS });
   t.teardown(async () => { client.close(); await origin.close(); });
   const res = await client.request({ method: 'GET', url: new URL(`${origin.url}/x`), headers: [] });
+  let idleTimedOut = false;
+  res.socket.once('timeout', () => { idleTimedOut = true; });
   res.resume();
-  await once((resolve) => res.once('end', resolve));
+  await withDeadline(once((resolve) => res.once('end', resolve)), 5000, 'the end of the response');
+  const endedAt = Date.now();
+  t.is(serverSockets.length, 1);
   const socket = serverSockets[0] as Socket;
-  const closedAt = once((resolve) => socket.once('close', resolve));
-  await closedAt;
-  t.pass();
+  t.false(socket.destroyed, 'kept alive once the response is done');
+  await withDeadline(once((resolve) => socket.once('close', resolve)), 5000, 'the idle origin connection to be closed');
+  t.true(idleTimedOut, "closed by the client's idle timer");
+  t.true(Date.now() - endedAt >= IDLE_MS / 2, 'not before its idle time');
 });
 
 test('a response still streaming from the origin is not cut when it is quiet for longer than the idle time', async (t) => {

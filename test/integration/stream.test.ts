@@ -1,6 +1,7 @@
 import test from 'ava';
 import { HttpStreamFormat, Publisher } from '@fanoutio/grip';
 import { EventSource } from 'eventsource';
+import { withDeadline } from '../../bench/proc.js';
 import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { openStream } from '../helpers/http.js';
 import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
@@ -85,9 +86,11 @@ test('a stream-hold body larger than the buffered limit is relayed completely', 
 test('a client that disconnects is unsubscribed', async (t) => {
   const { side, close } = await setup();
   t.teardown(close);
-  const stream = await openStream(side.url('/events'));
+  const stream = await withDeadline(openStream(side.url('/events')), 5000, 'the /events response head');
   await waitForSubscribers(side.sidecar.hub, 'feed', 1);
+  t.is(side.sidecar.hub.channelCount(), 1);
   stream.close();
   await waitForSubscribers(side.sidecar.hub, 'feed', 0);
-  t.pass();
+  t.is(side.sidecar.hub.subscriberCount('feed'), 0);
+  t.is(side.sidecar.hub.channelCount(), 0, 'no channel is left with a subscriber');
 });

@@ -1,6 +1,7 @@
 import test from 'ava';
 import http, { type ServerResponse } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
+import { withDeadline } from '../../../bench/proc.js';
 import { ChunkWriter, frameChunk, type CoalesceState } from '../../../sidecar/src/holds/chunk-writer.js';
 
 test('frames content as one HTTP/1.1 chunk, and empty content as nothing', (t) => {
@@ -38,15 +39,18 @@ async function heldResponses(t: import('ava').ExecutionContext, count: number, r
     s.write(`${requestLine}\r\nHost: x\r\n\r\n`);
     sockets.push(s);
   }
-  await allHeld;
+  await withDeadline(allHeld, 5000, () => `${count} held responses (${held.length} so far)`);
   t.teardown(() => {
     for (const s of sockets) s.destroy();
     server.closeAllConnections();
     server.close();
   });
-  /** Resolves once every client's bytes end with `suffix`. */
+  /** Resolves once every client's bytes end with `suffix`; rejects, with what they got, after 5 s. */
   const waitForAll = async (suffix: string): Promise<void> => {
-    while (!received.every((r) => r.endsWith(suffix))) await new Promise<void>((resolve) => waiters.push(resolve));
+    const arrived = async (): Promise<void> => {
+      while (!received.every((r) => r.endsWith(suffix))) await new Promise<void>((resolve) => waiters.push(resolve));
+    };
+    await withDeadline(arrived(), 5000, () => `every client's bytes to end with ${JSON.stringify(suffix)}; got ${JSON.stringify(received)}`);
   };
   return { held, received, waitForAll };
 }
@@ -130,7 +134,7 @@ test('writes through res.write when the response is not chunked (HTTP/1.0 client
 });
 
 test('writes through res.write while the response has no socket (a pipelined response waiting its turn)', async (t) => {
-  const { held, waitForAll } = await heldResponses(t, 1);
+  const { held, received, waitForAll } = await heldResponses(t, 1);
   const res = held[0] as ServerResponse;
   const socket = res.socket as Socket;
   // As for a pipelined response waiting for its turn: no socket yet, output kept by the response.
@@ -141,5 +145,7 @@ test('writes through res.write while the response has no socket (a pipelined res
   res.assignSocket(socket);
   res.write(''); // flushes the response's own queue onto the socket
   await waitForAll('data: queued\n\n\r\n');
-  t.pass();
+  const body = (received[0] as string).slice((received[0] as string).indexOf('\r\n\r\n') + 4);
+  t.is(body, 'e\r\ndata: queued\n\n\r\n', 'one chunk, framed once');
+  t.is(res.writableLength, 0, 'nothing left queued');
 });

@@ -2,7 +2,7 @@ import { pino, type Logger } from 'pino';
 import { KgError } from '../errors.js';
 import type { PublishItem } from '../grip/types.js';
 import {
-  emitBusEvent, LiveCause, type Bus, type BusEvent, type BusListener, type BusStatus, type ItemHandler,
+  deliverItem, emitBusEvent, LiveCause, type Bus, type BusEvent, type BusListener, type BusStatus, type ItemHandler,
 } from './bus.js';
 
 interface ChannelEntry {
@@ -98,14 +98,7 @@ export class MemoryBus implements Bus {
   private deliver(items: readonly PublishItem[]): void {
     for (const item of items) {
       const entry = this.channels.get(item.channel);
-      if (entry === undefined) continue;
-      for (const handler of entry.handlers) {
-        try {
-          handler(item);
-        } catch (err) {
-          this.log.error({ err, channel: item.channel }, 'item handler failed');
-        }
-      }
+      if (entry !== undefined) deliverItem(entry.handlers, item, this.log, item.channel);
     }
   }
 

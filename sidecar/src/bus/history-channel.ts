@@ -26,8 +26,8 @@ const MAX_READ_ATTEMPTS = 5;
 
 /** What a channel's history needs from its layer: the connection and its stream, if any. */
 export interface HistorySource {
-  readonly link: BusConnection;
-  readonly stream: HistoryStream | undefined;
+  readonly link: Pick<BusConnection, 'log' | 'epoch' | 'isClosing' | 'reconnectWaitMs' | 'emit' | 'reportInvalid'>;
+  readonly stream: Pick<HistoryStream, 'readFrom'> | undefined;
 }
 
 /** What the channels layer uses of one channel's history (nats-channels.ts). */

@@ -2,6 +2,7 @@ import type { Msg, NatsConnection, NatsError, Subscription } from 'nats';
 import { KgError } from '../errors.js';
 import { deliverItem, LiveCause, type ItemHandler } from './bus.js';
 import type { HistoryChannel } from './history-channel.js';
+import { addSubscriber, stopLinger, type Interest, type InterestOwner } from './interest.js';
 import type { BusConnection, ConnectionHooks } from './nats-connection.js';
 import { errorText } from './nats-log.js';
 import type { ChannelHistory } from './nats-history.js';
@@ -38,15 +39,13 @@ export interface SubscriptionEvent {
   instance: string;
 }
 
-interface ChannelEntry {
+interface ChannelEntry extends Interest {
   readonly channel: string;
   readonly subject: string;
-  readonly handlers: Set<ItemHandler>;
   sub: Subscription | undefined;
   isLive: boolean;
   /** Has been live before on this connection, so going live again is a resubscription. */
   wasLive: boolean;
-  lingerTimer: NodeJS.Timeout | undefined;
   /** Created once per entry, not per message. */
   readonly onMessage: (err: NatsError | null, msg: Msg) => void;
   /** With history: the channel's stream position and ordering, which then receive its messages. */
@@ -57,12 +56,15 @@ export class CoreChannels implements ConnectionHooks {
   private readonly channels = new Map<string, ChannelEntry>();
   private readonly toConfirm = new Set<ChannelEntry>();
   private isConfirmScheduled = false;
+  private readonly interest: InterestOwner<ChannelEntry>;
 
   constructor(
     private readonly link: BusConnection,
     private readonly options: ChannelOptions,
     private readonly history: ChannelHistory | undefined,
-  ) {}
+  ) {
+    this.interest = { lingerMs: options.lingerMs, isClosing: () => link.isClosing, release: (entry) => this.release(entry) };
+  }
 
   get size(): number {
     return this.channels.size;
@@ -76,23 +78,10 @@ export class CoreChannels implements ConnectionHooks {
       this.channels.set(channel, entry);
       this.subscribeUpstream(entry);
       this.announce(entry, 'subscribed');
-    } else if (entry.lingerTimer !== undefined) {
-      clearTimeout(entry.lingerTimer);
-      entry.lingerTimer = undefined;
+    } else {
+      stopLinger(entry);
     }
-    // A wrapper keeps two subscriptions with the same handler independent.
-    const handler: ItemHandler = (item) => onItem(item);
-    const owner = entry;
-    owner.handlers.add(handler);
-    return () => {
-      if (!owner.handlers.delete(handler) || owner.handlers.size > 0 || this.link.isClosing) return;
-      if (this.options.lingerMs <= 0) {
-        this.release(owner);
-        return;
-      }
-      owner.lingerTimer = setTimeout(() => this.release(owner), this.options.lingerMs);
-      owner.lingerTimer.unref();
-    };
+    return addSubscriber(entry, onItem, this.interest);
   }
 
   isLive(channel: string): boolean {

@@ -40,8 +40,6 @@ export interface HistoryChannel {
   readonly canResume: boolean;
   /** After a reconnect: reads what was missed, then delivers the live items held meanwhile. */
   resume(): void;
-  /** No more delivery; a read in progress is abandoned. */
-  close(): void;
 }
 
 export class StoredChannel implements HistoryChannel {
@@ -77,6 +75,7 @@ export class StoredChannel implements HistoryChannel {
     void this.readMissed('reconnect');
   }
 
+  /** No more delivery; a read in progress is abandoned (the layer's release). */
   close(): void {
     this.isOpen = false;
     this.readToken = undefined;

@@ -8,17 +8,20 @@ import { JetStreamHistory } from './nats-history.js';
 import { encodeNatsPayload } from './payload.js';
 import { channelToSubject } from './subject.js';
 
-// The bus over NATS: a thin front over three layers that point one way.
+// The bus over NATS: a thin front (the Bus methods and publish) over layers that point one way.
 //
-//   NatsBus ──▶ CoreChannels (nats-channels.ts): a subscription per channel, delivery, linger,
-//      │            │                              subscription events
-//      │            ▼ ChannelHistory, only with `history`
-//      ├──▶ JetStreamHistory (nats-history.ts, history-channel.ts, history-stream.ts):
-//      │            │          stream setup, gap reads, resume after reconnect, itemsAfter
-//      ▼            ▼
-//   BusConnection (nats-connection.ts): connect / reconnect loop, status, events, log throttling
+//   NatsBus
+//     ├─▶ CoreChannels      nats-channels.ts   a subscription per channel, delivery, linger,
+//     │      │                                  subscription events
+//     │      ▼ ChannelHistory, only when `history` is configured
+//     ├─▶ JetStreamHistory  nats-history.ts    stream setup, itemsAfter; per channel
+//     │                     history-channel.ts (order, gap reads, resume after a reconnect)
+//     │                     history-stream.ts  (the stream's API)
+//     ▼
+//   BusConnection           nats-connection.ts connect / reconnect loop, status, events, log
+//                                              throttling; used by every layer above
 //
-// Both delivery paths read an item with the one parser in payload.ts.
+// Live delivery and history reads parse an item with the one parser in payload.ts.
 
 export interface NatsBusOptions extends ConnectionOptions, ChannelOptions {
   /** Keep history in JetStream and deliver from its republished copy (history-channel.ts). */

@@ -26,3 +26,19 @@ export function newNatsBus(url: string, overrides: Partial<NatsBusOptions> = {})
 export function newMemoryBus(options: { lingerMs?: number; deferDelivery?: boolean } = {}): MemoryBus {
   return new MemoryBus({ log: testLogger(), ...options });
 }
+
+/**
+ * Resolves as `wait` does, or fails naming `what` once `deadlineMs` pass: a wait that cannot
+ * end otherwise fails on its own deadline, with a message, not at ava's 60 s timeout.
+ */
+export async function within<T>(what: string, wait: Promise<T>, deadlineMs = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)), deadlineMs);
+  });
+  try {
+    return await Promise.race([wait, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from 'nats';
 import { whenLive, type Bus, type BusEvent, type BusStatus } from '../../sidecar/src/bus/bus.js';
 import type { NatsBus } from '../../sidecar/src/bus/nats-bus.js';
 import { channelToSubject, DEFAULT_SUBJECT_PREFIX } from '../../sidecar/src/bus/subject.js';
-import { newNatsBus } from '../helpers/buses.js';
+import { newNatsBus, within } from '../helpers/buses.js';
 import { ItemCollector, streamItem } from '../helpers/bus-items.js';
 import { NatsServer } from '../helpers/nats-server.js';
 
@@ -245,18 +245,22 @@ test('subscribes a channel added while NATS is down once it reconnects', async (
   t.teardown(() => server.dispose());
   const bus = newNatsBus(server.url);
   t.teardown(() => bus.close());
-  await connected(bus);
+  await within('the first connection', connected(bus));
   const down = nextEvent(bus, statusEvent('disconnected'));
   await server.stop();
-  await down;
+  await within('the disconnected status', down);
+  const channel = 'added.during.outage';
   const c = new ItemCollector();
-  bus.subscribe('added.during.outage', c.handler);
-  const live = nextEvent(bus, liveEvent('added.during.outage'));
+  bus.subscribe(channel, c.handler);
+  t.false(bus.isLive(channel));
+  const live = nextEvent(bus, liveEvent(channel));
   await server.restart();
-  t.is((await live).cause, 'subscribed');
-  await bus.publish([streamItem('added.during.outage', 'ok')]);
-  await c.waitForText('ok');
-  t.pass();
+  t.is((await within(`channel-live for ${channel}`, live)).cause, 'subscribed');
+  t.true(bus.isLive(channel));
+  t.is(bus.status().type, 'connected');
+  await bus.publish([streamItem(channel, 'ok')]);
+  await within(`the item published to ${channel} after the reconnect`, c.waitForText('ok'));
+  t.deepEqual(c.texts, ['ok']);
 });
 
 test('connects to the first reachable server of a list', async (t) => {

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { within } from '../helpers/buses.js';
 import { openStream, request } from '../helpers/http.js';
 import {
   metricValue, publishHttp, sidecarArgs, sseItem, startChannelOrigin, waitForInterest, waitForReadiness,
@@ -70,12 +71,14 @@ test('a sidecar starts while NATS is down, is not ready, and becomes ready when 
   // Clients are still served while NATS is down; their channel is subscribed once it is up.
   const stream = await openStream(side.url('/sse?ch=early'));
   t.teardown(() => stream.close());
-  await stream.waitFor('event: open\n');
+  await within('the stream opened while NATS is down', stream.waitFor('event: open\n'));
 
   await nats.restart();
   await waitForReadiness(side, true);
+  t.is(JSON.parse((await request(`${side.controlUri}readyz`)).body).bus.type, 'connected');
   await waitForInterest(nats, 'early', 1);
   t.is((await publishHttp(side, [sseItem('early', 'hello')])).status, 200);
-  await stream.waitFor('data: hello\n\n');
-  t.pass();
+  await within('the item published once NATS is up', stream.waitFor('data: hello\n\n'));
+  t.false(stream.ended, 'the stream stays open');
+  t.is(stream.text, 'event: open\ndata:\n\ndata: hello\n\n');
 });

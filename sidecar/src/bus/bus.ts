@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { KgError } from '../errors.js';
 import type { PublishItem } from '../grip/types.js';
 
@@ -89,6 +90,20 @@ export function emitBusEvent(listeners: ReadonlySet<BusListener>, event: BusEven
       listener(event);
     } catch (err) {
       onError(err);
+    }
+  }
+}
+
+/**
+ * Hands one item to every handler of a channel; a throwing handler is logged, never stops the
+ * others. Hot path: no closure per item.
+ */
+export function deliverItem(handlers: ReadonlySet<ItemHandler>, item: PublishItem, log: Logger, channel: string): void {
+  for (const handler of handlers) {
+    try {
+      handler(item);
+    } catch (err) {
+      log.error({ err, channel }, 'item handler failed');
     }
   }
 }

@@ -2,12 +2,12 @@ import { pino, type Logger } from 'pino';
 import { KgError } from '../errors.js';
 import type { PublishItem } from '../grip/types.js';
 import {
-  emitBusEvent, LiveCause, type Bus, type BusEvent, type BusListener, type BusStatus, type ItemHandler,
+  deliverItem, emitBusEvent, LiveCause, type Bus, type BusEvent, type BusListener, type BusStatus, type ItemHandler,
 } from './bus.js';
+import { addSubscriber, stopLinger, type Interest, type InterestOwner } from './interest.js';
 
-interface ChannelEntry {
-  readonly handlers: Set<ItemHandler>;
-  lingerTimer: NodeJS.Timeout | undefined;
+interface ChannelEntry extends Interest {
+  readonly channel: string;
 }
 
 /**
@@ -27,7 +27,7 @@ export class MemoryBus implements Bus {
   private readonly channels = new Map<string, ChannelEntry>();
   private readonly listeners = new Set<BusListener>();
   private readonly log: Logger;
-  private readonly lingerMs: number;
+  private readonly interest: InterestOwner<ChannelEntry>;
   private readonly deferDelivery: boolean;
   /** Published, not yet delivered (deferDelivery only). */
   private readonly queue: PublishItem[] = [];
@@ -36,7 +36,7 @@ export class MemoryBus implements Bus {
 
   constructor(deps: { log?: Logger; lingerMs?: number; deferDelivery?: boolean } = {}) {
     this.log = deps.log ?? pino({ name: 'memory-bus', level: 'warn' });
-    this.lingerMs = deps.lingerMs ?? 0;
+    this.interest = { lingerMs: deps.lingerMs ?? 0, isClosing: () => this.closed, release: (entry) => this.release(entry) };
     this.deferDelivery = deps.deferDelivery ?? false;
   }
 
@@ -44,30 +44,17 @@ export class MemoryBus implements Bus {
     if (this.closed) return () => {};
     let entry = this.channels.get(channel);
     if (entry === undefined) {
-      const created: ChannelEntry = { handlers: new Set(), lingerTimer: undefined };
+      const created: ChannelEntry = { channel, handlers: new Set(), lingerTimer: undefined };
       entry = created;
       this.channels.set(channel, created);
       queueMicrotask(() => {
         // Skip when the channel was released (or released and re-created) in the meantime.
         if (this.channels.get(channel) === created) this.emit({ type: 'channel-live', channel, cause: LiveCause.Subscribed });
       });
-    } else if (entry.lingerTimer !== undefined) {
-      clearTimeout(entry.lingerTimer);
-      entry.lingerTimer = undefined;
+    } else {
+      stopLinger(entry);
     }
-    // A wrapper keeps two subscriptions with the same handler independent.
-    const handler: ItemHandler = (item) => onItem(item);
-    const owner = entry;
-    owner.handlers.add(handler);
-    return () => {
-      if (!owner.handlers.delete(handler) || owner.handlers.size > 0 || this.closed) return;
-      if (this.lingerMs <= 0) {
-        this.release(channel, owner);
-        return;
-      }
-      owner.lingerTimer = setTimeout(() => this.release(channel, owner), this.lingerMs);
-      owner.lingerTimer.unref();
-    };
+    return addSubscriber(entry, onItem, this.interest);
   }
 
   isLive(channel: string): boolean {
@@ -98,14 +85,7 @@ export class MemoryBus implements Bus {
   private deliver(items: readonly PublishItem[]): void {
     for (const item of items) {
       const entry = this.channels.get(item.channel);
-      if (entry === undefined) continue;
-      for (const handler of entry.handlers) {
-        try {
-          handler(item);
-        } catch (err) {
-          this.log.error({ err, channel: item.channel }, 'item handler failed');
-        }
-      }
+      if (entry !== undefined) deliverItem(entry.handlers, item, this.log, item.channel);
     }
   }
 
@@ -129,11 +109,11 @@ export class MemoryBus implements Bus {
     this.listeners.clear();
   }
 
-  private release(channel: string, entry: ChannelEntry): void {
+  private release(entry: ChannelEntry): void {
     entry.lingerTimer = undefined;
-    if (entry.handlers.size > 0 || this.channels.get(channel) !== entry) return;
-    this.channels.delete(channel);
-    this.emit({ type: 'channel-released', channel });
+    if (entry.handlers.size > 0 || this.channels.get(entry.channel) !== entry) return;
+    this.channels.delete(entry.channel);
+    this.emit({ type: 'channel-released', channel: entry.channel });
   }
 
   private emit(event: BusEvent): void {

@@ -1,198 +1,151 @@
-import {
-  DiscardPolicy, nanos, RetentionPolicy, StorageType,
-  type JetStreamClient, type JetStreamManager, type NatsConnection, type NatsError, type StreamConfig,
-} from 'nats';
-import type { Logger } from 'pino';
+import type { NatsConnection } from 'nats';
 import type { JetStreamConfig } from '../config.js';
-import { KgError, isKgError } from '../errors.js';
-import { parsePublishItem } from '../grip/publish-item.js';
+import { KgError } from '../errors.js';
 import type { PublishItem } from '../grip/types.js';
+import type { History, ItemHandler } from './bus.js';
+import { StoredChannel, type HistoryChannel, type HistorySource } from './history-channel.js';
+import { HistoryStream, type StoredItem } from './history-stream.js';
+import type { BusConnection } from './nats-connection.js';
+import { errorText } from './nats-log.js';
+import { channelToSubject } from './subject.js';
 
-// The JetStream side of the NATS bus (docs/nats.md, "History"): one stream over every channel
-// subject keeps recent items, and the server republishes each stored item, with its stream
-// sequence and the previous sequence of its subject, on a parallel subject the sidecars listen
-// to. This module sets the stream up, reads a channel's items from a sequence on, and publishes
-// with the server's acknowledgement. Only the bus uses it.
+// The history layer of the NATS bus (docs/nats.md, "History"), built only when JetStream is
+// configured. It owns each channel's stream position (history-channel.ts), sets the stream up
+// before the bus says connected, publishes with the stream's acknowledgement, and answers
+// History.itemsAfter for clients that come back with a last id. The channels layer reaches it
+// only through ChannelHistory; it never calls back into that layer or the bus.
 
-/** An item read from the stream or its republished copy. */
-export interface StoredItem {
-  seq: number;
-  /** The stream sequence of the previous item on the same channel (0: none); absent when read back. */
-  lastSubjectSeq?: number;
-  item: PublishItem;
+/** What the channels layer (nats-channels.ts) asks of history. */
+export interface ChannelHistory {
+  /** A channel got local interest: its items arrive, in stream order, through the returned channel. */
+  open(channel: string, handlers: ReadonlySet<ItemHandler>): HistoryChannel;
+  /** The channel lost local interest (or the bus closes): its reads stop. */
+  release(channel: string): void;
+  /** These channels just went live: the stream's end now is where they resume from if nothing came. */
+  recordBaseline(channels: readonly string[]): void;
 }
 
-/** JetStream API error codes we act on (nats-server's JSErrCode values). */
-const ERR_STREAM_NOT_FOUND = 10059;
-const ERR_STREAM_NAME_IN_USE = 10058;
-const ERR_NO_MESSAGE_FOUND = 10037;
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-export class StreamHistory {
-  private jsm: JetStreamManager | undefined;
-  private js: JetStreamClient | undefined;
+export class JetStreamHistory implements ChannelHistory, History, HistorySource {
+  private readonly channels = new Map<string, StoredChannel>();
+  /** Full scans of a channel's history in progress, shared by the catch-ups that need one. */
+  private readonly scans = new Map<string, Promise<StoredItem[]>>();
+  private current: HistoryStream | undefined;
 
   constructor(
-    private readonly nc: NatsConnection,
+    readonly link: BusConnection,
     private readonly config: JetStreamConfig,
     private readonly subjectPrefix: string,
-    private readonly log: Logger,
-    /** Told about stored items that are not valid publish items (they are skipped). */
-    private readonly onInvalid: (subject: string, cause: unknown) => void,
   ) {}
 
-  get streamName(): string {
-    return this.config.stream;
+  /** The stream over the connection in use; a new connection gets a new one. */
+  get stream(): HistoryStream | undefined {
+    const nc = this.link.nc;
+    if (nc === undefined) return undefined;
+    if (this.current?.nc !== nc) this.current = new HistoryStream(nc, this.config, this.subjectPrefix, this.link.log, this.link);
+    return this.current;
   }
 
-  /** Creates the stream, or brings the settings we own in line; rejects with KG_ERR_HISTORY_UNAVAILABLE. */
-  async ensureStream(): Promise<void> {
-    try {
-      const jsm = await this.manager();
-      const wanted = this.wantedConfig();
-      for (let attempt = 0; attempt < 2; attempt++) {
-        let current: StreamConfig;
-        try {
-          current = (await jsm.streams.info(this.config.stream)).config;
-        } catch (err) {
-          if (apiCode(err) !== ERR_STREAM_NOT_FOUND) throw err;
-          try {
-            await jsm.streams.add(wanted);
-            this.log.info({ stream: this.config.stream, subjects: wanted.subjects }, 'jetstream stream created');
-            return;
-          } catch (addErr) {
-            // Another sidecar created it first: look again.
-            if (apiCode(addErr) === ERR_STREAM_NAME_IN_USE) continue;
-            throw addErr;
-          }
-        }
-        const changed = differingSettings(current, wanted);
-        if (changed.length > 0) {
-          if (current.storage !== wanted.storage) {
-            this.log.warn({ stream: this.config.stream, storage: current.storage }, 'jetstream stream keeps its storage type; it cannot be changed in place');
-          }
-          const { storage: _storage, ...updatable } = wanted;
-          // Subjects the operator added stay.
-          const subjects = [...new Set([...(current.subjects ?? []), ...wanted.subjects])];
-          await jsm.streams.update(this.config.stream, { ...current, ...updatable, subjects });
-          this.log.info({ stream: this.config.stream, changed }, 'jetstream stream updated');
-        }
-        return;
-      }
-    } catch (err) {
-      throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream} cannot be set up: ${errorText(err)}`, { cause: err });
-    }
+  open(channel: string, handlers: ReadonlySet<ItemHandler>): HistoryChannel {
+    const subject = channelToSubject(this.config.republishPrefix, channel);
+    const opened = new StoredChannel(channel, subject, channelToSubject(this.subjectPrefix, channel), handlers, this);
+    this.channels.set(channel, opened);
+    return opened;
   }
 
-  /** The stream's last sequence now (0 when empty). */
-  async lastSequence(): Promise<number> {
-    try {
-      return (await (await this.manager()).streams.info(this.config.stream)).state.last_seq;
-    } catch (err) {
-      throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream} cannot be read: ${errorText(err)}`, { cause: err });
+  release(channel: string): void {
+    this.channels.get(channel)?.close();
+    this.channels.delete(channel);
+  }
+
+  recordBaseline(channels: readonly string[]): void {
+    const opened: StoredChannel[] = [];
+    for (const channel of channels) {
+      const found = this.channels.get(channel);
+      if (found !== undefined) opened.push(found);
     }
+    void this.readBaseline(opened);
   }
 
   /**
-   * The channel's items with sequence ≥ `fromSeq`, oldest first, until the end of the stream.
-   * One request per item (the server's "next by subject" lookup), so nothing is left behind on
-   * the server; stored payloads that are not valid items are reported and skipped.
+   * The connection's ready step: waits until the stream is set up, retrying while this
+   * connection lasts (the bus reports `connecting` meanwhile); false if it ended.
    */
-  async *readFrom(subject: string, channel: string, fromSeq: number): AsyncGenerator<StoredItem> {
-    const jsm = await this.manager();
-    let seq = Math.max(1, fromSeq);
-    for (;;) {
-      let stored;
+  async ready(nc: NatsConnection, epoch: number): Promise<boolean> {
+    const stream = this.stream;
+    if (stream === undefined) return false;
+    for (let failures = 0; ; failures++) {
+      if (!this.link.isCurrent(nc, epoch)) return false;
       try {
-        stored = await jsm.streams.getMessage(this.config.stream, { seq, next_by_subj: subject } as unknown as { seq: number });
+        await stream.ensureStream();
+        return true;
       } catch (err) {
-        if (apiCode(err) === ERR_NO_MESSAGE_FOUND) return;
-        throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream}: reading ${subject} from ${seq} failed: ${errorText(err)}`, { cause: err });
+        const error = errorText(err);
+        if (failures === 0) this.link.log.error({ code: 'KG_ERR_HISTORY_UNAVAILABLE', error }, 'jetstream history unavailable, retrying');
+        this.link.setStatus({ type: 'connecting', error });
+        await new Promise((resolve) => setTimeout(resolve, this.link.reconnectWaitMs));
       }
-      seq = stored.seq + 1;
-      const item = this.parse(subject, channel, stored.data);
-      if (item === undefined) continue;
-      item.seq = stored.seq;
-      yield { seq: stored.seq, item };
     }
   }
 
-  /** The channel's newest stored item; undefined when it has none (or it is not a valid item). */
-  async lastOf(subject: string, channel: string): Promise<StoredItem | undefined> {
-    const jsm = await this.manager();
-    let stored;
-    try {
-      stored = await jsm.streams.getMessage(this.config.stream, { last_by_subj: subject });
-    } catch (err) {
-      if (apiCode(err) === ERR_NO_MESSAGE_FOUND) return undefined;
-      throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream}: reading the last item of ${subject} failed: ${errorText(err)}`, { cause: err });
-    }
-    const item = this.parse(subject, channel, stored.data);
-    if (item === undefined) return undefined;
-    item.seq = stored.seq;
-    return { seq: stored.seq, item };
-  }
-
-  /** Publishes in order and resolves once the stream has stored every one. */
+  /** Publishes through JetStream: stored before we answer, so a sidecar that was away finds them. */
   async publish(subjects: readonly string[], payloads: readonly Uint8Array[]): Promise<void> {
-    this.js ??= this.nc.jetstream();
-    const js = this.js;
-    const acks: Array<Promise<unknown>> = [];
-    for (let i = 0; i < subjects.length; i++) acks.push(js.publish(subjects[i]!, payloads[i]!));
-    await Promise.all(acks);
+    const stream = this.stream;
+    if (stream === undefined) throw new Error('no NATS connection');
+    await stream.publish(subjects, payloads);
   }
 
-  /** Parses a stored or republished payload; undefined (reported) when it is not a valid item. */
-  parse(subject: string, channel: string, data: Uint8Array): PublishItem | undefined {
+  /**
+   * History.itemsAfter: from the remembered sequence of `afterId`; else nothing when it is the
+   * channel's newest item; else from a scan of the channel's retained items.
+   */
+  async itemsAfter(channel: string, afterId: string): Promise<PublishItem[] | undefined> {
+    const stream = this.stream;
+    const opened = this.channels.get(channel);
+    const status = this.link.status;
+    if (stream === undefined || opened === undefined || status.type !== 'connected') {
+      throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `history of ${channel} cannot be read now (NATS ${status.type})`);
+    }
+    const known = opened.seqOf(afterId);
+    if (known !== undefined) {
+      const items: PublishItem[] = [];
+      for await (const stored of stream.readFrom(opened.storedSubject, channel, known + 1)) items.push(stored.item);
+      return items;
+    }
+    // Most clients are in step with the channel: one lookup says so, no scan.
+    const last = await stream.lastOf(opened.storedSubject, channel);
+    if (last === undefined) return undefined;
+    if (last.item.id === afterId) return [];
+    let scan = this.scans.get(channel);
+    if (scan === undefined) {
+      scan = this.scan(stream, opened);
+      this.scans.set(channel, scan);
+      const done = scan;
+      void done.then(() => this.scans.delete(channel), () => this.scans.delete(channel));
+    }
+    const all = await scan;
+    for (let i = all.length - 1; i >= 0; i--) {
+      if (all[i]!.item.id === afterId) return all.slice(i + 1).map((s) => s.item);
+    }
+    return undefined;
+  }
+
+  /** Every retained item of a channel (at most maxMessagesPerChannel); their ids are remembered. */
+  private async scan(stream: HistoryStream, opened: StoredChannel): Promise<StoredItem[]> {
+    const all: StoredItem[] = [];
+    for await (const stored of stream.readFrom(opened.storedSubject, opened.channel, 1)) all.push(stored);
+    opened.rememberScanned(all);
+    return all;
+  }
+
+  private async readBaseline(opened: readonly StoredChannel[]): Promise<void> {
+    const stream = this.stream;
+    if (stream === undefined || opened.length === 0) return;
     try {
-      return parsePublishItem(JSON.parse(strictUtf8.decode(data)), 'payload', { channel });
-    } catch (cause) {
-      this.onInvalid(subject, isKgError(cause) ? cause : new Error(`payload is not UTF-8 JSON: ${errorText(cause)}`));
-      return undefined;
+      const last = await stream.lastSequence();
+      for (const channel of opened) channel.setBaseline(last);
+    } catch (err) {
+      // Those channels are refreshed from the origin after an outage instead.
+      this.link.log.warn({ error: errorText(err), channels: opened.length }, 'history position unknown for new channels');
     }
   }
-
-  private async manager(): Promise<JetStreamManager> {
-    this.jsm ??= await this.nc.jetstreamManager();
-    return this.jsm;
-  }
-
-  private wantedConfig(): StreamConfig {
-    const c = this.config;
-    return {
-      name: c.stream,
-      subjects: [`${this.subjectPrefix}>`],
-      retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
-      storage: c.storage === 'memory' ? StorageType.Memory : StorageType.File,
-      num_replicas: c.replicas,
-      max_age: nanos(c.maxAgeSec * 1000),
-      max_msgs: c.maxMessages,
-      max_msgs_per_subject: c.maxMessagesPerChannel,
-      max_bytes: c.maxBytes,
-      republish: { src: `${this.subjectPrefix}>`, dest: `${c.republishPrefix}>` },
-    } as StreamConfig;
-  }
-}
-
-/** Names of the settings we own that differ in the current stream config. */
-function differingSettings(current: StreamConfig, wanted: StreamConfig): string[] {
-  const out: string[] = [];
-  if (!wanted.subjects.every((s) => current.subjects?.includes(s))) out.push('subjects');
-  if (current.republish?.src !== wanted.republish?.src || current.republish?.dest !== wanted.republish?.dest
-    || current.republish?.headers_only === true) out.push('republish');
-  for (const key of ['max_age', 'max_msgs', 'max_msgs_per_subject', 'max_bytes', 'num_replicas', 'discard'] as const) {
-    if (current[key] !== wanted[key]) out.push(key);
-  }
-  return out;
-}
-
-function apiCode(err: unknown): number | undefined {
-  return (err as NatsError | undefined)?.api_error?.err_code;
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message || ('code' in err ? String(err.code) : err.name);
-  return String(err);
 }

@@ -1,0 +1,179 @@
+import test from 'ava';
+import type { Msg } from 'nats';
+import type { BusEvent } from '../../../sidecar/src/bus/bus.js';
+import { StoredChannel, type HistorySource } from '../../../sidecar/src/bus/history-channel.js';
+import type { StoredItem } from '../../../sidecar/src/bus/history-stream.js';
+import { encodeNatsPayload } from '../../../sidecar/src/bus/payload.js';
+import type { KgError } from '../../../sidecar/src/errors.js';
+import { testLogger } from '../../helpers/buses.js';
+import { ItemCollector, streamItem } from '../../helpers/bus-items.js';
+
+// One channel's ordering decisions with history, without a server: live messages carry the
+// republish headers, and a fake stream answers reads from a list of stored items.
+
+const CHANNEL = 'news';
+const REPUBLISHED = 'grip.js.news';
+
+/** A republished message: stream sequence `seq`, previous sequence on the channel `lastSeq`. */
+function live(seq: number, lastSeq: number, text: string): Msg {
+  return message(text, { 'Nats-Sequence': String(seq), 'Nats-Last-Sequence': String(lastSeq) });
+}
+
+function message(text: string, headers: Record<string, string> | undefined, data = encodeNatsPayload(streamItem(CHANNEL, text))): Msg {
+  const found = headers === undefined ? undefined : { get: (key: string) => headers[key] ?? '' };
+  return { subject: REPUBLISHED, data, headers: found } as unknown as Msg;
+}
+
+function stored(seq: number, text: string): StoredItem {
+  return { seq, item: streamItem(CHANNEL, text, { seq }) };
+}
+
+/** A channel over a fake connection and stream; reads wait for `gate` when one is set. */
+function setUp(items: StoredItem[] = [], options: { failReads?: boolean } = {}) {
+  const events: BusEvent[] = [];
+  const invalid: KgError[] = [];
+  const reads: number[] = [];
+  let waiters: Array<{ type: BusEvent['type']; resolve: (e: BusEvent) => void }> = [];
+  let gate: Promise<void> | undefined;
+  let readEnded: () => void = () => {};
+  const readEnd = new Promise<void>((resolve) => { readEnded = resolve; });
+  const source: HistorySource = {
+    link: {
+      log: testLogger(), epoch: 0, isClosing: false, reconnectWaitMs: 1,
+      emit: (event) => {
+        events.push(event);
+        waiters = waiters.filter((w) => (w.type === event.type ? (w.resolve(event), false) : true));
+      },
+      reportInvalid: (error) => invalid.push(error),
+    },
+    stream: {
+      async *readFrom(_subject, _channel, fromSeq) {
+        reads.push(fromSeq);
+        try {
+          await gate;
+          if (options.failReads === true) throw new Error('stream unavailable');
+          for (const s of items) if (s.seq >= fromSeq) yield s;
+        } finally {
+          readEnded();
+        }
+      },
+    },
+  };
+  const collector = new ItemCollector();
+  const channel = new StoredChannel(CHANNEL, REPUBLISHED, 'grip.ch.news', new Set([collector.handler]), source);
+  return {
+    channel, collector, events, invalid, reads,
+    /** Resolves when the first read from the stream has ended (finished or abandoned). */
+    readEnd,
+    /** Holds reads until the returned function is called. */
+    holdReads(): () => void {
+      let open!: () => void;
+      gate = new Promise((resolve) => { open = resolve; });
+      return open;
+    },
+    next<T extends BusEvent['type']>(type: T): Promise<Extract<BusEvent, { type: T }>> {
+      return new Promise((resolve) => waiters.push({ type, resolve: resolve as (e: BusEvent) => void }));
+    },
+  };
+}
+
+test('delivers live items with their stream sequence and drops one that comes again', (t) => {
+  const { channel, collector, events } = setUp();
+  channel.onMessage(null, live(1, 0, 'a'));
+  channel.onMessage(null, live(2, 1, 'b'));
+  channel.onMessage(null, live(2, 1, 'b'));
+  t.deepEqual(collector.texts, ['a', 'b']);
+  t.deepEqual(collector.items.map((i) => i.seq), [1, 2]);
+  t.deepEqual(events, [{ type: 'history-duplicate', channel: CHANNEL }]);
+});
+
+test('reads the items missing before a live item from the stream, then delivers it, each once', async (t) => {
+  const { channel, collector, reads, next } = setUp([stored(2, 'b'), stored(3, 'c'), stored(4, 'd')]);
+  channel.onMessage(null, live(1, 0, 'a'));
+  const resumed = next('channel-resumed');
+  channel.onMessage(null, live(4, 3, 'd'));
+  t.deepEqual(await resumed, { type: 'channel-resumed', channel: CHANNEL, cause: 'gap', items: 2 });
+  t.deepEqual(reads, [2]);
+  t.deepEqual(collector.texts, ['a', 'b', 'c', 'd']);
+});
+
+test('does not read again for a gap the stream no longer has', async (t) => {
+  const { channel, collector, reads, next } = setUp([]);
+  channel.onMessage(null, live(1, 0, 'a'));
+  const resumed = next('channel-resumed');
+  channel.onMessage(null, live(4, 3, 'd'));
+  t.is((await resumed).items, 0);
+  t.deepEqual(reads, [2]);
+  t.deepEqual(collector.texts, ['a', 'd']);
+});
+
+test('reports a message without the republish headers and delivers nothing', (t) => {
+  const { channel, collector, invalid } = setUp();
+  channel.onMessage(null, message('x', undefined));
+  channel.onMessage(null, message('y', { 'Nats-Last-Sequence': '4' }));
+  channel.onMessage(null, message('z', { 'Nats-Sequence': 'five', 'Nats-Last-Sequence': '4' }));
+  t.deepEqual(collector.texts, []);
+  t.is(invalid.length, 3);
+  for (const error of invalid) {
+    t.is(error.code, 'KG_ERR_NATS_PAYLOAD_INVALID');
+    t.regex(error.message, /^NATS message on grip\.js\.news: no Nats-Sequence \/ Nats-Last-Sequence headers/);
+  }
+});
+
+test('reports a stored item that is not a valid payload, with the shared parser\'s error', (t) => {
+  const { channel, collector, invalid } = setUp();
+  channel.onMessage(null, message('x', { 'Nats-Sequence': '1', 'Nats-Last-Sequence': '0' }, Buffer.from('{"formats":{}}')));
+  t.deepEqual(collector.texts, []);
+  t.is(invalid.length, 1);
+  t.regex(invalid[0]!.message, /no formats specified/);
+});
+
+test('resumes after a reconnect from the baseline, delivering live items held meanwhile after it', async (t) => {
+  const { channel, collector, reads, holdReads, next } = setUp([stored(6, 'f'), stored(7, 'g'), stored(8, 'h')]);
+  t.false(channel.canResume);
+  channel.setBaseline(5);
+  t.true(channel.canResume);
+  const open = holdReads();
+  const resumed = next('channel-resumed');
+  channel.resume();
+  channel.onMessage(null, live(8, 7, 'h')); // arrives while the stream is read: held
+  t.deepEqual(collector.texts, []);
+  open();
+  t.deepEqual(await resumed, { type: 'channel-resumed', channel: CHANNEL, cause: 'reconnect', items: 2 });
+  t.deepEqual(reads, [6]);
+  t.deepEqual(collector.texts, ['f', 'g', 'h']);
+});
+
+test('keeps the position it has rather than a later baseline', (t) => {
+  const { channel, collector, reads } = setUp();
+  channel.onMessage(null, live(3, 0, 'c'));
+  channel.setBaseline(10);
+  t.true(channel.canResume);
+  channel.onMessage(null, live(4, 3, 'd')); // no gap: 3 was the last one handed out
+  t.deepEqual(collector.texts, ['c', 'd']);
+  t.deepEqual(reads, []);
+});
+
+test('abandons a read in progress when closed', async (t) => {
+  const { channel, collector, events, holdReads, readEnd } = setUp([stored(2, 'b'), stored(3, 'c')]);
+  channel.setBaseline(1);
+  const open = holdReads();
+  channel.resume();
+  channel.close();
+  open();
+  await readEnd;
+  t.deepEqual(collector.texts, []);
+  t.deepEqual(events, []);
+});
+
+test('retries a failing read, then goes live again so holds refresh from the origin', async (t) => {
+  const { channel, collector, reads, next } = setUp([], { failReads: true });
+  channel.setBaseline(1);
+  const refreshed = next('channel-live');
+  const resumed = next('channel-resumed');
+  channel.resume();
+  t.deepEqual(await refreshed, { type: 'channel-live', channel: CHANNEL, cause: 'resubscribed' });
+  t.is((await resumed).items, 0);
+  t.is(reads.length, 5);
+  t.deepEqual(collector.texts, []);
+});

@@ -309,12 +309,16 @@ export interface LogLine {
   msg: string | undefined;
 }
 
-export function fakeLog(): Logger & { lines: LogLine[] } {
+/** A logger that keeps its lines; `events` emits 'line' for each. */
+export function fakeLog(): Logger & { lines: LogLine[]; events: EventEmitter } {
   const lines: LogLine[] = [];
+  const events = new EventEmitter();
   const at = (level: string) => (fields: unknown, msg?: string): void => {
     lines.push({ level, fields, msg });
+    events.emit('line');
   };
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } as unknown as Logger & { lines: LogLine[] };
+  const log = { lines, events, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return log as unknown as Logger & { lines: LogLine[]; events: EventEmitter };
 }
 
 /** The value of a counter or gauge with exactly these labels (0 when never touched). */

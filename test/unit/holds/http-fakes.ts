@@ -328,6 +328,13 @@ export async function metricValue(metric: { get(): Promise<{ values: Array<{ lab
   return found?.value ?? 0;
 }
 
+/** What holds still keep: channels subscribed, timers armed, holds open. */
+export function stillHeld(ports: { hub: FakeHub; clock: FakeClock; holds: HoldRegistry }) {
+  return { channels: ports.hub.channels(), timers: ports.clock.pending, holds: ports.holds.size };
+}
+
+export const NOTHING_HELD = { channels: [], timers: 0, holds: 0 };
+
 /** Everything a hold or session is given, made of fakes (a real HoldRegistry, ChunkWriter and metrics). */
 export function fakePorts(options: { maxChannels?: number; maxQueueItems?: number; maxQueueBytes?: number } = {}) {
   const hub = new FakeHub();

@@ -61,6 +61,16 @@ async function answerNext(origin: FakeOrigin, answer: IncomingMessage): Promise<
   return call;
 }
 
+/** A session whose origin answered with a long-poll on `channels`, once the hold has subscribed. */
+async function longPolling(channels: string, body?: string, extra?: HeaderList) {
+  const session = startSession();
+  await answerNext(session.origin, longPoll(channels, body, extra));
+  await session.done;
+  const last = (channels.split(',').pop() as string).split(';')[0] as string;
+  await subscribed(session.hub, last.trim());
+  return session;
+}
+
 const ended = (res: FakeResponse): Promise<void> => until(res, 'finish', () => res.writableEnded);
 const subscribed = (hub: EventEmitter & { count(c: string): number }, channel: string): Promise<void> =>
   until(hub, 'subscribe', () => hub.count(channel) > 0);
@@ -80,10 +90,7 @@ test('an answer without GRIP instructions is relayed to the client as it is', as
 });
 
 test('a long-poll holds until a published item answers it', async (t) => {
-  const { origin, res, hub, done, metrics } = startSession();
-  await answerNext(origin, longPoll('a'));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, res, hub, metrics } = await longPolling('a');
   t.deepEqual(res.calls, []);
   t.is(await metricValue(metrics.requests, { outcome: 'hold_response' }), 1);
   hub.publish(responseItem('a', { body: Buffer.from('published\n') }));
@@ -93,10 +100,7 @@ test('a long-poll holds until a published item answers it', async (t) => {
 });
 
 test('a long-poll nobody publishes to gets the origin\'s body after Grip-Timeout', async (t) => {
-  const { origin, res, hub, clock, done } = startSession();
-  await answerNext(origin, longPoll('a', 'nothing yet\n', [['Grip-Timeout', '10']]));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, res, hub, clock } = await longPolling('a', 'nothing yet\n', [['Grip-Timeout', '10']]);
   clock.advance(9_999);
   t.false(res.writableEnded);
   clock.advance(1);
@@ -106,10 +110,7 @@ test('a long-poll nobody publishes to gets the origin\'s body after Grip-Timeout
 });
 
 test('a hint asks the origin again with the original request plus Grip-Last; the new answer holds', async (t) => {
-  const { origin, res, hub, done } = startSession();
-  await answerNext(origin, longPoll('a; prev-id=5'));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, res, hub } = await longPolling('a; prev-id=5');
   hub.publish(responseItem('a', { action: 'hint' }));
   t.deepEqual(hub.channels(), []);
   const retry = await answerNext(origin, longPoll('b'));
@@ -151,10 +152,7 @@ test('a GRIP answer to a request whose body was too large to keep is refused wit
 });
 
 test('a refresh keeps holding until the origin answers; the answer is applied before the old hold lets go', async (t) => {
-  const { origin, res, hub, clock, done } = startSession();
-  await answerNext(origin, longPoll('a', 'first\n'));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, res, hub, clock } = await longPolling('a', 'first\n');
   hub.refresh('a');
   const refresh = await origin.nextCall();
   t.deepEqual(refresh.req.headers, TARGET.headers, 'no prev-id, no Grip-Last');
@@ -170,10 +168,7 @@ test('a refresh keeps holding until the origin answers; the answer is applied be
 });
 
 test('an item that arrives while the refresh is out wins, and the origin\'s answer is dropped', async (t) => {
-  const { origin, res, hub, done } = startSession();
-  await answerNext(origin, longPoll('a'));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, res, hub } = await longPolling('a');
   hub.refresh('a');
   const refresh = await origin.nextCall();
   hub.publish(responseItem('a', { body: Buffer.from('won\n') }));
@@ -188,10 +183,7 @@ test('an item that arrives while the refresh is out wins, and the origin\'s answ
 });
 
 test('a refresh the origin fails keeps holding, and the next refresh asks again', async (t) => {
-  const { origin, res, hub, log, done } = startSession();
-  await answerNext(origin, longPoll('a'));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, res, hub, log } = await longPolling('a');
   hub.refresh('a');
   (await origin.nextCall()).fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', 'origin down'));
   await until(log.events, 'line', () => log.lines.some((l) => l.msg === 'refresh failed; still holding'));
@@ -209,10 +201,7 @@ test('a refresh the origin fails keeps holding, and the next refresh asks again'
 });
 
 test('a refresh answered without GRIP relays that answer and ends the hold', async (t) => {
-  const { origin, res, hub, done } = startSession();
-  await answerNext(origin, longPoll('a'));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, res, hub } = await longPolling('a');
   hub.refresh('a');
   await answerNext(origin, originResponse(200, [['Content-Type', 'text/plain']], 'fresh\n'));
   await ended(res);
@@ -221,10 +210,7 @@ test('a refresh answered without GRIP relays that answer and ends the hold', asy
 });
 
 test('the answer to a position recovery is not compared with the channel again', async (t) => {
-  const { origin, hub, done } = startSession();
-  await answerNext(origin, longPoll('a; prev-id=5'));
-  await done;
-  await subscribed(hub, 'a');
+  const { origin, hub } = await longPolling('a; prev-id=5');
   hub.recover('a');
   const retry = await answerNext(origin, longPoll('a; prev-id=9'));
   t.deepEqual(retry.req.headers, [...TARGET.headers, ['Grip-Last', 'a; last-id=5']]);
@@ -236,10 +222,7 @@ test('the answer to a position recovery is not compared with the channel again',
 });
 
 test('the client going away releases the long-poll\'s subscriptions', async (t) => {
-  const { origin, res, hub, holds, done } = startSession();
-  await answerNext(origin, longPoll('a, b'));
-  await done;
-  await subscribed(hub, 'b');
+  const { origin, res, hub, holds } = await longPolling('a, b');
   res.destroy();
   await once(res, 'close');
   t.deepEqual(hub.channels(), []);

@@ -2,7 +2,7 @@ import test from 'ava';
 import { once } from 'node:events';
 import type { ChannelSub } from '../../../sidecar/src/grip/types.js';
 import { ResponseHold, type OriginReask, type RefreshAnswer } from '../../../sidecar/src/holds/response-hold.js';
-import { deferred, fakePorts, FakeResponse, metricValue, responseItem, settle, type Deferred } from './http-fakes.js';
+import { deferred, fakePorts, FakeResponse, metricValue, NOTHING_HELD, responseItem, settle, stillHeld, type Deferred } from './http-fakes.js';
 
 /** The session side of a long-poll: records retries, and answers refreshes by hand. */
 class FakeReask implements OriginReask {
@@ -174,12 +174,11 @@ test('a failed refresh keeps holding, and a later refresh asks again', async (t)
 });
 
 test('the client going away releases the subscriptions and the timer', async (t) => {
-  const { hub, clock, res, metrics, holds } = holding([channel('a'), channel('b')]);
+  const ports = holding([channel('a'), channel('b')]);
+  const { clock, res, metrics } = ports;
   res.destroy();
   await once(res, 'close');
-  t.deepEqual(hub.channels(), []);
-  t.is(clock.pending, 0);
-  t.is(holds.size, 0);
+  t.deepEqual(stillHeld(ports), NOTHING_HELD);
   t.is(await metricValue(metrics.holdsClosed, { kind: 'response', reason: 'client_gone' }), 1);
   clock.advance(60_000);
   t.deepEqual(res.calls, ['destroy']);

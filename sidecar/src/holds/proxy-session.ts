@@ -92,20 +92,17 @@ export class ProxySession implements OriginReask {
   /** Asks the origin again with the original request plus Grip-Last (hint, a gap in ids, or a hold behind its channel). */
   async retry(lastIds: ReadonlyMap<string, string>, isPositionRecovery: boolean): Promise<void> {
     if (this.res.destroyed) return;
-    let answer: OriginAnswer;
     try {
       const originRes = await this.askAgain(lastIds);
       if (this.res.destroyed) {
         originRes.resume();
         return;
       }
-      answer = await this.read(originRes);
+      // The answer to a position recovery is not compared with the channels' positions again: no loop.
+      this.send(await this.read(originRes), !isPositionRecovery);
     } catch (err) {
       this.fail(err);
-      return;
     }
-    // The answer to a position recovery is not compared with the channels' positions again: no loop.
-    this.send(answer, !isPositionRecovery);
   }
 
   /** First-subscription refresh of a long-poll: the hold keeps holding until it applies or drops the answer. */

@@ -16,6 +16,7 @@ import {
 //      │ ────hint / prev-id gap───▶ closed, then reask.retry (the origin decides anew)
 //      │ ────behind the channel───▶ closed, then reask.retry (likewise, at accept time: spec 5.3)
 //      │ ────refresh answered─────▶ closed (the answer applied first: it replaces this hold)
+//      │ ────refresh failed───────▶ holding (as before; a later refresh may ask again)
 //      └─────client gone──────────▶ closed
 //
 // Each channel is subscribed with its prev-id, so the hub can compare it with the channel's

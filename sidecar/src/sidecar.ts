@@ -4,15 +4,16 @@ import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
 import { ChunkWriter } from './holds/chunk-writer.js';
-import type { HoldDeps } from './holds/hold-deps.js';
+import { createChannelLimit, systemClock } from './holds/hold-ports.js';
 import { HoldRegistry } from './holds/hold-registry.js';
 import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
-import { ProxySession } from './holds/proxy-session.js';
+import { ProxySession, type ProxySessionDeps } from './holds/proxy-session.js';
 import { Hub } from './hub/hub.js';
 import { HandoffVerifier } from './kong/handoff-verifier.js';
 import { createLogger, type Logger } from './log.js';
 import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { GripSigner } from './origin/grip-sig.js';
+import { LinkFetcher } from './origin/link-fetch.js';
 import { OriginClient } from './origin/origin-client.js';
 import { createWsEventsPoster } from './origin/ws-origin.js';
 import { PublishGate, startControlServer, type ControlServer } from './publish/control-server.js';
@@ -63,12 +64,19 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
   const keepAlives = new KeepAliveWheel();
   const holds = new HoldRegistry();
-  const deps: HoldDeps = {
-    hub, origin, metrics, log, limits: config.limits,
-    chunks: new ChunkWriter(),
-    keepAlives,
-    countStreamSent: countPerTick((n) => metrics.messagesSent.inc({ kind: 'stream' }, n)),
-    holds, lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
+  // Each HTTP hold gets only the ports it uses; these objects are shared by all of them.
+  const holdPorts = { hub, holds, metrics, clock: systemClock, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log) };
+  const sessions: ProxySessionDeps = {
+    origin, metrics, log, limits: config.limits,
+    lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
+    responseHolds: holdPorts,
+    streamHolds: {
+      ...holdPorts, log, limits: config.limits,
+      chunks: new ChunkWriter(),
+      keepAlives,
+      countStreamSent: countPerTick((n) => metrics.messagesSent.inc({ kind: 'stream' }, n)),
+      links: new LinkFetcher(origin, config.limits.maxInstructBodyBytes),
+    },
   };
   const publishGate = new PublishGate();
   const admission = new Admission(config.limits.maxConnections);
@@ -86,7 +94,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       origin: config.origin === undefined ? undefined : new URL(config.origin),
       metrics, log,
     }),
-    handleRequest: (req, res, target) => new ProxySession(deps, req, res, target).run(),
+    handleRequest: (req, res, target) => new ProxySession(sessions, req, res, target).run(),
     wsUpgrades, holds, metrics, log,
   });
   let closing: Promise<void> | undefined;

@@ -529,7 +529,8 @@ export function parseInstruct(response: OriginResponse, context: InstructContext
 
   if (needsBufferedBody(headers)) applyJsonInstruct(response, draft);
 
-  const instruct: Instruct = {
+  // Built field by field here (optional fields only when present), read-only from the return on.
+  const instruct: { -readonly [K in keyof Instruct]: Instruct[K] } = {
     code: draft.code,
     reason: draft.reason === '' ? reasonPhrase(draft.code) : draft.reason,
     headers: draft.headers,

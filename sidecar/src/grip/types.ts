@@ -42,23 +42,24 @@ export interface Hold {
   keepAlive?: KeepAlive;
 }
 
-/** What the origin asked for, parsed from its response headers and (JSON instruct) body. */
+/** What the origin asked for, parsed from its response headers and (JSON instruct) body. Read-only once parsed. */
 export interface Instruct {
-  hold?: Hold;
+  readonly hold?: Readonly<Hold>;
   /** Status the client sees (Grip-Status overrides the origin's). */
-  code: number;
-  reason: string;
+  readonly code: number;
+  readonly reason: string;
   /** Response headers for the client: Grip-* and hop-by-hop removed, Expose-Headers applied. */
-  headers: HeaderList;
+  readonly headers: HeaderList;
   /**
    * The client-facing body when it is fully known at parse time (JSON instruct, or buffered
-   * response); undefined means "relay the origin body as it arrives".
+   * response); undefined means "relay the origin body as it arrives". A body read after parsing
+   * travels beside the Instruct (origin/grip-response.ts), never in it.
    */
-  body?: Buffer;
-  nextLink?: Link;
+  readonly body?: Buffer;
+  readonly nextLink?: Link;
   /** rel=gone: POSTed to (empty body) when the session ends; it has no timeout. */
-  goneLink?: Pick<Link, 'url'>;
-  meta: Record<string, string>;
+  readonly goneLink?: Pick<Link, 'url'>;
+  readonly meta: Record<string, string>;
 }
 
 export const PublishAction = { Send: 'send', Hint: 'hint', Refresh: 'refresh', Close: 'close' } as const;

@@ -1,28 +1,53 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Limits } from '../config.js';
 import { isKgError, KgError } from '../errors.js';
 import { flatten, rawToList, relayResponseHeaders, withoutHeaders } from '../grip/headers.js';
-import { isGripResponse, needsBufferedBody, parseInstruct } from '../grip/instruct.js';
-import type { ChannelSub, HeaderList, Instruct } from '../grip/types.js';
-import { gripLastHeaders, type HoldDeps } from './hold-deps.js';
-import { ResponseHold } from './response-hold.js';
-import { StreamHold } from './stream-hold.js';
-import { readBody } from '../origin/origin-client.js';
+import { isGripResponse } from '../grip/instruct.js';
+import type { ChannelSub } from '../grip/types.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { gripLastHeaders } from '../origin/grip-last.js';
+import { readGripResponse, type GripResponse } from '../origin/grip-response.js';
+import type { OriginPort } from '../origin/origin-client.js';
+import type { RequestTarget } from '../server/request-target.js';
+import { ResponseHold, type OriginReask, type RefreshAnswer, type ResponseHoldDeps } from './response-hold.js';
+import { StreamHold, type StreamHoldDeps } from './stream-hold.js';
 
 // One client HTTP request: forward it to the origin, then either relay the answer (not GRIP)
 // or carry out the origin's instructions (spec 3). Retries re-send the original request, so
 // the client body is kept, up to maxRequestBodyBytes, while it streams to the origin.
+//
+// Asking the origin again goes one way: the long-poll calls this session's OriginReask (retry
+// once it has ended, refresh while it holds), the session makes the round trip and applies the
+// answer (a refresh's answer only when the hold, which alone knows, says it still applies). The
+// session never calls a hold.
 
-export interface ProxyTarget {
-  url: URL;
-  /** Headers for the origin, already cleaned by the forwarding rules. */
-  headers: HeaderList;
+/** What a session is given from the sidecar (one for all of them). */
+export interface ProxySessionDeps {
+  origin: OriginPort;
+  metrics: Pick<Metrics, 'requests' | 'originErrors'>;
+  log: Pick<Logger, 'debug' | 'warn' | 'error'>;
+  limits: Pick<Limits, 'maxRequestBodyBytes' | 'maxInstructBodyBytes'>;
+  /** Request path prefixes whose SSE Last-Event-ID stands for the prev-id of their channels. */
+  lastEventIdPaths: readonly string[];
+  responseHolds: ResponseHoldDeps;
+  streamHolds: StreamHoldDeps;
 }
+
+/** One answer of the origin, read as far as deciding what the client gets needs. */
+type OriginAnswer =
+  /** Not GRIP: relayed to the client as it is. */
+  | { type: 'relay'; res: IncomingMessage }
+  /** GRIP, but the client's body was too large to keep for retries: refused. */
+  | { type: 'too-large'; res: IncomingMessage }
+  | { type: 'grip'; res: IncomingMessage; grip: GripResponse };
 
 const PROXY_ERROR_TEXT = 'Error while proxying to origin.\n';
 /** A Last-Event-ID used as a prev-id must fit in a Grip-Last parameter unquoted. */
 const USABLE_LAST_EVENT_ID = /^[\x21-\x7e]{1,256}$/;
 const GRIP_LAST_SPECIALS = /[,;"\\]/;
 const REQUEST_TOO_LARGE_TEXT = 'Request too large to accept GRIP instruct.\n';
+const EMPTY = Buffer.alloc(0);
 
 /** The head says there is no body (RFC 9112 6.3: no Content-Length and no Transfer-Encoding, or a length of 0). */
 function hasNoBody(req: IncomingMessage): boolean {
@@ -30,26 +55,23 @@ function hasNoBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
 
-export class ProxySession {
+export class ProxySession implements OriginReask {
   private readonly keptBody: Buffer[] = [];
   private keptBytes = 0;
   private bodyOverLimit = false;
-  /** The long-poll currently held for this request, if any (a refresh replaces it). */
-  private hold: ResponseHold | undefined;
-  /** The origin is being asked again because the hold was behind its channel: do not compare its answer again. */
-  private isPositionRecovery = false;
 
   constructor(
-    private readonly deps: HoldDeps,
+    private readonly deps: ProxySessionDeps,
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
-    private readonly target: ProxyTarget,
+    private readonly target: RequestTarget,
   ) {}
 
   async run(): Promise<void> {
-    let originRes: IncomingMessage;
+    let answer: OriginAnswer;
     const request = { method: this.req.method ?? 'GET', url: this.target.url, headers: this.target.headers };
     try {
+      let originRes: IncomingMessage;
       if (hasNoBody(this.req)) {
         // No body to stream (a GET): a whole request, which the origin client may send again
         // if a kept-alive connection turns out to be closed.
@@ -59,11 +81,51 @@ export class ProxySession {
         this.streamBody(call.outgoing);
         originRes = await call.response;
       }
+      answer = await this.read(originRes);
     } catch (err) {
       this.fail(err);
       return;
     }
-    await this.handleOriginResponse(originRes);
+    this.send(answer, true);
+  }
+
+  /** Asks the origin again with the original request plus Grip-Last (hint, a gap in ids, or a hold behind its channel). */
+  async retry(lastIds: ReadonlyMap<string, string>, isPositionRecovery: boolean): Promise<void> {
+    if (this.res.destroyed) return;
+    try {
+      const originRes = await this.askAgain(lastIds);
+      if (this.res.destroyed) {
+        originRes.resume();
+        return;
+      }
+      // The answer to a position recovery is not compared with the channels' positions again: no loop.
+      this.send(await this.read(originRes), !isPositionRecovery);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  /** First-subscription refresh of a long-poll: the hold keeps holding until it applies or drops the answer. */
+  async refresh(lastIds: ReadonlyMap<string, string>): Promise<RefreshAnswer | undefined> {
+    if (this.res.destroyed) return undefined;
+    let answer: OriginAnswer;
+    try {
+      const originRes = await this.askAgain(lastIds);
+      // Answered by a published item or the timeout, or the client went, while the origin was asked.
+      if (this.res.destroyed || this.res.writableEnded) {
+        originRes.resume();
+        return undefined;
+      }
+      answer = await this.read(originRes);
+    } catch (err) {
+      const kg = isKgError(err) ? err : new KgError('KG_ERR_ORIGIN_UNREACHABLE', String(err), { cause: err });
+      this.deps.log.warn({ code: kg.code, origin: this.target.url.origin, err: kg.message }, 'refresh failed; still holding');
+      return undefined;
+    }
+    return {
+      apply: () => this.send(answer, true),
+      drop: () => answer.res.resume(),
+    };
   }
 
   /**
@@ -108,94 +170,78 @@ export class ProxySession {
     req.on('close', onClose);
   }
 
-  /** `replacing`: the hold a refresh asked about; it keeps holding until the answer is applied. */
-  private async handleOriginResponse(originRes: IncomingMessage, replacing?: ResponseHold): Promise<void> {
-    const headers = rawToList(originRes.rawHeaders);
-    if (!isGripResponse(headers)) {
-      // A refresh answered without GRIP: that answer goes to the client and ends the hold.
-      this.relay(originRes);
-      replacing?.supersede();
-      return;
-    }
-    if (this.bodyOverLimit) {
-      originRes.resume();
-      this.sendText(400, REQUEST_TOO_LARGE_TEXT);
-      replacing?.supersede();
-      return;
-    }
-    let instruct: Instruct;
-    const head = { code: originRes.statusCode ?? 502, reason: originRes.statusMessage ?? '', headers };
-    const context = { requestUrl: this.target.url.href };
-    try {
-      if (needsBufferedBody(headers)) {
-        instruct = parseInstruct({ ...head, body: await readBody(originRes, this.deps.limits.maxInstructBodyBytes) }, context);
-      } else {
-        instruct = parseInstruct(head, context);
-        if (instruct.hold?.mode === 'response' || (instruct.hold === undefined && instruct.nextLink === undefined)) {
-          // A long-poll's body is its timeout response; a plain GRIP answer is small too.
-          instruct.body = await readBody(originRes, this.deps.limits.maxInstructBodyBytes);
-        }
-      }
-      if (instruct.code < 100) {
-        throw new KgError('KG_ERR_INSTRUCT_INVALID', `Grip-Status ${instruct.code} cannot be sent over HTTP (must be 100-999)`);
-      }
-    } catch (err) {
-      originRes.resume();
-      if (replacing !== undefined) {
-        this.refreshFailed(replacing, err);
-        return;
-      }
-      this.fail(err);
-      return;
-    }
-    if (replacing !== undefined) {
-      // Answered while the instruct body was read: drop the answer.
-      if (!replacing.isHolding) {
-        originRes.resume();
-        return;
-      }
-      // Apply first, then release the old hold, so channels both share never lose their subscription.
-      this.apply(instruct, originRes);
-      replacing.supersede();
-      return;
-    }
-    this.apply(instruct, originRes);
+  /** The original request again, with the kept body, plus where the client stands (Grip-Last). */
+  private askAgain(lastIds: ReadonlyMap<string, string>): Promise<IncomingMessage> {
+    return this.deps.origin.request(
+      { method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)] },
+      Buffer.concat(this.keptBody),
+    );
   }
 
-  private apply(instruct: Instruct, originRes: IncomingMessage): void {
-    this.hold = undefined;
-    const checkPosition = !this.isPositionRecovery;
-    this.isPositionRecovery = false;
+  /** Reads as much of the origin's answer as deciding needs; throws a KgError when its instructions are unusable. */
+  private async read(originRes: IncomingMessage): Promise<OriginAnswer> {
+    const headers = rawToList(originRes.rawHeaders);
+    if (!isGripResponse(headers)) return { type: 'relay', res: originRes };
+    if (this.bodyOverLimit) {
+      originRes.resume();
+      return { type: 'too-large', res: originRes };
+    }
+    const grip = await readGripResponse(originRes, headers, {
+      requestUrl: this.target.url.href, maxBodyBytes: this.deps.limits.maxInstructBodyBytes, use: 'response',
+    });
+    return { type: 'grip', res: originRes, grip };
+  }
+
+  /** Gives the client what the origin answered; `checkPosition`: compare new holds' prev-ids with their channels. */
+  private send(answer: OriginAnswer, checkPosition: boolean): void {
+    switch (answer.type) {
+      case 'relay':
+        this.relay(answer.res);
+        return;
+      case 'too-large':
+        this.sendText(400, REQUEST_TOO_LARGE_TEXT);
+        return;
+      case 'grip':
+        this.apply(answer.grip, checkPosition);
+        return;
+      default: {
+        const never: never = answer;
+        throw new Error(`unhandled answer ${String(never)}`);
+      }
+    }
+  }
+
+  private apply({ instruct, body }: GripResponse, checkPosition: boolean): void {
     const hold = instruct.hold;
     const headers = withoutHeaders(instruct.headers, ['content-length']);
     if (hold?.mode === 'response') {
-      const responseHold = new ResponseHold(this.deps, this.res, {
+      new ResponseHold(this.deps.responseHolds, this.res, {
         channels: hold.channels,
         timeoutSec: hold.timeoutSec,
-        timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: instruct.body ?? Buffer.alloc(0) },
-        retry: (lastIds, isPositionRecovery) => void this.retry(lastIds, isPositionRecovery),
-        refresh: (lastIds) => void this.refresh(lastIds),
+        // Read whole by readGripResponse (a long-poll's body is its timeout response).
+        timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: Buffer.isBuffer(body) ? body : EMPTY },
+        reask: this,
         checkPosition,
       });
-      this.hold = responseHold;
       this.deps.metrics.requests.inc({ outcome: 'hold_response' });
       return;
     }
     if (hold?.mode === 'stream' || instruct.nextLink !== undefined) {
       const options = {
         code: instruct.code, reason: instruct.reason, headers,
-        initialBody: instruct.body ?? originRes,
+        initialBody: body,
         channels: this.withLastEventId(hold?.channels ?? []),
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
       };
-      new StreamHold(this.deps, this.res, options);
+      new StreamHold(this.deps.streamHolds, this.res, options);
       this.deps.metrics.requests.inc({ outcome: hold ? 'hold_stream' : 'paged' });
       return;
     }
-    const body = instruct.body ?? Buffer.alloc(0);
-    this.res.writeHead(instruct.code, instruct.reason, [...flatten(headers), 'Content-Length', String(body.length)]);
-    this.res.end(body);
+    // A plain GRIP answer: read whole by readGripResponse.
+    const bytes = Buffer.isBuffer(body) ? body : EMPTY;
+    this.res.writeHead(instruct.code, instruct.reason, [...flatten(headers), 'Content-Length', String(bytes.length)]);
+    this.res.end(bytes);
     this.deps.metrics.requests.inc({ outcome: 'grip_response' });
   }
 
@@ -215,53 +261,6 @@ export class ProxySession {
       return channels;
     }
     return channels.map((c) => (c.prevId === undefined ? { ...c, prevId: id } : c));
-  }
-
-  /** Asks the origin again with the original request plus Grip-Last (hint, a gap in ids, or a hold behind its channel). */
-  private async retry(lastIds: ReadonlyMap<string, string>, isPositionRecovery = false): Promise<void> {
-    if (this.res.destroyed) return;
-    this.isPositionRecovery = isPositionRecovery;
-    try {
-      const originRes = await this.deps.origin.request(
-        { method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)] },
-        Buffer.concat(this.keptBody),
-      );
-      if (this.res.destroyed) {
-        originRes.resume();
-        return;
-      }
-      await this.handleOriginResponse(originRes);
-    } catch (err) {
-      this.fail(err);
-    }
-  }
-
-  /** First-subscription refresh of a long-poll: the hold keeps holding until the origin answers. */
-  private async refresh(lastIds: ReadonlyMap<string, string>): Promise<void> {
-    const current = this.hold;
-    if (current === undefined || this.res.destroyed) return;
-    let originRes: IncomingMessage;
-    try {
-      originRes = await this.deps.origin.request(
-        { method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)] },
-        Buffer.concat(this.keptBody),
-      );
-    } catch (err) {
-      this.refreshFailed(current, err);
-      return;
-    }
-    // Answered by a published item or the timeout while the origin was asked: drop the answer.
-    if (this.res.destroyed || !current.isHolding) {
-      originRes.resume();
-      return;
-    }
-    await this.handleOriginResponse(originRes, current);
-  }
-
-  private refreshFailed(hold: ResponseHold, err: unknown): void {
-    const kg = isKgError(err) ? err : new KgError('KG_ERR_ORIGIN_UNREACHABLE', String(err), { cause: err });
-    this.deps.log.warn({ code: kg.code, origin: this.target.url.origin, err: kg.message }, 'refresh failed; still holding');
-    hold.refreshFailed();
   }
 
   private relay(originRes: IncomingMessage): void {

@@ -3,35 +3,68 @@ import { flatten } from '../grip/headers.js';
 import { buildPublishedResponse, type ResponseParts } from '../grip/published-response.js';
 import type { ChannelSub, PublishItem } from '../grip/types.js';
 import type { PositionedSubscriber } from '../hub/hub.js';
-import type { CloseReason } from '../metrics.js';
-import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
+import type { CloseReason, Metrics } from '../metrics.js';
+import {
+  limitChannels, timerMs,
+  type ChannelLimit, type ChannelSubscriptions, type Clock, type HoldMetrics, type OpenHolds, type Timer,
+} from './hold-ports.js';
 
 // A long-poll (spec 3.5). The client has been sent nothing; it gets exactly one response:
 //
 //   holding ──http-response item──▶ closed (item's response)
 //      │ ────timeout / shutdown───▶ closed (the origin's timeout response)
-//      │ ────hint / prev-id gap───▶ closed (session retries the origin, which decides anew)
-//      │ ────behind the channel───▶ closed (likewise, at accept time: spec 5.3)
-//      │ ────refresh answered─────▶ closed (superseded by what the origin answered now)
+//      │ ────hint / prev-id gap───▶ closed, then reask.retry (the origin decides anew)
+//      │ ────behind the channel───▶ closed, then reask.retry (likewise, at accept time: spec 5.3)
+//      │ ────refresh answered─────▶ closed (the answer applied first: it replaces this hold)
+//      │ ────refresh failed───────▶ holding (as before; a later refresh may ask again)
 //      └─────client gone──────────▶ closed
 //
 // Each channel is subscribed with its prev-id, so the hub can compare it with the channel's
 // position: a hold that is behind is caught up from history, or recover() retries the origin.
-// A refresh (the channel just went live on the bus, spec 3.5) asks the origin again but keeps
-// holding meanwhile: an item that arrives before the origin's new answer is still delivered,
-// and the answer is then dropped. close() runs once and releases the subscriptions and the timer.
+// A refresh (the channel just went live on the bus, spec 3.5) asks the origin again through
+// reask.refresh but keeps holding meanwhile: an item that arrives before the origin's new answer
+// is still delivered, and the answer is then dropped; a refresh that fails leaves it holding.
+// The hold only calls its session's OriginReask, never the other way: the session asks the
+// origin, and the hold decides whether the answer still applies. close() runs once and releases
+// the subscriptions and the timer.
+
+/** What a long-poll is given from the sidecar (one for all of them). */
+export interface ResponseHoldDeps {
+  hub: ChannelSubscriptions;
+  holds: OpenHolds;
+  channelLimit: ChannelLimit;
+  metrics: HoldMetrics & Pick<Metrics, 'messagesSent'>;
+  clock: Clock;
+}
+
+/** How a long-poll asks the origin again; its session implements it. */
+export interface OriginReask {
+  /**
+   * The hold has ended without answering: ask the origin again (hint, a gap in the item chain,
+   * or a prev-id behind the channel's position: `isPositionRecovery`) with these Grip-Last
+   * values; the origin's answer goes to the client.
+   */
+  retry(gripLast: ReadonlyMap<string, string>, isPositionRecovery: boolean): void;
+  /**
+   * Ask the origin again while the hold goes on holding. Resolves with its answer, or with
+   * undefined when there is none to apply (the origin failed: logged; the client is gone).
+   */
+  refresh(gripLast: ReadonlyMap<string, string>): Promise<RefreshAnswer | undefined>;
+}
+
+/** The origin's answer to a refresh, kept until the hold knows whether it still applies. */
+export interface RefreshAnswer {
+  /** Sends it to the client (a new hold, or a response); the hold that asked releases right after. */
+  apply(): void;
+  /** Discards it: the hold answered meanwhile. */
+  drop(): void;
+}
 
 export interface ResponseHoldOptions {
   channels: readonly ChannelSub[];
   timeoutSec: number;
   timeoutResponse: ResponseParts;
-  /**
-   * Ask the origin again (hint, a gap in the item chain, or a prev-id behind the channel's
-   * position: `isPositionRecovery`), with these Grip-Last values.
-   */
-  retry: (gripLast: ReadonlyMap<string, string>, isPositionRecovery: boolean) => void;
-  /** Ask the origin again while this hold keeps holding; the session calls supersede() with the answer. */
-  refresh: (gripLast: ReadonlyMap<string, string>) => void;
+  reask: OriginReask;
   /** Compare prev-ids with the channels' positions; off for the answer to a position recovery, so it cannot loop. */
   checkPosition: boolean;
 }
@@ -40,13 +73,14 @@ export class ResponseHold implements PositionedSubscriber {
   private state: 'holding' | 'closed' = 'holding';
   private isRefreshing = false;
   private readonly channels: ChannelSub[];
-  private readonly timer: NodeJS.Timeout;
-  private readonly startedAt = performance.now();
+  private readonly timer: Timer;
+  private readonly startedAt: number;
   private readonly onClientGone = (): void => this.close('client_gone');
 
-  constructor(private readonly deps: HoldDeps, private readonly res: ServerResponse, private readonly options: ResponseHoldOptions) {
-    this.channels = limitChannels(options.channels, deps);
-    this.timer = setTimeout(() => this.finish('timeout', options.timeoutResponse), timerMs(options.timeoutSec));
+  constructor(private readonly deps: ResponseHoldDeps, private readonly res: ServerResponse, private readonly options: ResponseHoldOptions) {
+    this.channels = limitChannels(options.channels, deps.channelLimit);
+    this.startedAt = deps.clock.now();
+    this.timer = deps.clock.setTimeout(() => this.finish('timeout', options.timeoutResponse), timerMs(options.timeoutSec));
     res.once('close', this.onClientGone);
     deps.metrics.connections.inc({ kind: 'response' });
     deps.holds.add(this);
@@ -84,7 +118,7 @@ export class ResponseHold implements PositionedSubscriber {
   refresh(): void {
     if (this.state !== 'holding' || this.isRefreshing) return;
     this.isRefreshing = true;
-    this.options.refresh(this.knownPrevIds());
+    void this.refreshFromOrigin();
   }
 
   /** This hold's prev-id is behind the channel and history could not help (spec 5.3): retry at once. */
@@ -98,18 +132,24 @@ export class ResponseHold implements PositionedSubscriber {
     this.finish('shutdown', this.options.timeoutResponse);
   }
 
-  get isHolding(): boolean {
-    return this.state === 'holding';
-  }
-
-  /** The refresh answer arrived and replaces this hold; nothing is written to the client. */
-  supersede(): void {
+  private async refreshFromOrigin(): Promise<void> {
+    const answer = await this.options.reask.refresh(this.knownPrevIds());
+    if (answer === undefined) {
+      this.isRefreshing = false; // failed: keep holding as before
+      return;
+    }
+    if (this.isClosed()) {
+      answer.drop(); // an item, the timeout or the client answered first
+      return;
+    }
+    // Apply first, then release this hold, so channels both share never lose their subscription.
+    answer.apply();
     this.release('retry');
   }
 
-  /** The refresh failed (origin unreachable, bad answer): keep holding as before. */
-  refreshFailed(): void {
-    this.isRefreshing = false;
+  /** State re-read after an await, where TypeScript's narrowing no longer holds. */
+  private isClosed(): boolean {
+    return this.state === 'closed';
   }
 
   private knownPrevIds(): Map<string, string> {
@@ -120,7 +160,7 @@ export class ResponseHold implements PositionedSubscriber {
 
   private retryWith(gripLast: Map<string, string>, isPositionRecovery: boolean): void {
     this.release('retry');
-    this.options.retry(gripLast, isPositionRecovery);
+    this.options.reask.retry(gripLast, isPositionRecovery);
   }
 
   private finish(reason: CloseReason, response: ResponseParts): void {
@@ -141,14 +181,14 @@ export class ResponseHold implements PositionedSubscriber {
   private release(reason: CloseReason | 'retry'): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    clearTimeout(this.timer);
+    this.deps.clock.clearTimeout(this.timer);
     this.res.off('close', this.onClientGone);
     this.deps.holds.delete(this);
     for (const c of this.channels) this.deps.hub.unsubscribe(c.name, this);
     this.deps.metrics.connections.dec({ kind: 'response' });
     if (reason !== 'retry') {
       this.deps.metrics.holdsClosed.inc({ kind: 'response', reason });
-      this.deps.metrics.holdDuration.observe({ kind: 'response' }, (performance.now() - this.startedAt) / 1000);
+      this.deps.metrics.holdDuration.observe({ kind: 'response' }, (this.deps.clock.now() - this.startedAt) / 1000);
     }
   }
 }

@@ -3,11 +3,16 @@ import type { Socket } from 'node:net';
 import { flatten } from '../grip/headers.js';
 import type { ChannelSub, HeaderList, KeepAlive, Link, PublishItem } from '../grip/types.js';
 import type { PositionedSubscriber } from '../hub/hub.js';
-import { fetchLink } from '../origin/link-fetch.js';
-import type { CloseReason } from '../metrics.js';
-import type { CoalesceState } from './chunk-writer.js';
-import { type HoldDeps, limitChannels, timerMs } from './hold-deps.js';
-import type { KeepAliveMember } from './keep-alive-wheel.js';
+import type { Limits } from '../config.js';
+import type { Logger } from '../log.js';
+import type { CloseReason, Metrics } from '../metrics.js';
+import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
+import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
+import {
+  limitChannels, timerMs,
+  type ChannelLimit, type ChannelSubscriptions, type Clock, type HoldMetrics, type OpenHolds, type Timer,
+} from './hold-ports.js';
+import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 
 // An HTTP stream (spec 3.6), also used for paged streaming (no hold, only a next link, 3.4).
 // Headers and the initial body go out at once; published http-stream content is appended.
@@ -44,6 +49,24 @@ function uncork(socket: Socket): void {
 
 const MAX_FETCH_ATTEMPTS = 5;
 
+/** What a stream is given from the sidecar (one for all of them). */
+export interface StreamHoldDeps {
+  hub: ChannelSubscriptions;
+  holds: OpenHolds;
+  channelLimit: ChannelLimit;
+  metrics: HoldMetrics & Pick<Metrics, 'originErrors'>;
+  /** Counts one published item written to a stream (kong_grip_messages_sent_total, batched per tick). */
+  countStreamSent: () => void;
+  /** Shared by all stream holds: published content to sockets, framed once per item. */
+  chunks: Pick<ChunkWriter, 'write'>;
+  /** Shared by all stream holds: one timer for every keep-alive. */
+  keepAlives: Pick<KeepAliveWheel, 'add' | 'remove' | 'currentTick'>;
+  links: NextLinks;
+  log: Pick<Logger, 'warn'>;
+  limits: Pick<Limits, 'maxQueueItems' | 'maxQueueBytes'>;
+  clock: Clock;
+}
+
 export interface StreamHoldOptions {
   code: number;
   reason: string;
@@ -66,15 +89,16 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private nextLink: Link | undefined;
   private pending: PublishItem[] | undefined;
   private keepAlive: KeepAlive | undefined;
-  private nextLinkTimer: NodeJS.Timeout | undefined;
-  private readonly startedAt = performance.now();
+  private nextLinkTimer: Timer | undefined;
+  private readonly startedAt: number;
   lastWriteTick = 0;
   corkedTick = 0;
   keepAliveMark = 0;
   keepAliveTicks = 0;
   keepAliveSlot = -1;
 
-  constructor(private readonly deps: HoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
+  constructor(private readonly deps: StreamHoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
+    this.startedAt = deps.clock.now();
     holdsByResponse.set(res, this);
     res.on('close', onResponseClose); // not once(): that wraps it in a closure per response
     deps.metrics.connections.inc({ kind: 'stream' });
@@ -243,10 +267,10 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private resume(): void {
     if (this.state === 'closed') return;
     this.state = 'holding';
-    clearTimeout(this.nextLinkTimer);
+    this.deps.clock.clearTimeout(this.nextLinkTimer);
     this.nextLinkTimer = undefined;
     if (this.nextLink !== undefined && this.channels.length > 0) {
-      this.nextLinkTimer = setTimeout(() => void this.fetchNext(), timerMs(this.nextLink.timeoutSec));
+      this.nextLinkTimer = this.deps.clock.setTimeout(() => void this.fetchNext(), timerMs(this.nextLink.timeoutSec));
     }
     if (this.isRecoveryWanted) {
       this.isRecoveryWanted = false;
@@ -262,7 +286,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private async fetchNext(): Promise<void> {
     if (this.state === 'closed' || this.state === 'fetching' || this.nextLink === undefined) return;
     this.state = 'fetching';
-    clearTimeout(this.nextLinkTimer);
+    this.deps.clock.clearTimeout(this.nextLinkTimer);
     for (;;) {
       const link: Link = this.nextLink as Link;
       const page = await this.fetchWithRetries(link.url);
@@ -284,10 +308,10 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     }
   }
 
-  private async fetchWithRetries(url: string): Promise<Awaited<ReturnType<typeof fetchLink>> | undefined> {
+  private async fetchWithRetries(url: string): Promise<FetchedPage | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await fetchLink(this.deps.origin, url, this.lastIds ?? EMPTY_IDS, this.deps.limits.maxInstructBodyBytes);
+        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS);
       } catch (err) {
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });
         if (this.state === 'closed') return undefined;
@@ -297,7 +321,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
           return undefined;
         }
         const delayMs = 1000 * 2 ** attempt + Math.floor(Math.random() * 1000);
-        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, delayMs));
         if (this.isClosed()) return undefined;
       }
     }
@@ -310,7 +334,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
 
   /** `isFirst`: the channels of the origin's first answer, compared with the channels' positions. */
   private setChannels(requested: readonly ChannelSub[], isFirst: boolean): void {
-    const next = limitChannels(requested, this.deps);
+    const next = limitChannels(requested, this.deps.channelLimit);
     const nextNames = new Set(next.map((c) => c.name));
     for (const c of this.channels) {
       if (!nextNames.has(c.name)) {
@@ -347,7 +371,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private release(reason: CloseReason): void {
     this.state = 'closed';
     this.deps.keepAlives.remove(this);
-    clearTimeout(this.nextLinkTimer);
+    this.deps.clock.clearTimeout(this.nextLinkTimer);
     this.pending = undefined;
     this.res.off('close', onResponseClose);
     holdsByResponse.delete(this.res);
@@ -355,6 +379,6 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     for (const c of this.channels) this.deps.hub.unsubscribe(c.name, this);
     this.deps.metrics.connections.dec({ kind: 'stream' });
     this.deps.metrics.holdsClosed.inc({ kind: 'stream', reason });
-    this.deps.metrics.holdDuration.observe({ kind: 'stream' }, (performance.now() - this.startedAt) / 1000);
+    this.deps.metrics.holdDuration.observe({ kind: 'stream' }, (this.deps.clock.now() - this.startedAt) / 1000);
   }
 }

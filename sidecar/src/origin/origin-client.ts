@@ -22,6 +22,14 @@ export interface OriginCall {
   response: Promise<IncomingMessage>;
 }
 
+/** The origin as its callers see it (OriginClient; a fake in unit tests). */
+export interface OriginPort {
+  /** A request whose body the caller streams (outgoing) before the response comes. */
+  start(req: OriginRequest): Promise<OriginCall>;
+  /** A complete request with an in-memory body. */
+  request(req: OriginRequest, body?: Buffer): Promise<IncomingMessage>;
+}
+
 const FEATURE_VALUE = GRIP_FEATURES.join(', ');
 
 /**
@@ -41,7 +49,7 @@ const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
  */
 export const ORIGIN_IDLE_SOCKET_MS = 4000;
 
-export class OriginClient {
+export class OriginClient implements OriginPort {
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
 

@@ -11,6 +11,7 @@ import { DEFAULT_LIMITS, DEFAULT_WS } from '../sidecar/src/config.js';
 import { forwardRequestHeaders } from '../sidecar/src/grip/headers.js';
 import type { PublishItem } from '../sidecar/src/grip/types.js';
 import { encodeWsEvents } from '../sidecar/src/grip/ws-events.js';
+import { KeepAliveWheel } from '../sidecar/src/holds/keep-alive-wheel.js';
 import { Hub } from '../sidecar/src/hub/hub.js';
 import { createLogger } from '../sidecar/src/log.js';
 import { createMetrics } from '../sidecar/src/metrics.js';
@@ -45,7 +46,7 @@ const metrics = createMetrics();
 const hub = new Hub(bus, metrics);
 const handler = new WsUpgradeHandler({
   hub, post, metrics, log: createLogger('silent'),
-  limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS,
+  limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS, keepAlives: new KeepAliveWheel(),
   onSessionEnded: () => undefined,
 });
 const server = http.createServer((_req, res) => { res.writeHead(404); res.end(); });
@@ -115,7 +116,7 @@ function stats(xs: number[]): string {
 
 console.log(`one ${payloadBytes}-byte text message to ${clients} clients, ${rounds} rounds after ${WARMUP} warm-up`);
 // The baseline needs the ws objects, which the handler keeps to itself.
-const wss = (handler as unknown as { wss: WebSocketServer }).wss;
+const wss = (handler as unknown as { handshake: { wss: WebSocketServer } }).handshake.wss;
 const sharedFrame = (k: number): void => {
   const item: PublishItem = {
     channel: 'bench', formats: { 'ws-message': { action: 'send', type: 'text', content: payloadFor(k) } }, meta: {}, noSeq: false,

@@ -43,8 +43,8 @@ import type { TimerHandle, Timers } from './ws-timers.js';
 //
 // A held WebSocket is mostly idle and there may be many, so it keeps little: no closure of its
 // own (the listeners are shared and find the session through a symbol on the socket or the ws
-// object), the client keep-alive on the shared wheel, and nothing of the upgrade request once
-// it is answered.
+// object), the client keep-alive on the shared wheel (sent between the timeout and about three
+// wheel ticks after it, never earlier), and nothing of the upgrade request once it is answered.
 
 /** The answer to the client's upgrade, once the origin has decided (server/ws-handshake.ts). */
 export interface WsHandshakePort {

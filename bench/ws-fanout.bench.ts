@@ -3,12 +3,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { WebSocketServer } from 'ws';
 import { MemoryBus } from '../sidecar/src/bus/memory-bus.js';
 import { DEFAULT_LIMITS, DEFAULT_WS } from '../sidecar/src/config.js';
 import { forwardRequestHeaders } from '../sidecar/src/grip/headers.js';
 import type { PublishItem } from '../sidecar/src/grip/types.js';
 import { encodeWsEvents } from '../sidecar/src/grip/ws-events.js';
+import { KeepAliveWheel } from '../sidecar/src/holds/keep-alive-wheel.js';
 import { Hub } from '../sidecar/src/hub/hub.js';
 import { createLogger } from '../sidecar/src/log.js';
 import { createMetrics } from '../sidecar/src/metrics.js';
@@ -23,6 +26,7 @@ import { WsUpgradeHandler } from '../sidecar/src/server/ws-upgrade.js';
 //   loop CPU: user (JavaScript: hub, sessions, framing) and system (kernel: one write per socket)
 // and, on the same sockets, the same two figures for per-client ws.send() (a frame built per client).
 // The origin is in-process (accepts OPEN and subscribes to "bench"): only the fan-out is measured.
+// Before the rounds it reports the heap this process holds per connected client (after a full GC).
 
 const clients = Number(process.argv[2] ?? 5000);
 const rounds = Number(process.argv[3] ?? 30);
@@ -42,7 +46,7 @@ const metrics = createMetrics();
 const hub = new Hub(bus, metrics);
 const handler = new WsUpgradeHandler({
   hub, post, metrics, log: createLogger('silent'),
-  limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS,
+  limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS, keepAlives: new KeepAliveWheel(),
   onSessionEnded: () => undefined,
 });
 const server = http.createServer((_req, res) => { res.writeHead(404); res.end(); });
@@ -52,6 +56,13 @@ server.on('upgrade', (req, socket, head) => handler.start(req, socket, head, {
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const port = (server.address() as AddressInfo).port;
 
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+const heapNow = (): number => {
+  gc();
+  return process.memoryUsage().heapUsed;
+};
+const heapBefore = heapNow();
 const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./ws-fanout-clients.ts', import.meta.url)), `ws://127.0.0.1:${port}/bench`, String(clients)], {
   stdio: ['pipe', 'pipe', 'inherit'],
 });
@@ -67,6 +78,7 @@ const connectStart = performance.now();
 await waitLine('ready');
 while (hub.subscriberCount('bench') < clients) await new Promise((resolve) => setImmediate(resolve));
 console.log(`${clients} clients connected and subscribed in ${((performance.now() - connectStart) / 1000).toFixed(1)} s`);
+console.log(`heap per client: ${Math.round((heapNow() - heapBefore) / clients)} bytes (sessions, ws objects, sockets)`);
 
 const payloadFor = (k: number): Buffer => Buffer.concat([Buffer.from(String(k).padStart(8, '0')), Buffer.alloc(Math.max(0, payloadBytes - 8), 'x')]);
 
@@ -104,7 +116,7 @@ function stats(xs: number[]): string {
 
 console.log(`one ${payloadBytes}-byte text message to ${clients} clients, ${rounds} rounds after ${WARMUP} warm-up`);
 // The baseline needs the ws objects, which the handler keeps to itself.
-const wss = (handler as unknown as { wss: WebSocketServer }).wss;
+const wss = (handler as unknown as { handshake: { wss: WebSocketServer } }).handshake.wss;
 const sharedFrame = (k: number): void => {
   const item: PublishItem = {
     channel: 'bench', formats: { 'ws-message': { action: 'send', type: 'text', content: payloadFor(k) } }, meta: {}, noSeq: false,

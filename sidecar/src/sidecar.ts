@@ -82,7 +82,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const admission = new Admission(config.limits.maxConnections);
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
-    onSessionEnded: () => admission.release('ws'),
+    keepAlives, onSessionEnded: () => admission.release('ws'),
   });
   const clientServer = await ClientServer.start({
     host: config.listen.host,

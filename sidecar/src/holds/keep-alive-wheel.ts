@@ -7,6 +7,9 @@
 //
 // A keep-alive goes out between timeout and about timeout + 3 × resolutionMs after the last write
 // that restarts it, never earlier, and the timer runs only while some stream has keep-alives.
+//
+// WebSocket sessions are members too: a session for its client keep-alive (the keep-alive control
+// message) and its origin link for the origin's Keep-Alive-Interval (holds/ws-*.ts).
 
 export interface KeepAliveMember {
   /** Tick of the last write that restarts the wait (idle mode), or of the last keep-alive. */

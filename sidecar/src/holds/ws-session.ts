@@ -1,25 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { Limits, WsSettings } from '../config.js';
 import { isKgError } from '../errors.js';
 import { parseWsControl, type WsClientMessage, type WsControl } from '../grip/ws-control.js';
-import { decodeWsEvents, encodeWsEvents, type WsEvent } from '../grip/ws-events.js';
+import type { DecodedWsEvent, WsEvent } from '../grip/ws-events.js';
 import { gripExtensionFrom, routeOriginMessage, type GripExtension } from '../grip/ws-extension.js';
 import { encodeFrame, isSendableCloseCode, Opcode, opcodeOf, truncateCloseReason } from '../grip/ws-frame.js';
-import {
-  applySetMeta, firstHeader, handshakeResponseHeaders, headerValues, isWsEventsContentType, offeredSubprotocols,
-  parseKeepAliveInterval, rejectionResponseHeaders, replayedHandshakeHeaders, wsRequestHeaders, type WsMeta,
-} from '../grip/ws-headers.js';
+import { headerValues } from '../grip/ws-headers.js';
 import type { HeaderList, PublishItem, WsMessageFormat } from '../grip/types.js';
 import type { Hub, Subscriber } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
-import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
+import type { PostWsEvents } from '../origin/ws-origin.js';
+import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
+import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origin-link.js';
+import type { TimerHandle, Timers } from './ws-timers.js';
 
 // One client WebSocket held by the sidecar and driven by the origin over WebSocket-over-HTTP
-// (spec 7). The origin sees short POSTs of websocket-events; the client sees a WebSocket.
+// (spec 7): the client side (its socket, published frames, control messages, the closing
+// handshake). The origin side (batched POSTs, one in flight, retries, the farewell) is the
+// session's WsOriginLink; completing or refusing the upgrade is the handshake port's job.
 //
 //   opening ──origin answers OPEN──▶ open ──c:detach──▶ detached
 //      │                              │  ╲                 │
@@ -32,13 +34,25 @@ import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
 //    closed ◀──────────────────────── close(reason) runs once ◀────────────────┘
 //
 // opening: OPEN is posted and the client's upgrade waits; the 101 goes out only once the origin
-//   accepts. open: client messages are batched into POSTs, one in flight at a time (order);
-//   origin events and published ws-message items are written to the client. detached: the
-//   origin side is closed (CLOSE posted), publishes still flow. closing: we relayed the origin's
-//   CLOSE and wait for the client's reply, which goes back to the origin as CLOSE.
+//   accepts. open: client messages go to the link; origin events and published ws-message items
+//   are written to the client. detached: the origin side is closed (CLOSE posted), publishes
+//   still flow. closing: we relayed the origin's CLOSE and wait for the client's reply, which
+//   goes back to the origin as CLOSE.
 // close() releases subscriptions, timers and listeners, ends the client socket as asked, and
-// leaves at most one farewell POST (CLOSE or DISCONNECT) for the origin, sent after any request
-// already in flight.
+// hands the link at most one farewell event (CLOSE or DISCONNECT) for the origin.
+//
+// A held WebSocket is mostly idle and there may be many, so it keeps little: no closure of its
+// own (the listeners are shared and find the session through a symbol on the socket or the ws
+// object), the client keep-alive on the shared wheel (sent between the timeout and about three
+// wheel ticks after it, never earlier), and nothing of the upgrade request once it is answered.
+
+/** The answer to the client's upgrade, once the origin has decided (server/ws-handshake.ts). */
+export interface WsHandshakePort {
+  /** Completes the 101 with the origin's reply headers; undefined if the client has gone. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, originHeaders: HeaderList, clientHeaders: HeaderList): WebSocket | undefined;
+  /** Answers the upgrade with the origin's refusal, or 502; the socket then closes. */
+  refuse(socket: Duplex, refusal: OpenRefusal): void;
+}
 
 export interface WsSessionDeps {
   hub: Hub;
@@ -49,17 +63,21 @@ export interface WsSessionDeps {
   log: Logger;
   limits: Limits;
   ws: WsSettings;
+  handshake: WsHandshakePort;
+  /** Client keep-alives and the origin's Keep-Alive-Interval, on the wheel all holds share. */
+  keepAlives: KeepAliveWheel;
+  /** Origin retries and send-delayed. */
+  timers: Timers;
+  /** Runs once for every session, when it ends. */
+  onClosed: (session: WsSession) => void;
 }
 
-export interface WsSessionInit {
+export interface WsUpgrade {
   req: IncomingMessage;
   socket: Duplex;
   head: Buffer;
   /** Where the POSTs go, and the client's handshake headers already cleaned for the origin. */
   target: { url: URL; headers: HeaderList };
-  /** Completes the upgrade with these extra 101 headers; undefined if the socket is gone. */
-  accept: (headers: HeaderList, protocol: string | undefined, head: Buffer) => WebSocket | undefined;
-  onClosed: (session: WsSession) => void;
 }
 
 type State = 'opening' | 'open' | 'detached' | 'closing' | 'closed';
@@ -70,24 +88,38 @@ type ClientEnd =
   | { type: 'close'; code: number | undefined; reason: string }
   | { type: 'terminate' };
 
+/** What the upgrade needs until it is answered; dropped then. */
+interface Opening {
+  req: IncomingMessage;
+  head: Buffer;
+  clientHeaders: HeaderList;
+  /** What the client sent before the 101, for ws to read. */
+  earlyData: Buffer[] | undefined;
+  earlyBytes: number;
+}
+
 const ENDED: ClientEnd = { type: 'none' };
 const TERMINATE: ClientEnd = { type: 'terminate' };
+/** 1012 Service Restart (RFC 6455 registry): the client should reconnect, and will reach another instance. */
+const SHUTDOWN_END: ClientEnd = { type: 'close', code: 1012, reason: 'service restart' };
 const WS_OPEN = 1; // WebSocket.OPEN
-/** Pushpin relays at most this much of a refusing origin's body to the client. */
-const MAX_REJECT_BODY_BYTES = 100_000;
 /** Pushpin's limit on filters per subscription (MESSAGEFILTERSTACK_SIZE_MAX). */
 const MAX_FILTERS = 5;
-const PROXY_ERROR_TEXT = Buffer.from('Error while proxying to origin.\n');
-const PROXY_ERROR_HEADERS: HeaderList = [['Content-Type', 'text/plain; charset=utf-8']];
 /** 1014 Bad Gateway (RFC 6455 registry): the origin failed or answered something unusable. */
 const CLOSE_ORIGIN_FAILED = 1014;
-/** 1012 Service Restart (RFC 6455 registry): the client should reconnect, and will reach another instance. */
-const CLOSE_SHUTDOWN = 1012;
 const CLOSE_INTERNAL = 1011;
 const DISCONNECT: WsEvent = { type: 'DISCONNECT' };
+const CLOSE_NO_STATUS: WsEvent = { type: 'CLOSE', reason: '' };
 // Errors on a socket being torn down have no one left to tell.
 const ignoreError = (): void => undefined;
-const CLOSE_NO_STATUS: WsEvent = { type: 'CLOSE', reason: '' };
+
+/** The session of a client socket and of its ws object, for the listeners all sessions share. */
+const kSession = Symbol('kong-grip.wsSession');
+interface Tagged { [kSession]?: WsSession }
+
+function sessionOf(emitter: object): WsSession | undefined {
+  return (emitter as Tagged)[kSession];
+}
 
 // Each published ws-message format is framed once and the same bytes go to every socket: every
 // subscriber of a channel receives the same item object from the hub, so its format is the key.
@@ -102,174 +134,130 @@ function publishFrame(format: WsMessageFormat): Buffer | undefined {
   return frame ?? undefined;
 }
 
-export class WsSession implements Subscriber {
+export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   readonly connectionId = randomUUID();
   private state: State = 'opening';
   private ws: WebSocket | undefined;
   private grip: GripExtension | undefined;
   private readonly socket: Duplex;
-  private readonly replayed: HeaderList;
-  private readonly meta: WsMeta = new Map();
+  private opening: Opening | undefined;
+  private readonly link: WsOriginLink;
   private readonly channels = new Set<string>();
   private readonly log: Logger;
   private readonly startedAt = performance.now();
+  /** The keep-alive control message, framed; in idle mode every write restarts the wait. */
+  private keepAliveFrame: Buffer | undefined;
+  private isKeepAliveIdle = false;
+  keepAliveMark = 0;
+  keepAliveTicks = 0;
+  keepAliveSlot = -1;
+  private delayedFrame: Buffer | undefined;
+  private delayedTimer: TimerHandle | undefined;
 
-  // Client → origin
-  private pending: WsEvent[] = [];
-  private pendingBytes = 0;
-  private isReadPaused = false;
-  /** A POST (or a retry's wait) is outstanding; nothing else is sent until it completes. */
-  private inFlight = false;
-  /** Send a POST even with no events (origin keep-alive, publish refresh). */
-  private refreshWanted = false;
-  private retries = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private originKeepAliveMs: number | undefined;
-  private originKeepAliveTimer: NodeJS.Timeout | undefined;
-  private farewell: WsEvent[] | undefined;
-
-  // Origin / sidecar → client
-  private clientKeepAlive: { frame: Buffer; ms: number; mode: 'idle' | 'interval' } | undefined;
-  private clientKeepAliveTimer: NodeJS.Timeout | undefined;
-  private lastSentMs = 0;
-  private delayed: { frame: Buffer; timer: NodeJS.Timeout } | undefined;
-
-  private readonly onSocketGone = (): void => this.close('client_gone', TERMINATE, [DISCONNECT]);
-  private readonly earlyData: Buffer[] = [];
-  private earlyBytes = 0;
-  private readonly onEarlyData = (chunk: Buffer): void => {
-    this.earlyBytes += chunk.length;
-    if (this.earlyBytes > this.deps.ws.maxMessageBytes) {
-      this.close('client_gone', TERMINATE, [DISCONNECT]);
-      return;
-    }
-    this.earlyData.push(chunk);
-  };
-  private readonly onSocketError = (err: Error): void => this.log.debug({ err: err.message }, 'client socket error');
-  private readonly onWsMessage = (data: Buffer, isBinary: boolean): void =>
-    this.fromClient(isBinary ? { type: 'BINARY', content: data } : { type: 'TEXT', content: data });
-  private readonly onWsPing = (data: Buffer): void => this.fromClient({ type: 'PING', content: data });
-  private readonly onWsPong = (data: Buffer): void => this.fromClient({ type: 'PONG', content: data });
-  private readonly onWsError = (err: Error): void => this.log.info({ err: err.message }, 'client protocol error');
-  private readonly onWsClose = (code: number, reason: Buffer): void => this.clientClosed(code, reason.toString('utf8'));
-  private readonly onOriginKeepAlive = (): void => {
-    this.originKeepAliveTimer = undefined;
-    if (this.state === 'opening') {
-      this.run(this.open());
-      return;
-    }
-    this.refreshWanted = true;
-    this.pump();
-  };
-  private readonly onClientKeepAlive = (): void => this.clientKeepAliveDue();
-  private readonly onDelayedDue = (): void => this.flushDelayed();
-
-  constructor(private readonly deps: WsSessionDeps, private readonly init: WsSessionInit) {
-    this.socket = init.socket;
-    this.replayed = replayedHandshakeHeaders(init.target.headers);
-    this.log = deps.log.child({ connId: this.connectionId, holdKind: 'ws', route: init.target.url.pathname });
+  constructor(private readonly deps: WsSessionDeps, upgrade: WsUpgrade) {
+    this.socket = upgrade.socket;
+    this.opening = { req: upgrade.req, head: upgrade.head, clientHeaders: upgrade.target.headers, earlyData: undefined, earlyBytes: 0 };
+    this.log = deps.log.child({ connId: this.connectionId, holdKind: 'ws', route: upgrade.target.url.pathname });
+    this.link = new WsOriginLink(deps, this, upgrade.target.url, upgrade.target.headers, this.connectionId, this.log);
   }
 
   start(): void {
-    this.socket.on('error', this.onSocketError);
-    this.socket.once('close', this.onSocketGone);
+    (this.socket as Duplex & Tagged)[kSession] = this;
+    this.socket.on('error', WsSession.onSocketError);
+    this.socket.on('close', WsSession.onSocketGone); // not once(): that wraps it in a closure per socket
     // Read while the origin decides, or a client that leaves (FIN) goes unnoticed; anything it
     // sends meanwhile is kept for ws.
-    this.socket.once('end', this.onSocketGone);
-    this.socket.on('data', this.onEarlyData);
+    this.socket.on('end', WsSession.onSocketGone);
+    this.socket.on('data', WsSession.onEarlyData);
     this.deps.metrics.connections.inc({ kind: 'ws' });
-    this.run(this.open());
+    this.link.open();
   }
 
-  /** A bug in an async step must end this session, not the process. */
-  private run(step: Promise<void>): void {
-    step.catch((err: unknown) => {
-      this.log.error({ err }, 'WebSocket session failed');
-      this.close('error', TERMINATE, undefined);
-    });
+  // ── listeners shared by every session ──────────────────────────────────────
+
+  private static onSocketError(this: Duplex, err: Error): void {
+    sessionOf(this)?.log.debug({ err: err.message }, 'client socket error');
   }
 
-  // ── opening ────────────────────────────────────────────────────────────────
+  private static onSocketGone(this: Duplex): void {
+    sessionOf(this)?.close('client_gone', TERMINATE, DISCONNECT);
+  }
 
-  private async open(): Promise<void> {
-    this.inFlight = true;
-    const outcome = await this.postEvents([{ type: 'OPEN' }]);
-    this.inFlight = false;
-    if (this.state === 'closed') {
-      // The client left while the origin was deciding; if it accepted, tell it the client is gone.
-      if (outcome.type === 'reply' && outcome.status === 200) this.sendFarewell();
-      else this.farewell = undefined;
-      return;
-    }
-    if (outcome.type === 'failed') {
-      this.deps.metrics.originErrors.inc({ kind: 'ws' });
-      this.log.warn({ err: outcome.error.message, code: outcome.error.code }, 'origin unreachable for WebSocket OPEN');
-      this.reject('origin_error', 502, 'Bad Gateway', PROXY_ERROR_HEADERS, PROXY_ERROR_TEXT);
-      return;
-    }
-    const { status, headers, body } = outcome;
-    if (status !== 200) {
-      this.log.info({ status }, 'origin refused WebSocket');
-      this.reject('rejected', status, outcome.reason, rejectionResponseHeaders(headers), body.subarray(0, MAX_REJECT_BODY_BYTES));
-      return;
-    }
-    const events = this.decodeReply(outcome);
-    if (events === undefined) {
-      this.reject('origin_error', 502, 'Bad Gateway', PROXY_ERROR_HEADERS, PROXY_ERROR_TEXT);
-      return;
-    }
-    if (events.length === 0 && this.originKeepAliveMs !== undefined) {
-      // An empty first reply with keep-alives defers the decision: ask again after the interval.
-      this.originKeepAliveTimer = setTimeout(this.onOriginKeepAlive, this.originKeepAliveMs);
-      return;
-    }
-    if (events[0]?.type !== 'OPEN') {
-      this.log.warn({ first: events[0]?.type ?? 'none' }, 'origin reply to OPEN does not start with OPEN');
-      this.deps.metrics.originErrors.inc({ kind: 'ws' });
-      this.reject('origin_error', 502, 'Bad Gateway', PROXY_ERROR_HEADERS, PROXY_ERROR_TEXT);
-      return;
-    }
+  private static onEarlyData(this: Duplex, chunk: Buffer): void {
+    sessionOf(this)?.keepEarlyData(chunk);
+  }
+
+  private static onWsMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+    sessionOf(this)?.fromClient(isBinary ? { type: 'BINARY', content: data } : { type: 'TEXT', content: data });
+  }
+
+  private static onWsPing(this: WebSocket, data: Buffer): void {
+    sessionOf(this)?.fromClient({ type: 'PING', content: data });
+  }
+
+  private static onWsPong(this: WebSocket, data: Buffer): void {
+    sessionOf(this)?.fromClient({ type: 'PONG', content: data });
+  }
+
+  private static onWsError(this: WebSocket, err: Error): void {
+    sessionOf(this)?.log.info({ err: err.message }, 'client protocol error');
+  }
+
+  private static onWsClose(this: WebSocket, code: number, reason: Buffer): void {
+    sessionOf(this)?.clientClosed(code, reason.toString('utf8'));
+  }
+
+  private static onDelayedDue(this: void, session: WsSession): void {
+    session.delayedTimer = undefined;
+    session.flushDelayed();
+  }
+
+  // ── opening (what the link reports) ────────────────────────────────────────
+
+  originAccepted(headers: HeaderList, events: DecodedWsEvent[]): void {
     this.accept(headers);
     if (this.isClosed()) return;
     this.handleEvents(events, 1);
-    this.afterExchange();
+  }
+
+  originRefused(refusal: OpenRefusal): void {
+    const socket = this.socket;
+    this.close(refusal.type === 'refused' ? 'rejected' : 'origin_error', ENDED, undefined);
+    this.deps.handshake.refuse(socket, refusal);
+  }
+
+  private keepEarlyData(chunk: Buffer): void {
+    const opening = this.opening;
+    if (opening === undefined) return;
+    opening.earlyBytes += chunk.length;
+    if (opening.earlyBytes > this.deps.ws.maxMessageBytes) {
+      this.close('client_gone', TERMINATE, DISCONNECT);
+      return;
+    }
+    (opening.earlyData ??= []).push(chunk);
   }
 
   private accept(originHeaders: HeaderList): void {
-    const chosen = firstHeader(originHeaders, 'Sec-WebSocket-Protocol')?.trim();
-    const protocol = chosen !== undefined && offeredSubprotocols(this.init.target.headers).includes(chosen) ? chosen : undefined;
+    const opening = this.opening as Opening;
+    this.opening = undefined;
     this.detachEarlyListeners();
-    const head = this.earlyData.length === 0 ? this.init.head : Buffer.concat([this.init.head, ...this.earlyData]);
-    const ws = this.init.accept(handshakeResponseHeaders(originHeaders), protocol, head);
+    const head = opening.earlyData === undefined ? opening.head : Buffer.concat([opening.head, ...opening.earlyData]);
+    const ws = this.deps.handshake.accept(opening.req, this.socket, head, originHeaders, opening.clientHeaders);
     if (ws === undefined) {
-      this.close('client_gone', ENDED, [DISCONNECT]);
+      this.close('client_gone', ENDED, DISCONNECT);
       return;
     }
     this.ws = ws;
+    (ws as WebSocket & Tagged)[kSession] = this;
     this.grip = gripExtensionFrom(headerValues(originHeaders, 'Sec-WebSocket-Extensions'));
-    ws.on('message', this.onWsMessage);
+    ws.on('message', WsSession.onWsMessage);
     // With answerPings, ws answers client pings itself (autoPong) and the origin is not asked.
-    if (!this.deps.ws.answerPings) ws.on('ping', this.onWsPing);
-    ws.on('pong', this.onWsPong);
-    ws.on('error', this.onWsError);
-    ws.once('close', this.onWsClose);
+    if (!this.deps.ws.answerPings) ws.on('ping', WsSession.onWsPing);
+    ws.on('pong', WsSession.onWsPong);
+    ws.on('error', WsSession.onWsError);
+    ws.on('close', WsSession.onWsClose);
     this.state = 'open';
     this.log.debug({ grip: this.grip !== undefined }, 'hold started');
-  }
-
-  /** Answers the upgrade with the origin's refusal (or our 502) instead of 101. */
-  private reject(label: CloseReason, status: number, reason: string, headers: HeaderList, body: Buffer): void {
-    const lines = [`HTTP/1.1 ${status} ${reason.replace(/[\r\n]/g, ' ') || STATUS_CODES[status] || ''}`];
-    for (const [k, v] of headers) lines.push(`${k}: ${v}`);
-    lines.push(`Content-Length: ${body.length}`, 'Connection: close', '', '');
-    const socket = this.socket;
-    this.close(label, ENDED, undefined);
-    if (socket.writable) {
-      socket.once('finish', () => socket.destroy());
-      socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));
-    } else {
-      socket.destroy();
-    }
   }
 
   // ── client → origin ────────────────────────────────────────────────────────
@@ -277,126 +265,36 @@ export class WsSession implements Subscriber {
   private fromClient(event: WsEvent): void {
     // After a detach client traffic is dropped (spec 7.3); closing still relays until the reply.
     if (this.state !== 'open' && this.state !== 'closing') return;
-    this.pending.push(event);
-    this.pendingBytes += event.type === 'TEXT' || event.type === 'BINARY' || event.type === 'PING' || event.type === 'PONG' ? event.content.length : 0;
-    if (this.pendingBytes >= this.deps.ws.maxPendingBytes && !this.isReadPaused && this.ws !== undefined) {
-      // Backpressure instead of loss: stop reading the client until the batch is on its way.
-      this.isReadPaused = true;
-      this.ws.pause();
-    }
-    this.pump();
+    this.link.send(event);
   }
 
-  /** Sends what is pending when nothing is in flight: one request at a time keeps order. */
-  private pump(): void {
-    if (this.inFlight) return;
-    if (this.state === 'closed') {
-      this.sendFarewell();
-      return;
-    }
-    if (this.state === 'opening') return;
-    if (this.pending.length === 0 && !(this.refreshWanted && this.state === 'open')) return;
-    const events = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.refreshWanted = false;
-    if (this.isReadPaused) {
-      this.isReadPaused = false;
-      this.ws?.resume();
-    }
-    clearTimeout(this.originKeepAliveTimer);
-    this.originKeepAliveTimer = undefined;
-    this.run(this.exchange(events));
+  pauseClient(): void {
+    this.ws?.pause();
   }
 
-  private async exchange(events: WsEvent[]): Promise<void> {
-    this.inFlight = true;
-    const outcome = await this.postEvents(events);
-    this.inFlight = false;
-    if (this.state === 'closed') {
-      this.sendFarewell();
-      return;
-    }
-    if (outcome.type === 'failed') {
-      this.deps.metrics.originErrors.inc({ kind: 'ws' });
-      if (outcome.retryable && this.retries < this.deps.ws.retries) {
-        const base = this.deps.ws.retryBaseMs;
-        const delayMs = base * 2 ** this.retries + Math.floor(Math.random() * base);
-        this.retries++;
-        this.log.debug({ err: outcome.error.message, attempt: this.retries, delayMs }, 'origin unreachable; retrying');
-        this.inFlight = true;
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = undefined;
-          this.run(this.exchange(events));
-        }, delayMs);
-        return;
-      }
-      const isUnreachable = outcome.error.code === 'KG_ERR_ORIGIN_UNREACHABLE';
-      this.log.warn({ err: outcome.error.message, code: outcome.error.code, retries: this.retries }, 'origin request failed; closing WebSocket');
-      this.close('origin_error', { type: 'close', code: CLOSE_ORIGIN_FAILED, reason: isUnreachable ? 'origin unreachable' : 'origin error' }, undefined);
-      return;
-    }
-    this.retries = 0;
-    if (outcome.status !== 200 || !isWsEventsContentType(firstHeader(outcome.headers, 'Content-Type'))) {
-      this.deps.metrics.originErrors.inc({ kind: 'ws' });
-      this.log.warn({ status: outcome.status, contentType: firstHeader(outcome.headers, 'Content-Type') }, 'origin answered WebSocket events with a non-events reply');
-      this.close('origin_error', { type: 'close', code: CLOSE_ORIGIN_FAILED, reason: 'origin error' }, undefined);
-      return;
-    }
-    const replyEvents = this.decodeReply(outcome);
-    if (replyEvents === undefined) {
-      this.close('origin_error', { type: 'close', code: CLOSE_ORIGIN_FAILED, reason: 'origin sent invalid events' }, undefined);
-      return;
-    }
-    // After a detach Pushpin drops what the origin sends on that connection.
-    if (this.state === 'open') this.handleEvents(replyEvents, 0);
-    this.afterExchange();
-  }
-
-  private afterExchange(): void {
-    if (this.state === 'closed') return;
-    this.pump();
-    if (!this.inFlight && this.state === 'open' && this.originKeepAliveMs !== undefined) {
-      this.originKeepAliveTimer = setTimeout(this.onOriginKeepAlive, this.originKeepAliveMs);
-    }
-  }
-
-  /** Reply headers that apply to every reply, then the events; undefined if the body is malformed. */
-  private decodeReply(reply: Extract<WsOriginOutcome, { type: 'reply' }>): ReturnType<typeof decodeWsEvents> | undefined {
-    applySetMeta(reply.headers, this.meta);
-    const interval = parseKeepAliveInterval(reply.headers, this.deps.ws.keepAliveMinSec);
-    if (interval === 'off') this.originKeepAliveMs = undefined;
-    else if (interval !== undefined) this.originKeepAliveMs = interval * 1000;
-    try {
-      return decodeWsEvents(reply.body);
-    } catch (err) {
-      if (!isKgError(err)) throw err;
-      this.deps.metrics.originErrors.inc({ kind: 'ws' });
-      this.log.warn({ err: err.message, code: err.code }, 'origin sent invalid websocket-events');
-      return undefined;
-    }
-  }
-
-  private postEvents(events: WsEvent[]): Promise<WsOriginOutcome> {
-    const body = encodeWsEvents(events);
-    return this.deps.post(this.init.target.url, wsRequestHeaders(this.replayed, this.connectionId, this.meta, body.length), body);
-  }
-
-  private sendFarewell(): void {
-    const events = this.farewell;
-    if (events === undefined || this.inFlight) return;
-    this.farewell = undefined;
-    this.postEvents(events).then((outcome) => {
-      if (outcome.type === 'failed') this.log.debug({ err: outcome.error.message }, 'final WebSocket event not delivered to origin');
-    }, (err: unknown) => this.log.error({ err }, 'final WebSocket event failed'));
+  resumeClient(): void {
+    this.ws?.resume();
   }
 
   // ── origin → client ────────────────────────────────────────────────────────
 
-  private handleEvents(events: ReturnType<typeof decodeWsEvents>, from: number): void {
+  originEvents(events: DecodedWsEvent[]): void {
+    this.handleEvents(events, 0);
+  }
+
+  originFailed(closeReason: string): void {
+    this.close('origin_error', { type: 'close', code: CLOSE_ORIGIN_FAILED, reason: closeReason }, undefined);
+  }
+
+  linkFailed(err: unknown): void {
+    this.log.error({ err }, 'WebSocket session failed');
+    this.close('error', TERMINATE, undefined);
+  }
+
+  private handleEvents(events: DecodedWsEvent[], from: number): void {
     // Stops at a detach as well: Pushpin drops what the origin sends once detached.
     for (let i = from; i < events.length && this.state === 'open'; i++) {
-      const e = events[i] as (typeof events)[number];
+      const e = events[i] as DecodedWsEvent;
       switch (e.type) {
         case 'TEXT':
         case 'BINARY': {
@@ -435,6 +333,7 @@ export class WsSession implements Subscriber {
   /** The origin's CLOSE goes to the client; the client's reply will go back to the origin. */
   private originClosed(code: number | undefined, reason: string): void {
     this.state = 'closing';
+    this.link.mute();
     this.releaseDelivery();
     const sendable = code !== undefined && isSendableCloseCode(code) ? code : undefined;
     this.ws?.close(sendable, sendable === undefined ? undefined : truncateCloseReason(reason));
@@ -487,7 +386,7 @@ export class WsSession implements Subscriber {
     if (this.channels.has(channel)) return;
     if (filters.length > MAX_FILTERS) {
       this.close('error', { type: 'close', code: CLOSE_INTERNAL, reason: truncateCloseReason(`too many filters for channel '${channel}'`) },
-        [...this.pending, CLOSE_NO_STATUS]);
+        CLOSE_NO_STATUS);
       return;
     }
     if (this.channels.size >= this.deps.limits.maxChannelsPerConnection) {
@@ -505,11 +404,8 @@ export class WsSession implements Subscriber {
   private detach(): void {
     if (this.state !== 'open') return;
     // Close the origin side (CLOSE without status, after anything pending); keep the client.
-    this.pending.push(CLOSE_NO_STATUS);
     this.state = 'detached';
-    clearTimeout(this.originKeepAliveTimer);
-    this.originKeepAliveTimer = undefined;
-    this.pump();
+    this.link.detach();
   }
 
   /**
@@ -518,9 +414,7 @@ export class WsSession implements Subscriber {
    * a WebSocket-over-HTTP request (empty if nothing is pending) and can push what was missed.
    */
   refresh(): void {
-    if (this.state !== 'open') return;
-    this.refreshWanted = true;
-    this.pump();
+    if (this.state === 'open') this.link.refresh();
   }
 
   /** Published items from the hub. Hot path: no allocation per subscriber. */
@@ -540,14 +434,11 @@ export class WsSession implements Subscriber {
       case 'close': {
         const code = format.code !== undefined && isSendableCloseCode(format.code) ? format.code : undefined;
         this.close('closed_by_publish', { type: 'close', code, reason: format.reason ?? '' },
-          this.state === 'open' ? [...this.pending, CLOSE_NO_STATUS] : undefined);
+          this.state === 'open' ? CLOSE_NO_STATUS : undefined);
         return;
       }
       case 'refresh':
-        if (this.state === 'open') {
-          this.refreshWanted = true;
-          this.pump();
-        }
+        this.refresh();
         return;
       case 'hint':
         return; // parsed but meaningless for WebSockets (spec 4.1)
@@ -575,43 +466,34 @@ export class WsSession implements Subscriber {
     const ws = this.ws;
     if (ws === undefined || ws.readyState !== WS_OPEN) return false;
     this.socket.write(frame);
-    if (this.clientKeepAlive !== undefined) this.lastSentMs = Date.now();
+    if (this.isKeepAliveIdle) this.keepAliveMark = this.deps.keepAlives.currentTick();
     if (this.socket.writableLength > this.deps.limits.maxQueueBytes) {
       this.log.warn({ queuedBytes: this.socket.writableLength }, 'slow consumer dropped');
-      this.close('slow_consumer', TERMINATE, this.state === 'open' ? [DISCONNECT] : undefined);
+      this.close('slow_consumer', TERMINATE, this.state === 'open' ? DISCONNECT : undefined);
       return false;
     }
     return true;
   }
 
+  /** Idle mode: sent only if nothing went to the client for the whole timeout; interval mode: every timeout. */
   private setClientKeepAlive(message: WsClientMessage | undefined, timeoutSec: number, mode: 'idle' | 'interval'): void {
-    clearTimeout(this.clientKeepAliveTimer);
-    this.clientKeepAliveTimer = undefined;
-    this.clientKeepAlive = undefined;
+    this.deps.keepAlives.remove(this);
+    this.keepAliveFrame = undefined;
+    this.isKeepAliveIdle = false;
     if (message === undefined) return;
     const frame = encodeFrame(opcodeOf(message.type), message.content);
     if (frame === undefined) {
       this.log.debug('keep-alive control frame over 125 bytes ignored');
       return;
     }
-    this.clientKeepAlive = { frame, ms: timeoutSec * 1000, mode };
-    this.lastSentMs = Date.now();
-    this.clientKeepAliveTimer = setTimeout(this.onClientKeepAlive, this.clientKeepAlive.ms);
+    this.keepAliveFrame = frame;
+    this.isKeepAliveIdle = mode === 'idle';
+    this.deps.keepAlives.add(this, timeoutSec * 1000);
   }
 
-  /** Idle mode: send only if nothing went to the client for the whole timeout. */
-  private clientKeepAliveDue(): void {
-    const ka = this.clientKeepAlive;
-    if (ka === undefined) return;
-    if (ka.mode === 'idle') {
-      const idleMs = Date.now() - this.lastSentMs;
-      if (idleMs < ka.ms) {
-        this.clientKeepAliveTimer = setTimeout(this.onClientKeepAlive, ka.ms - idleMs);
-        return;
-      }
-    }
-    this.write(ka.frame);
-    if (this.clientKeepAlive === ka) this.clientKeepAliveTimer = setTimeout(this.onClientKeepAlive, ka.ms);
+  /** The client keep-alive is due (called by the wheel). */
+  sendKeepAlive(): void {
+    if (this.keepAliveFrame !== undefined) this.write(this.keepAliveFrame);
   }
 
   /** At most one delayed message: a new one sends the pending one first (spec 7.3). */
@@ -619,15 +501,17 @@ export class WsSession implements Subscriber {
     this.flushDelayed();
     const frame = encodeFrame(opcodeOf(message.type), message.content);
     if (frame === undefined) return;
-    this.delayed = { frame, timer: setTimeout(this.onDelayedDue, timeoutSec * 1000) };
+    this.delayedFrame = frame;
+    this.delayedTimer = this.deps.timers.setTimeout(WsSession.onDelayedDue, timeoutSec * 1000, this);
   }
 
   private flushDelayed(): void {
-    const d = this.delayed;
-    if (d === undefined) return;
-    this.delayed = undefined;
-    clearTimeout(d.timer);
-    this.write(d.frame);
+    const frame = this.delayedFrame;
+    if (frame === undefined) return;
+    this.delayedFrame = undefined;
+    this.deps.timers.clearTimeout(this.delayedTimer);
+    this.delayedTimer = undefined;
+    this.write(frame);
   }
 
   // ── ending ─────────────────────────────────────────────────────────────────
@@ -638,10 +522,10 @@ export class WsSession implements Subscriber {
     const closeEvent: WsEvent = code === 1005 || !isClean ? CLOSE_NO_STATUS : { type: 'CLOSE', code, reason };
     switch (this.state) {
       case 'open':
-        this.close(isClean ? 'client_closed' : 'client_gone', ENDED, isClean ? [...this.pending, closeEvent] : [DISCONNECT]);
+        this.close(isClean ? 'client_closed' : 'client_gone', ENDED, isClean ? closeEvent : DISCONNECT);
         return;
       case 'closing':
-        this.close('origin_closed', ENDED, isClean ? [...this.pending, closeEvent] : [DISCONNECT]);
+        this.close('origin_closed', ENDED, isClean ? closeEvent : DISCONNECT);
         return;
       case 'detached':
         this.close(isClean ? 'client_closed' : 'client_gone', ENDED, undefined);
@@ -656,29 +540,25 @@ export class WsSession implements Subscriber {
     }
   }
 
-  /** Ends the session for `reason` (once). `farewell` is posted to the origin afterwards, if given. */
-  close(reason: CloseReason, end: ClientEnd = { type: 'close', code: CLOSE_SHUTDOWN, reason: 'service restart' },
-    farewell: WsEvent[] | undefined = this.state === 'open' || this.state === 'closing' ? [DISCONNECT] : undefined): void {
+  /**
+   * Ends the session for `reason` (once). `farewell` goes to the origin afterwards, if given: a
+   * CLOSE after the client events still pending, a DISCONNECT alone.
+   */
+  close(reason: CloseReason, end: ClientEnd = SHUTDOWN_END,
+    farewell: WsEvent | undefined = this.state === 'open' || this.state === 'closing' ? DISCONNECT : undefined): void {
     if (this.state === 'closed') return;
     const wasOpen = this.state !== 'opening';
     this.state = 'closed';
     this.releaseDelivery();
-    clearTimeout(this.originKeepAliveTimer);
-    this.originKeepAliveTimer = undefined;
-    if (this.retryTimer !== undefined) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = undefined;
-      this.inFlight = false;
-    }
-    this.pending = [];
+    this.opening = undefined;
     this.detachEarlyListeners();
     this.socket.on('error', ignoreError);
     const ws = this.ws;
     if (ws !== undefined) {
-      ws.off('message', this.onWsMessage);
-      ws.off('ping', this.onWsPing);
-      ws.off('pong', this.onWsPong);
-      ws.off('close', this.onWsClose);
+      ws.off('message', WsSession.onWsMessage);
+      ws.off('ping', WsSession.onWsPing);
+      ws.off('pong', WsSession.onWsPong);
+      ws.off('close', WsSession.onWsClose);
       // ws's own 'error' handling stays quiet once we stop listening; keep a listener.
       if (end.type === 'terminate') ws.terminate();
       else if (end.type === 'close' && ws.readyState === WS_OPEN) ws.close(end.code, end.code === undefined ? undefined : end.reason);
@@ -690,32 +570,32 @@ export class WsSession implements Subscriber {
     const durationSec = (performance.now() - this.startedAt) / 1000;
     this.deps.metrics.holdDuration.observe({ kind: 'ws' }, durationSec);
     if (wasOpen) this.log.debug({ reason, durationMs: Math.round(durationSec * 1000) }, 'hold closed');
-    this.farewell = farewell;
-    this.init.onClosed(this);
-    this.pump();
+    this.deps.onClosed(this);
+    this.link.close(farewell);
   }
 
   private detachEarlyListeners(): void {
-    this.socket.off('error', this.onSocketError);
-    this.socket.off('close', this.onSocketGone);
-    this.socket.off('end', this.onSocketGone);
-    this.socket.off('data', this.onEarlyData);
+    this.socket.off('error', WsSession.onSocketError);
+    this.socket.off('close', WsSession.onSocketGone);
+    this.socket.off('end', WsSession.onSocketGone);
+    this.socket.off('data', WsSession.onEarlyData);
   }
 
   /** Subscriptions and client-side timers: nothing more goes to the client. */
   private releaseDelivery(): void {
     for (const channel of this.channels) this.deps.hub.unsubscribe(channel, this);
     this.channels.clear();
-    clearTimeout(this.clientKeepAliveTimer);
-    this.clientKeepAliveTimer = undefined;
-    this.clientKeepAlive = undefined;
-    if (this.delayed !== undefined) {
-      clearTimeout(this.delayed.timer);
-      this.delayed = undefined;
+    this.deps.keepAlives.remove(this);
+    this.keepAliveFrame = undefined;
+    this.isKeepAliveIdle = false;
+    if (this.delayedFrame !== undefined) {
+      this.deps.timers.clearTimeout(this.delayedTimer);
+      this.delayedTimer = undefined;
+      this.delayedFrame = undefined;
     }
   }
 
-  /** State re-read after an await or a call that may close, where narrowing no longer holds. */
+  /** State re-read after a call that may close, where narrowing no longer holds. */
   private isClosed(): boolean {
     return this.state === 'closed';
   }

@@ -1,19 +1,20 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
 import type { Limits, WsSettings } from '../config.js';
 import { headerListFromRaw, upgradeRequestProblem } from '../grip/ws-headers.js';
 import type { HeaderList } from '../grip/types.js';
-import { WsSession } from '../holds/ws-session.js';
+import type { KeepAliveWheel } from '../holds/keep-alive-wheel.js';
+import { NODE_TIMERS } from '../holds/ws-timers.js';
+import { WsSession, type WsSessionDeps } from '../holds/ws-session.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
+import { WsHandshake } from './ws-handshake.js';
 
 // The client-facing side of WebSocket upgrades: says what is wrong with a handshake, starts a
-// WsSession for an admitted upgrade, which asks the origin (OPEN over HTTP), and completes the upgrade with `ws` in noServer mode only
-// when the origin accepts. `ws` parses client frames and runs the closing handshake; sessions
-// write data frames to the socket themselves so one published frame serves every client.
+// WsSession for an admitted upgrade, which asks the origin (OPEN over HTTP) and has the upgrade
+// answered by WsHandshake (101 or the origin's refusal) once the origin has decided.
 
 export interface WsUpgradeDeps {
   hub: Hub;
@@ -22,6 +23,8 @@ export interface WsUpgradeDeps {
   log: Logger;
   limits: Limits;
   ws: WsSettings;
+  /** The keep-alive wheel all holds share (client keep-alives, the origin's Keep-Alive-Interval). */
+  keepAlives: KeepAliveWheel;
   /** Runs once for every session started, when it ends (the client server's admission count). */
   onSessionEnded: () => void;
 }
@@ -32,19 +35,14 @@ export interface WsTarget {
   headers: HeaderList;
 }
 
-interface PendingAccept {
-  headers: HeaderList;
-  protocol: string | undefined;
-}
-
 /** Shutdown waits this long for clients to answer the close frame before cutting them off. */
 const SHUTDOWN_GRACE_MS = 1000;
 
 export class WsUpgradeHandler {
-  private readonly wss: WebSocketServer;
+  private readonly handshake: WsHandshake;
   private readonly sessions = new Set<WsSession>();
-  /** 101 headers and subprotocol for the upgrade being completed, handed to ws's hooks. */
-  private readonly accepting = new WeakMap<IncomingMessage, PendingAccept>();
+  /** What every session gets, built once. */
+  private readonly sessionDeps: WsSessionDeps;
   /** Deliveries since the last flush to messagesSent: one metric update per tick, not per socket. */
   private sentSinceFlush = 0;
   private readonly flushSent = (): void => {
@@ -62,19 +60,12 @@ export class WsUpgradeHandler {
   private drained: Promise<void> | undefined;
 
   constructor(private readonly deps: WsUpgradeDeps) {
-    this.wss = new WebSocketServer({
-      noServer: true,
-      clientTracking: true,
-      // Frames are written straight to the socket; compression would reorder them.
-      perMessageDeflate: false,
-      // Pushpin forwards client pings to the origin rather than answering them.
-      autoPong: deps.ws.answerPings,
-      maxPayload: deps.ws.maxMessageBytes,
-      handleProtocols: (_offered, req) => this.accepting.get(req)?.protocol ?? false,
-    });
-    this.wss.on('headers', (lines: string[], req: IncomingMessage) => {
-      for (const [k, v] of this.accepting.get(req)?.headers ?? []) lines.push(`${k}: ${v}`);
-    });
+    this.handshake = new WsHandshake(deps.ws);
+    this.sessionDeps = {
+      hub: deps.hub, post: deps.post, metrics: deps.metrics, log: deps.log, limits: deps.limits, ws: deps.ws,
+      keepAlives: deps.keepAlives, countSent: this.countSent, handshake: this.handshake, timers: NODE_TIMERS,
+      onClosed: this.onSessionClosed,
+    };
   }
 
   /** What is wrong with an upgrade request's handshake (answered with 400), if anything. */
@@ -87,29 +78,9 @@ export class WsUpgradeHandler {
    * admitted and routed it); deps.onSessionEnded runs once when the session ends.
    */
   start(req: IncomingMessage, socket: Duplex, head: Buffer, target: WsTarget): void {
-    const session = new WsSession(
-      { ...this.deps, countSent: this.countSent },
-      {
-        req, socket, head, target,
-        accept: (headers, protocol, fullHead) => this.complete(req, socket, fullHead, headers, protocol),
-        onClosed: this.onSessionClosed,
-      },
-    );
+    const session = new WsSession(this.sessionDeps, { req, socket, head, target });
     this.sessions.add(session);
     session.start();
-  }
-
-  private complete(req: IncomingMessage, socket: Duplex, head: Buffer, headers: HeaderList, protocol: string | undefined): WebSocket | undefined {
-    this.accepting.set(req, { headers, protocol });
-    let accepted: WebSocket | undefined;
-    try {
-      // Synchronous without verifyClient: the callback runs before handleUpgrade returns, or
-      // not at all when ws had to drop a socket the client already closed.
-      this.wss.handleUpgrade(req, socket, head, (ws) => { accepted = ws; });
-    } finally {
-      this.accepting.delete(req);
-    }
-    return accepted;
   }
 
   get sessionCount(): number {
@@ -123,7 +94,7 @@ export class WsUpgradeHandler {
   drain(): Promise<void> {
     if (this.drained === undefined) {
       for (const session of [...this.sessions]) session.close('shutdown');
-      this.drained = new Promise<void>((resolve) => this.wss.close(() => resolve()));
+      this.drained = this.handshake.closed();
     }
     return this.drained;
   }
@@ -131,9 +102,8 @@ export class WsUpgradeHandler {
   /** Drains, and cuts off the clients that have not gone after `graceMs`. */
   async close(graceMs = SHUTDOWN_GRACE_MS): Promise<void> {
     const drained = this.drain();
-    const deadline = setTimeout(() => { for (const ws of this.wss.clients) ws.terminate(); }, graceMs);
+    const deadline = setTimeout(() => this.handshake.terminateAll(), graceMs);
     await drained;
     clearTimeout(deadline);
   }
 }
-

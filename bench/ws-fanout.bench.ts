@@ -11,6 +11,7 @@ import { DEFAULT_LIMITS, DEFAULT_WS } from '../sidecar/src/config.js';
 import { forwardRequestHeaders } from '../sidecar/src/grip/headers.js';
 import type { PublishItem } from '../sidecar/src/grip/types.js';
 import { encodeWsEvents } from '../sidecar/src/grip/ws-events.js';
+import { systemClock } from '../sidecar/src/holds/clock.js';
 import { KeepAliveWheel } from '../sidecar/src/holds/keep-alive-wheel.js';
 import { Hub } from '../sidecar/src/hub/hub.js';
 import { createLogger } from '../sidecar/src/log.js';
@@ -46,7 +47,7 @@ const metrics = createMetrics();
 const hub = new Hub(bus, metrics);
 const handler = new WsUpgradeHandler({
   hub, post, metrics, log: createLogger('silent'),
-  limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS, keepAlives: new KeepAliveWheel(),
+  limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS, keepAlives: new KeepAliveWheel(), clock: systemClock,
   onSessionEnded: () => undefined,
 });
 const server = http.createServer((_req, res) => { res.writeHead(404); res.end(); });

@@ -4,7 +4,8 @@ import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
 import type { Config } from './config.js';
 import { ChunkWriter } from './holds/chunk-writer.js';
-import { createChannelLimit, systemClock } from './holds/hold-ports.js';
+import { systemClock } from './holds/clock.js';
+import { createChannelLimit } from './holds/hold-ports.js';
 import { HoldRegistry } from './holds/hold-registry.js';
 import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
 import { ProxySession, type ProxySessionDeps } from './holds/proxy-session.js';
@@ -82,7 +83,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const admission = new Admission(config.limits.maxConnections);
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
-    keepAlives, onSessionEnded: () => admission.release('ws'),
+    keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),
   });
   const clientServer = await ClientServer.start({
     host: config.listen.host,

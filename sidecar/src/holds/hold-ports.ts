@@ -43,27 +43,3 @@ export function limitChannels<T>(channels: readonly T[], limit: ChannelLimit): T
   limit.dropped(channels.length);
   return channels.slice(0, limit.max);
 }
-
-/** A timer that can be re-armed (a Node Timeout is one). */
-export interface Timer {
-  refresh(): unknown;
-}
-
-/** Timers and elapsed time, handed in so that unit tests can run a hold on a fake clock. */
-export interface Clock {
-  setTimeout(callback: () => void, ms: number): Timer;
-  clearTimeout(timer: Timer | undefined): void;
-  /** Milliseconds since an arbitrary origin, for durations (performance.now()). */
-  now(): number;
-}
-
-export const systemClock: Clock = {
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout | undefined),
-  now: () => performance.now(),
-};
-
-/** Seconds to a timer delay; Node timers cannot wait longer than 2^31-1 ms (about 24.8 days). */
-export function timerMs(seconds: number): number {
-  return Math.min(seconds * 1000, 2 ** 31 - 1);
-}

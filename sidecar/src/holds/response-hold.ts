@@ -4,10 +4,8 @@ import { buildPublishedResponse, type ResponseParts } from '../grip/published-re
 import type { ChannelSub, PublishItem } from '../grip/types.js';
 import type { PositionedSubscriber } from '../hub/hub.js';
 import type { CloseReason, Metrics } from '../metrics.js';
-import {
-  limitChannels, timerMs,
-  type ChannelLimit, type ChannelSubscriptions, type Clock, type HoldMetrics, type OpenHolds, type Timer,
-} from './hold-ports.js';
+import { timerMs, type Clock, type Timer } from './clock.js';
+import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
 
 // A long-poll (spec 3.5). The client has been sent nothing; it gets exactly one response:
 //

@@ -8,10 +8,8 @@ import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
 import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
 import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
-import {
-  limitChannels, timerMs,
-  type ChannelLimit, type ChannelSubscriptions, type Clock, type HoldMetrics, type OpenHolds, type Timer,
-} from './hold-ports.js';
+import { timerMs, type Clock, type Timer } from './clock.js';
+import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 
 // An HTTP stream (spec 3.6), also used for paged streaming (no hold, only a next link, 3.4).

@@ -8,8 +8,8 @@ import type { HeaderList } from '../grip/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
+import type { Clock, Timer } from './clock.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
-import type { TimerHandle, Timers } from './ws-timers.js';
 
 // The origin side of one WebSocket session (spec 7.1): the client's events go to the origin as
 // short POSTs of websocket-events, one request in flight at a time so order holds, and what
@@ -52,7 +52,8 @@ export interface WsOriginLinkDeps {
   ws: WsSettings;
   /** The origin's Keep-Alive-Interval runs on the shared wheel. */
   keepAlives: KeepAliveWheel;
-  timers: Timers;
+  /** Retries' waits. */
+  clock: Clock;
 }
 
 type LinkState = 'opening' | 'open' | 'muted' | 'closed';
@@ -75,7 +76,7 @@ export class WsOriginLink implements KeepAliveMember {
   /** Send a POST even with no events (origin keep-alive, publish refresh). */
   private refreshWanted = false;
   private retries = 0;
-  private retryTimer: TimerHandle | undefined;
+  private retryTimer: Timer | undefined;
   private retryEvents: readonly WsEvent[] = OPEN_EVENTS;
   private keepAliveMs: number | undefined;
   private farewell: WsEvent[] | undefined;
@@ -144,7 +145,7 @@ export class WsOriginLink implements KeepAliveMember {
     this.state = 'closed';
     this.deps.keepAlives.remove(this);
     if (this.retryTimer !== undefined) {
-      this.deps.timers.clearTimeout(this.retryTimer);
+      this.deps.clock.clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
       this.inFlight = false;
     }
@@ -249,7 +250,7 @@ export class WsOriginLink implements KeepAliveMember {
           this.log.debug({ err: outcome.error.message, attempt: this.retries, delayMs }, 'origin unreachable; retrying');
           this.inFlight = true;
           this.retryEvents = events;
-          this.retryTimer = this.deps.timers.setTimeout(WsOriginLink.retryDue, delayMs, this);
+          this.retryTimer = this.deps.clock.setTimeout(WsOriginLink.retryDue, delayMs, this);
           return;
         }
         const isUnreachable = outcome.error.code === 'KG_ERR_ORIGIN_UNREACHABLE';

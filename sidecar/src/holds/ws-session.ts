@@ -14,9 +14,10 @@ import type { Hub, Subscriber } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
+import type { RequestTarget } from '../server/request-target.js';
+import type { Clock, Timer } from './clock.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origin-link.js';
-import type { TimerHandle, Timers } from './ws-timers.js';
 
 // One client WebSocket held by the sidecar and driven by the origin over WebSocket-over-HTTP
 // (spec 7): the client side (its socket, published frames, control messages, the closing
@@ -67,7 +68,7 @@ export interface WsSessionDeps {
   /** Client keep-alives and the origin's Keep-Alive-Interval, on the wheel all holds share. */
   keepAlives: KeepAliveWheel;
   /** Origin retries and send-delayed. */
-  timers: Timers;
+  clock: Clock;
   /** Runs once for every session, when it ends. */
   onClosed: (session: WsSession) => void;
 }
@@ -77,7 +78,7 @@ export interface WsUpgrade {
   socket: Duplex;
   head: Buffer;
   /** Where the POSTs go, and the client's handshake headers already cleaned for the origin. */
-  target: { url: URL; headers: HeaderList };
+  target: RequestTarget;
 }
 
 type State = 'opening' | 'open' | 'detached' | 'closing' | 'closed';
@@ -152,7 +153,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   keepAliveTicks = 0;
   keepAliveSlot = -1;
   private delayedFrame: Buffer | undefined;
-  private delayedTimer: TimerHandle | undefined;
+  private delayedTimer: Timer | undefined;
 
   constructor(private readonly deps: WsSessionDeps, upgrade: WsUpgrade) {
     this.socket = upgrade.socket;
@@ -502,14 +503,14 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     const frame = encodeFrame(opcodeOf(message.type), message.content);
     if (frame === undefined) return;
     this.delayedFrame = frame;
-    this.delayedTimer = this.deps.timers.setTimeout(WsSession.onDelayedDue, timeoutSec * 1000, this);
+    this.delayedTimer = this.deps.clock.setTimeout(WsSession.onDelayedDue, timeoutSec * 1000, this);
   }
 
   private flushDelayed(): void {
     const frame = this.delayedFrame;
     if (frame === undefined) return;
     this.delayedFrame = undefined;
-    this.deps.timers.clearTimeout(this.delayedTimer);
+    this.deps.clock.clearTimeout(this.delayedTimer);
     this.delayedTimer = undefined;
     this.write(frame);
   }
@@ -589,7 +590,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     this.keepAliveFrame = undefined;
     this.isKeepAliveIdle = false;
     if (this.delayedFrame !== undefined) {
-      this.deps.timers.clearTimeout(this.delayedTimer);
+      this.deps.clock.clearTimeout(this.delayedTimer);
       this.delayedTimer = undefined;
       this.delayedFrame = undefined;
     }

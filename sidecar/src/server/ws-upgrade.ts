@@ -2,14 +2,14 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Limits, WsSettings } from '../config.js';
 import { headerListFromRaw, upgradeRequestProblem } from '../grip/ws-headers.js';
-import type { HeaderList } from '../grip/types.js';
+import type { Clock } from '../holds/clock.js';
 import type { KeepAliveWheel } from '../holds/keep-alive-wheel.js';
-import { NODE_TIMERS } from '../holds/ws-timers.js';
 import { WsSession, type WsSessionDeps } from '../holds/ws-session.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
+import type { RequestTarget } from './request-target.js';
 import { WsHandshake } from './ws-handshake.js';
 
 // The client-facing side of WebSocket upgrades: says what is wrong with a handshake, starts a
@@ -25,14 +25,10 @@ export interface WsUpgradeDeps {
   ws: WsSettings;
   /** The keep-alive wheel all holds share (client keep-alives, the origin's Keep-Alive-Interval). */
   keepAlives: KeepAliveWheel;
+  /** The timers of every session and origin link, and the shutdown grace (the clock all holds share). */
+  clock: Clock;
   /** Runs once for every session started, when it ends (the client server's admission count). */
   onSessionEnded: () => void;
-}
-
-export interface WsTarget {
-  url: URL;
-  /** The client's handshake headers, cleaned by the forwarding rules. */
-  headers: HeaderList;
 }
 
 /** Shutdown waits this long for clients to answer the close frame before cutting them off. */
@@ -63,7 +59,7 @@ export class WsUpgradeHandler {
     this.handshake = new WsHandshake(deps.ws);
     this.sessionDeps = {
       hub: deps.hub, post: deps.post, metrics: deps.metrics, log: deps.log, limits: deps.limits, ws: deps.ws,
-      keepAlives: deps.keepAlives, countSent: this.countSent, handshake: this.handshake, timers: NODE_TIMERS,
+      keepAlives: deps.keepAlives, countSent: this.countSent, handshake: this.handshake, clock: deps.clock,
       onClosed: this.onSessionClosed,
     };
   }
@@ -77,7 +73,7 @@ export class WsUpgradeHandler {
    * Starts the session of an admitted upgrade (the client server has checked the handshake,
    * admitted and routed it); deps.onSessionEnded runs once when the session ends.
    */
-  start(req: IncomingMessage, socket: Duplex, head: Buffer, target: WsTarget): void {
+  start(req: IncomingMessage, socket: Duplex, head: Buffer, target: RequestTarget): void {
     const session = new WsSession(this.sessionDeps, { req, socket, head, target });
     this.sessions.add(session);
     session.start();
@@ -102,8 +98,8 @@ export class WsUpgradeHandler {
   /** Drains, and cuts off the clients that have not gone after `graceMs`. */
   async close(graceMs = SHUTDOWN_GRACE_MS): Promise<void> {
     const drained = this.drain();
-    const deadline = setTimeout(() => this.handshake.terminateAll(), graceMs);
+    const deadline = this.deps.clock.setTimeout(() => this.handshake.terminateAll(), graceMs);
     await drained;
-    clearTimeout(deadline);
+    this.deps.clock.clearTimeout(deadline);
   }
 }

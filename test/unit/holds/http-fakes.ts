@@ -3,7 +3,7 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough } from 'node:stream';
 import type { HeaderList, HttpResponseFormat, HttpStreamFormat, PublishItem } from '../../../sidecar/src/grip/types.js';
 import { ChunkWriter } from '../../../sidecar/src/holds/chunk-writer.js';
-import { createChannelLimit, type ChannelSubscriptions, type Clock, type Timer } from '../../../sidecar/src/holds/hold-ports.js';
+import { createChannelLimit, type ChannelSubscriptions } from '../../../sidecar/src/holds/hold-ports.js';
 import { HoldRegistry } from '../../../sidecar/src/holds/hold-registry.js';
 import type { KeepAliveMember } from '../../../sidecar/src/holds/keep-alive-wheel.js';
 import type { ResponseHoldDeps } from '../../../sidecar/src/holds/response-hold.js';
@@ -13,6 +13,7 @@ import type { Logger } from '../../../sidecar/src/log.js';
 import { createMetrics, type Metrics } from '../../../sidecar/src/metrics.js';
 import type { FetchedPage, NextLinks } from '../../../sidecar/src/origin/link-fetch.js';
 import type { OriginCall, OriginPort, OriginRequest } from '../../../sidecar/src/origin/origin-client.js';
+import { FakeClock } from './fake-clock.js';
 
 // Fakes for unit tests of the HTTP holds and their session: a client response that records what
 // is written to it, a hub, a clock, an origin and next links whose answers the test gives by hand.
@@ -152,68 +153,6 @@ export class FakeHub extends EventEmitter implements ChannelSubscriptions {
 
   recover(channel: string): void {
     for (const s of [...(this.subscribers.get(channel) ?? [])]) (s as PositionedSubscriber).recover(channel);
-  }
-}
-
-class FakeTimer implements Timer {
-  constructor(private readonly clock: FakeClock, readonly callback: () => void, private readonly ms: number, public at: number) {}
-
-  refresh(): this {
-    this.at = this.clock.now() + this.ms;
-    this.clock.arm(this);
-    return this;
-  }
-}
-
-/** Time moves only when the test says so; due timers then run in order. */
-export class FakeClock implements Clock {
-  private time = 0;
-  private readonly timers = new Set<FakeTimer>();
-
-  setTimeout(callback: () => void, ms: number): Timer {
-    const timer = new FakeTimer(this, callback, ms, this.time + ms);
-    this.timers.add(timer);
-    return timer;
-  }
-
-  clearTimeout(timer: Timer | undefined): void {
-    if (timer !== undefined) this.timers.delete(timer as FakeTimer);
-  }
-
-  now(): number {
-    return this.time;
-  }
-
-  arm(timer: FakeTimer): void {
-    this.timers.add(timer);
-  }
-
-  /** Timers armed and not yet run. */
-  get pending(): number {
-    return this.timers.size;
-  }
-
-  /** Moves time on by `ms`, running each timer that falls due on the way. */
-  advance(ms: number): void {
-    const until = this.time + ms;
-    for (;;) {
-      let next: FakeTimer | undefined;
-      for (const t of this.timers) if (t.at <= until && (next === undefined || t.at < next.at)) next = t;
-      if (next === undefined) break;
-      this.timers.delete(next);
-      this.time = next.at;
-      next.callback();
-    }
-    this.time = until;
-  }
-
-  /** Moves time to the next timer and runs it; false when there is none. */
-  runNext(): boolean {
-    let next: FakeTimer | undefined;
-    for (const t of this.timers) if (next === undefined || t.at < next.at) next = t;
-    if (next === undefined) return false;
-    this.advance(next.at - this.time);
-    return true;
   }
 }
 

@@ -4,15 +4,14 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { decodeWsEvents, encodeWsEvents, type DecodedWsEvent, type WsEvent } from '../../../sidecar/src/grip/ws-events.js';
 import type { HeaderList } from '../../../sidecar/src/grip/types.js';
-import { KeepAliveWheel } from '../../../sidecar/src/holds/keep-alive-wheel.js';
 import type { OpenRefusal } from '../../../sidecar/src/holds/ws-origin-link.js';
 import type { WsHandshakePort } from '../../../sidecar/src/holds/ws-session.js';
-import type { TimerHandle, Timers } from '../../../sidecar/src/holds/ws-timers.js';
 import type { PostWsEvents, WsOriginOutcome } from '../../../sidecar/src/origin/ws-origin.js';
 
 // Fakes for driving a WebSocket session and its origin link without sockets, an origin or time:
-// an origin whose POSTs are answered by hand, a client socket and ws object that record what the
-// session does to them, and one fake clock for the session's timers and the keep-alive wheel.
+// an origin whose POSTs are answered by hand, and a client socket and ws object that record what
+// the session does to them. The session's timers and the keep-alive wheel run on FakeClock
+// (fake-clock.ts).
 
 /** Lets promise continuations (an answered POST) run; no time passes. */
 export function settle(): Promise<void> {
@@ -147,45 +146,5 @@ export class FakeHandshake extends EventEmitter implements WsHandshakePort {
   refuse(_socket: Duplex, refusal: OpenRefusal): void {
     this.refused = refusal;
     this.emit('refuse');
-  }
-}
-
-/** One fake clock for the session's timers and a keep-alive wheel of 100 ms ticks. */
-export class FakeClock implements Timers {
-  now = 0;
-  readonly wheel = new KeepAliveWheel(100, () => this.now);
-  private nextId = 1;
-  private readonly timers = new Map<number, { at: number; run: () => void }>();
-
-  setTimeout<A>(callback: (arg: A) => void, ms: number, arg: A): TimerHandle {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.now + ms, run: () => callback(arg) });
-    return id;
-  }
-
-  clearTimeout(handle: TimerHandle): void {
-    this.timers.delete(handle as number);
-  }
-
-  get pendingTimers(): number {
-    return this.timers.size;
-  }
-
-  /** Moves time on in 100 ms steps, running the wheel and the timers that come due. */
-  advance(ms: number): void {
-    const end = this.now + ms;
-    while (this.now < end) {
-      this.now = Math.min(end, this.now + 100);
-      this.wheel.advance();
-      for (const [id, timer] of [...this.timers].sort((a, b) => a[1].at - b[1].at)) {
-        if (timer.at > this.now) break;
-        this.timers.delete(id);
-        timer.run();
-      }
-    }
-  }
-
-  close(): void {
-    this.wheel.close();
   }
 }

@@ -8,7 +8,8 @@ import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from '../../../s
 import { createLogger } from '../../../sidecar/src/log.js';
 import { createMetrics } from '../../../sidecar/src/metrics.js';
 import type { WsOriginOutcome } from '../../../sidecar/src/origin/ws-origin.js';
-import { eventsReply, FakeClock, FakeOrigin, openReply, settle, text } from './ws-fakes.js';
+import { FakeClock } from './fake-clock.js';
+import { eventsReply, FakeOrigin, openReply, settle, text } from './ws-fakes.js';
 
 // WsOriginLink on its own: a fake owner records what the link reports, the origin is answered by
 // hand, and a fake clock runs retries and the Keep-Alive-Interval wheel.
@@ -68,7 +69,7 @@ function setup(t: ExecutionContext, ws: Partial<WsSettings> = {}) {
   const origin = new FakeOrigin();
   const owner = new RecordingOwner();
   const link = new WsOriginLink(
-    { post: origin.post, metrics: createMetrics(), ws: { ...DEFAULT_WS, ...ws }, keepAlives: clock.wheel, timers: clock },
+    { post: origin.post, metrics: createMetrics(), ws: { ...DEFAULT_WS, ...ws }, keepAlives: clock.wheel, clock },
     owner, new URL('http://origin.test/ws'), [['User-Agent', 'test'], ['Meta-User', 'forged']], 'conn-1', createLogger('silent'),
   );
   /** A link the origin has accepted. */
@@ -235,9 +236,9 @@ test('closing while a retry waits cancels it and posts the farewell at once', as
   link.send(text('x'));
   (await origin.call(2)).answer(UNREACHABLE);
   await settle();
-  t.is(clock.pendingTimers, 1);
+  t.is(clock.pending, 1);
   link.close({ type: 'DISCONNECT' });
-  t.is(clock.pendingTimers, 0);
+  t.is(clock.pending, 0);
   t.deepEqual((await origin.call(3)).events, [{ type: 'DISCONNECT' }]);
   clock.advance(1000);
   await settle();

@@ -9,9 +9,8 @@ import { Hub } from '../../../sidecar/src/hub/hub.js';
 import { WsSession } from '../../../sidecar/src/holds/ws-session.js';
 import { createLogger } from '../../../sidecar/src/log.js';
 import { createMetrics } from '../../../sidecar/src/metrics.js';
-import {
-  controlMessage, eventsReply, FakeClock, FakeHandshake, FakeOrigin, FakeSocket, openReply, settle, text,
-} from './ws-fakes.js';
+import { FakeClock } from './fake-clock.js';
+import { controlMessage, eventsReply, FakeHandshake, FakeOrigin, FakeSocket, openReply, settle, text } from './ws-fakes.js';
 
 // WsSession driven without sockets: a fake client socket and ws object, an origin answered by
 // hand, and a fake clock for its timers and the keep-alive wheel.
@@ -35,7 +34,7 @@ function setup(t: ExecutionContext, options: { ws?: Partial<WsSettings>; limits?
   const deps = {
     hub, metrics, log: createLogger('silent'),
     limits: { ...DEFAULT_LIMITS, ...options.limits }, ws: { ...DEFAULT_WS, ...options.ws },
-    keepAlives: clock.wheel, timers: clock,
+    keepAlives: clock.wheel, clock,
     countSent: () => { sent++; },
     onClosed: (s: WsSession) => { ended.push(s); },
   };
@@ -257,9 +256,9 @@ test('send-delayed writes once after its timeout; a session that ends first leav
   t.deepEqual(socket.writes.map((w) => frameOf(w).payload), ['later']);
 
   const other = await open([controlMessage({ type: 'send-delayed', content: 'never', timeout: 1 })]);
-  t.is(clock.pendingTimers, 1);
+  t.is(clock.pending, 1);
   other.session.close('shutdown');
-  t.is(clock.pendingTimers, 0);
+  t.is(clock.pending, 0);
   session.close('shutdown');
 });
 

@@ -67,7 +67,7 @@ export interface WsSessionDeps {
   handshake: WsHandshakePort;
   /** Client keep-alives and the origin's Keep-Alive-Interval, on the wheel all holds share. */
   keepAlives: KeepAliveWheel;
-  /** Origin retries and send-delayed. */
+  /** Origin retries, send-delayed, and the hold's duration. */
   clock: Clock;
   /** Runs once for every session, when it ends. */
   onClosed: (session: WsSession) => void;
@@ -145,7 +145,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   private readonly link: WsOriginLink;
   private readonly channels = new Set<string>();
   private readonly log: Logger;
-  private readonly startedAt = performance.now();
+  private readonly startedAt: number;
   /** The keep-alive control message, framed; in idle mode every write restarts the wait. */
   private keepAliveFrame: Buffer | undefined;
   private isKeepAliveIdle = false;
@@ -156,6 +156,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   private delayedTimer: Timer | undefined;
 
   constructor(private readonly deps: WsSessionDeps, upgrade: WsUpgrade) {
+    this.startedAt = deps.clock.now();
     this.socket = upgrade.socket;
     this.opening = { req: upgrade.req, head: upgrade.head, clientHeaders: upgrade.target.headers, earlyData: undefined, earlyBytes: 0 };
     this.log = deps.log.child({ connId: this.connectionId, holdKind: 'ws', route: upgrade.target.url.pathname });
@@ -568,7 +569,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     }
     this.deps.metrics.connections.dec({ kind: 'ws' });
     this.deps.metrics.holdsClosed.inc({ kind: 'ws', reason });
-    const durationSec = (performance.now() - this.startedAt) / 1000;
+    const durationSec = (this.deps.clock.now() - this.startedAt) / 1000;
     this.deps.metrics.holdDuration.observe({ kind: 'ws' }, durationSec);
     if (wasOpen) this.log.debug({ reason, durationMs: Math.round(durationSec * 1000) }, 'hold closed');
     this.deps.onClosed(this);

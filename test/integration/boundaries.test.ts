@@ -93,3 +93,41 @@ test('Kong mode: a path climbing past the handoff origin\'s base path gets 400, 
   t.is((await rawExchange(port, get('/x/../b', { 'Kong-Grip-Handoff': handoff(base) }))).status, 200);
   t.deepEqual(origin.seen.map((s) => s.url), ['/api/b']);
 });
+
+// Spellings of headers that only a verified handoff (or Kong's auth plugins) may set, which CGI,
+// WSGI and PHP origins read as the real names (HTTP_KONG_GRIP_CONSUMER_ID), and Grip-* spellings.
+const FORGED_SPELLINGS = {
+  Kong_Grip_Consumer_Id: 'admin', 'kong-grip-consumer-username': 'admin', X_Consumer_ID: 'admin', 'X-Consumer-Groups': 'admins',
+  'X-Authenticated-Userid': 'admin', X_Authenticated_Scope: 'all', 'X-Credential-Identifier': 'k', 'X-Anonymous-Consumer': 'false',
+  Grip_Sig: 'forged', 'GRIP-LAST': 'c; last-id=1',
+};
+
+function forgedAtOrigin(seen: Seen | undefined): string[] {
+  // Grip-Feature is the sidecar's own (the client's copy is spelled GRIP-LAST / Grip_Sig here).
+  const names = (seen?.rawHeaders ?? []).filter((n, i) => i % 2 === 0 && n !== 'Grip-Feature');
+  return names.filter((n) => /^(kong[-_]grip[-_]|x[-_](consumer|credential|authenticated|anonymous)[-_]|grip[-_])/i.test(n));
+}
+
+test('standalone: identity and Grip headers in any spelling never reach the origin', async (t) => {
+  const origin = await recordingOrigin();
+  const side = await startTestSidecar({ origin: origin.url });
+  t.teardown(async () => { await side.close(); await origin.close(); });
+  const res = await rawExchange(side.sidecar.clientPort, get('/x', { ...FORGED_SPELLINGS, 'X-Kept': '1' }));
+  t.is(res.status, 200);
+  t.deepEqual(forgedAtOrigin(origin.seen[0]), []);
+  t.is(origin.seen[0]?.headers['x-kept'], '1');
+});
+
+test('Kong mode: only the verified identity headers reach the origin, whatever the client spelled', async (t) => {
+  const origin = await recordingOrigin();
+  const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [origin.url] } });
+  t.teardown(async () => { await side.close(); await origin.close(); });
+  const token = signHandoff({
+    iat: Math.floor(Date.now() / 1000), nonce: randomBytes(16).toString('base64url'), origin: origin.url,
+    routeId: null, serviceId: null, pluginId: 'boundaries-plugin', consumer: { id: 'alice', username: null, customId: null },
+  }, SECRET);
+  const res = await rawExchange(side.sidecar.clientPort, get('/x', { ...FORGED_SPELLINGS, 'Kong-Grip-Handoff': token }));
+  t.is(res.status, 200);
+  t.deepEqual(forgedAtOrigin(origin.seen[0]), ['Kong-Grip-Consumer-Id']);
+  t.is(origin.seen[0]?.headers['kong-grip-consumer-id'], 'alice');
+});

@@ -86,7 +86,8 @@ export class ReplayCache {
   }
 }
 
-interface AllowedOrigin {
+/** A compiled kong.allowedOrigins entry. */
+export interface AllowedOrigin {
   origin: string;
   /** Path prefix ending in "/". */
   pathPrefix: string;
@@ -100,7 +101,12 @@ export function compileAllowedOrigins(entries: readonly string[]): AllowedOrigin
   });
 }
 
-function isAllowed(url: URL, allowed: readonly AllowedOrigin[]): boolean {
+/**
+ * True when `url` is under one of the allow-list entries: same scheme, host and port, and a path
+ * under the entry's on a segment boundary. The one matcher for kong.allowedOrigins (handoff
+ * origins, and outbound URLs in origin/outbound-policy.ts).
+ */
+export function isAllowedOrigin(url: URL, allowed: readonly AllowedOrigin[]): boolean {
   const path = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
   return allowed.some((a) => a.origin === url.origin && path.startsWith(a.pathPrefix));
 }
@@ -164,7 +170,7 @@ function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, all
       throw new HandoffError('from_future', `${HANDOFF_HEADER} was issued ${claims.iat - nowSec} s in the future, at most ${CLOCK_SKEW_SEC} s of clock skew are allowed`);
     }
     const origin = new URL(claims.origin);
-    if (!isAllowed(origin, allowed)) {
+    if (!isAllowedOrigin(origin, allowed)) {
       throw new HandoffError('origin_not_allowed', `${HANDOFF_HEADER} names origin ${origin.href}, which is not on the sidecar's kong.allowedOrigins`);
     }
     // Last, so a token refused for another reason does not use up its nonce.

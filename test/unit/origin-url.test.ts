@@ -50,6 +50,7 @@ test('a path that climbs out of the origin base path is refused with 400 KG_ERR_
   refused(t, base, '/..');
   // absolute-form: its path is checked the same way
   refused(t, api, 'http://evil.test/../admin');
+  refused(t, api, 'mailto:x'); // no path of its own: "x" would land beside the base (/apix)
 });
 
 test('dot segments that stay inside the base path are resolved within it', (t) => {

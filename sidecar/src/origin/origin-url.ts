@@ -17,7 +17,7 @@ import { KgError } from '../errors.js';
 // %2F before resolving.
 
 /** Text of the 400; names nothing about the origin. */
-export const PATH_OUTSIDE_BASE_TEXT = 'Bad Request: the path leads outside the service\'s base path (".." segments).';
+export const PATH_OUTSIDE_BASE_TEXT = 'Bad Request: the request path leads outside the service\'s base path.';
 
 export function originUrl(base: URL, requestTarget: string | undefined): URL {
   let target = requestTarget ?? '/';
@@ -39,7 +39,8 @@ export function originUrl(base: URL, requestTarget: string | undefined): URL {
   url.pathname = prefix + path;
   url.search = q < 0 ? '' : target.slice(q);
   url.hash = '';
-  // Cannot happen after resolveDotSegments; checked all the same, since this is the boundary.
+  // After resolveDotSegments only a target that is no path at all ("mailto:x" keeps "x") gets
+  // here; checked for every request all the same, since this is the boundary.
   if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) throw outside();
   return url;
 }

@@ -19,6 +19,7 @@ export const ErrorCodes = {
   KG_ERR_WS_EVENTS_INVALID: { status: 502, summary: 'a WebSocket-over-HTTP body from the origin is not valid websocket-events' },
   KG_ERR_HISTORY_UNAVAILABLE: { status: 0, summary: 'the JetStream history stream could not be set up or read; delivery falls back to the origin' },
   KG_ERR_SHUTTING_DOWN: { status: 503, summary: 'the sidecar is draining after SIGTERM and takes no new requests or publishes' },
+  KG_ERR_PATH_INVALID: { status: 400, summary: 'the request path leads outside the origin\'s base path (dot segments)' },
   KG_ERR_WS_CONTROL_INVALID: { status: 0, summary: 'a WebSocket control message (c:) from the origin is malformed; it is ignored' },
 } as const;
 

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { isKgError, KgError } from '../../sidecar/src/errors.js';
-import { signHandoff, type HandoffClaims } from '../../sidecar/src/kong/handoff-format.js';
+import { KONG_IDENTITY_HEADERS, signHandoff, type HandoffClaims } from '../../sidecar/src/kong/handoff-format.js';
 import {
   CLOCK_SKEW_SEC, HandoffVerifier, ReplayCache, compileAllowedOrigins, handoffFailureReason, isHandoffOwnedHeader,
   verifyHandoff, type HandoffOptions,
@@ -172,4 +172,19 @@ test('owned headers: every Kong-Grip-* name and the Kong identity headers, in an
     t.true(isHandoffOwnedHeader(h), h);
   }
   for (const h of ['Kong-Request-Id', 'X-Consumer', 'Authorization', 'X-Forwarded-For']) t.false(isHandoffOwnedHeader(h), h);
+});
+
+test('owned headers are matched with "_" read as "-", as CGI, WSGI and PHP origins read them', (t) => {
+  for (const h of ['Kong_Grip_Consumer_Id', 'kong_grip-handoff', 'KONG-GRIP_ROUTE_ID', 'X_Consumer_ID', 'x_consumer-groups', 'X_CREDENTIAL_IDENTIFIER', 'X_Anonymous_Consumer']) {
+    t.true(isHandoffOwnedHeader(h), h);
+  }
+  for (const h of ['Kong_Request_Id', 'X_Consumer', 'Kong_Grip', 'X_Forwarded_For']) t.false(isHandoffOwnedHeader(h), h);
+});
+
+test('owned headers: every X-Consumer-*, X-Credential-*, X-Authenticated-* and X-Anonymous-* name Kong\'s auth plugins may set', (t) => {
+  for (const h of KONG_IDENTITY_HEADERS) t.true(isHandoffOwnedHeader(h), h);
+  for (const h of ['X-Authenticated-Userid', 'X-Authenticated-Scope', 'x_authenticated_userid', 'X-Credential-Username', 'X-Anonymous-Groups', 'X-Consumer-Anything']) {
+    t.true(isHandoffOwnedHeader(h), h);
+  }
+  for (const h of ['X-Authenticated', 'X-Credentials', 'X-Anonymous', 'Xx-Consumer-Id', 'X-ConsumerId']) t.false(isHandoffOwnedHeader(h), h);
 });

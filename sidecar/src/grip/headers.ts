@@ -19,6 +19,23 @@ export function isGripHeader(name: string): boolean {
   return name.length >= 5 && name.slice(0, 5).toLowerCase() === 'grip-';
 }
 
+/**
+ * True when `name` begins with `prefix` (given in lower case with "-"), compared without regard
+ * to case and with "_" read as "-": CGI, WSGI and PHP origins see `Grip_Sig` as `Grip-Sig`
+ * (both become HTTP_GRIP_SIG), so a header stripped for the origin is stripped in every such
+ * spelling. A char-code scan: it runs for every header of every request.
+ */
+export function headerNameStartsWith(name: string, prefix: string): boolean {
+  if (name.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) {
+    let c = name.charCodeAt(i);
+    if (c === 95) c = 45; // "_" → "-"
+    else if (c >= 65 && c <= 90) c += 32; // A-Z → a-z
+    if (c !== prefix.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
 const NO_NAMES: ReadonlySet<string> = new Set();
 
 /** Header names listed in Connection are hop-by-hop too (RFC 9110 7.6.1). */
@@ -36,7 +53,8 @@ function connectionTokens(raw: readonly string[]): ReadonlySet<string> {
 
 /**
  * Client request headers as the origin should see them: hop-by-hop and encoding headers and
- * every client `Grip-*` header removed (a client must not forge Grip-Sig or GRIP state).
+ * every client `Grip-*` header removed, `Grip_*` too (a client must not forge Grip-Sig or GRIP
+ * state).
  * `extraDrop` names further headers to remove (e.g. Kong handoff headers).
  */
 export function forwardRequestHeaders(rawHeaders: readonly string[], extraDrop: ReadonlySet<string> = NO_NAMES): HeaderList {
@@ -45,7 +63,7 @@ export function forwardRequestHeaders(rawHeaders: readonly string[], extraDrop: 
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
     const lower = name.toLowerCase();
-    if (REQUEST_DROP.has(lower) || hop.has(lower) || isGripHeader(name) || extraDrop.has(lower)) continue;
+    if (REQUEST_DROP.has(lower) || hop.has(lower) || headerNameStartsWith(name, 'grip-') || extraDrop.has(lower)) continue;
     out.push([name, rawHeaders[i + 1] as string]);
   }
   return out;

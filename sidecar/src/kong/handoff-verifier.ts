@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { KgError } from '../errors.js';
+import { headerNameStartsWith } from '../grip/headers.js';
 import type { HeaderList } from '../grip/types.js';
 import {
-  HANDOFF_HEADER, HandoffError, KONG_IDENTITY_HEADERS, ORIGIN_IDENTITY_HEADERS, OWNED_HEADER_PREFIX,
+  HANDOFF_HEADER, HandoffError, ORIGIN_IDENTITY_HEADERS, OWNED_HEADER_PREFIX,
   openHandoff, parseOriginUrl, type HandoffConsumer,
 } from './handoff-format.js';
 
@@ -85,7 +86,8 @@ export class ReplayCache {
   }
 }
 
-interface AllowedOrigin {
+/** A compiled kong.allowedOrigins entry. */
+export interface AllowedOrigin {
   origin: string;
   /** Path prefix ending in "/". */
   pathPrefix: string;
@@ -99,17 +101,36 @@ export function compileAllowedOrigins(entries: readonly string[]): AllowedOrigin
   });
 }
 
-function isAllowed(url: URL, allowed: readonly AllowedOrigin[]): boolean {
+/**
+ * True when `url` is under one of the allow-list entries: same scheme, host and port, and a path
+ * under the entry's on a segment boundary. The one matcher for kong.allowedOrigins (handoff
+ * origins, and outbound URLs in origin/outbound-policy.ts).
+ */
+export function isAllowedOrigin(url: URL, allowed: readonly AllowedOrigin[]): boolean {
   const path = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
   return allowed.some((a) => a.origin === url.origin && path.startsWith(a.pathPrefix));
 }
 
-/** True for headers a client must never get through to the origin in Kong mode. */
+/**
+ * Name prefixes of the identity headers Kong's auth plugins set upstream (X-Consumer-ID,
+ * X-Credential-Identifier, X-Authenticated-Userid / -Scope / -Groups, X-Anonymous-Consumer…;
+ * KONG_IDENTITY_HEADERS are all among them). A client can send any of them itself on a route
+ * where no auth plugin runs, so none is passed on.
+ */
+export const KONG_IDENTITY_PREFIXES = ['x-consumer-', 'x-credential-', 'x-authenticated-', 'x-anonymous-'] as const;
+
+/**
+ * True for headers a client must never get through to the origin (either mode): every
+ * Kong-Grip-* name and Kong's identity headers, in any case and with "_" for "-" (CGI, WSGI and
+ * PHP origins read Kong_Grip_Consumer_Id as Kong-Grip-Consumer-Id).
+ */
 export function isHandoffOwnedHeader(name: string): boolean {
-  const lower = name.toLowerCase();
-  return lower.startsWith(OWNED_HEADER_PREFIX) || KONG_IDENTITY_LOWER.has(lower);
+  const first = name.charCodeAt(0) | 0x20; // lower case for letters
+  if (first === 0x6b /* k */) return headerNameStartsWith(name, OWNED_HEADER_PREFIX);
+  if (first !== 0x78 /* x */) return false;
+  for (const prefix of KONG_IDENTITY_PREFIXES) if (headerNameStartsWith(name, prefix)) return true;
+  return false;
 }
-const KONG_IDENTITY_LOWER = new Set(KONG_IDENTITY_HEADERS.map((h) => h.toLowerCase()));
 
 /** Checks a request's handoff once; for many requests use HandoffVerifier (parses the allow-list once). */
 export function verifyHandoff(headers: IncomingHttpHeaders, options: HandoffOptions): VerifiedHandoff {
@@ -149,7 +170,7 @@ function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, all
       throw new HandoffError('from_future', `${HANDOFF_HEADER} was issued ${claims.iat - nowSec} s in the future, at most ${CLOCK_SKEW_SEC} s of clock skew are allowed`);
     }
     const origin = new URL(claims.origin);
-    if (!isAllowed(origin, allowed)) {
+    if (!isAllowedOrigin(origin, allowed)) {
       throw new HandoffError('origin_not_allowed', `${HANDOFF_HEADER} names origin ${origin.href}, which is not on the sidecar's kong.allowedOrigins`);
     }
     // Last, so a token refused for another reason does not use up its nonce.

@@ -7,8 +7,10 @@ import { parsePublishRequest } from '../grip/publish-item.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 
-// The control port: the Pushpin-compatible publish API (spec 4.2), /healthz, /metrics.
-// Texts and statuses follow Pushpin so GRIP publisher libraries behave as they do there.
+// The control port: the Pushpin-compatible publish API (spec 4.2), /healthz, /readyz, /metrics.
+// Texts and statuses follow Pushpin so GRIP publisher libraries behave as they do there. The
+// publish token, when set, guards the publish API and /metrics; /healthz and /readyz stay open
+// and then show only the status to a caller without it.
 
 /** What /healthz and /readyz report; ready means publishes and deliveries work now. */
 export interface HealthReport {
@@ -137,15 +139,24 @@ export async function startControlServer(deps: ControlDeps, at: { host: string; 
 export function createControlHandler(deps: ControlDeps) {
   return async function handleControl(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] as string;
+    // With a publish token the whole port is the publisher's, except the status orchestrators
+    // probe: /healthz and /readyz stay open, but their details (bus errors naming NATS servers,
+    // channel counts, worker pids) only go to a caller with the token.
+    const isAuthorized = deps.publishToken === undefined || tokenMatches(req.headers.authorization, deps.publishToken);
     if (path === '/healthz' || path === '/readyz') {
       const { ready, details } = deps.health();
-      const body = JSON.stringify({ status: ready ? 'ok' : 'degraded', ...details });
+      const body = JSON.stringify({ status: ready ? 'ok' : 'degraded', ...(isAuthorized ? details : {}) });
       // Liveness holds while the process serves; readiness needs the bus.
       res.writeHead(ready || path === '/healthz' ? 200 : 503, ['Content-Type', 'application/json']);
       res.end(body);
       return;
     }
     if (path === '/metrics') {
+      if (!isAuthorized) {
+        req.resume();
+        reply(res, 401, negotiate(req.headers.accept) ?? 'text', 'Unauthorized.', ['WWW-Authenticate', 'Bearer realm="kong-grip metrics"']);
+        return;
+      }
       const { contentType, text } = await deps.renderMetrics();
       res.writeHead(200, ['Content-Type', contentType]);
       res.end(text);
@@ -171,7 +182,7 @@ export function createControlHandler(deps: ControlDeps) {
       reply(res, 405, format, `Method not allowed: ${req.method}.`, ['Allow', 'POST']);
       return;
     }
-    if (deps.publishToken !== undefined && !tokenMatches(req.headers.authorization, deps.publishToken)) {
+    if (!isAuthorized) {
       req.resume();
       deps.metrics.publishRejected.inc({ reason: 'unauthorized' });
       reply(res, 401, format, 'Unauthorized.', ['WWW-Authenticate', 'Bearer realm="kong-grip publish"']);

@@ -4,6 +4,7 @@ import {
   splitHeaderList, unwrapLinkTarget,
   type HeaderElement, type HeaderParam, type ListOptions,
 } from './header-params.js';
+import { headerTextProblem, isHttpToken } from './http-text.js';
 import { reasonPhrase } from './publish-item.js';
 import type { ChannelSub, HeaderList, Hold, HoldMode, Instruct, KeepAlive, Link } from './types.js';
 
@@ -267,6 +268,7 @@ function parseStatusHeader(value: string): { code: number; reason: string } {
   if (!/^\d{1,3}$/.test(codeText)) {
     throw invalid(`Grip-Status must be "CODE[ REASON]" with CODE an integer 0-999, got ${show(value)}`);
   }
+  checkHeaderText(reason, 'Grip-Status reason');
   return { code: Number(codeText), reason };
 }
 
@@ -311,6 +313,20 @@ function parseLinkHeaders(headers: HeaderList, requestUrl: string): { next?: Lin
 }
 
 // ---- Client headers --------------------------------------------------------------------------
+
+/** What reaches writeHead must be writable by Node (see http-text.ts); `what` names the source. */
+function checkHeaderText(text: string, what: string): void {
+  const problem = headerTextProblem(text);
+  if (problem !== undefined) throw invalid(`${what} ${problem}`);
+}
+
+/** Origin headers relayed to the client (header instructs); Node's parser rarely lets bad ones in. */
+function checkOriginHeaders(headers: HeaderList): void {
+  for (const [name, value] of headers) {
+    if (!isHttpToken(name)) throw invalid(`origin header name must be an HTTP token, got ${show(name)}`);
+    checkHeaderText(value, `origin header ${name} value`);
+  }
+}
 
 function exposedHeaderNames(headers: HeaderList): Set<string> | undefined {
   const names = new Set<string>();
@@ -411,18 +427,17 @@ const stringBytes = (s: string | undefined): Buffer | undefined => (s === undefi
 /** Header values from JSON are text; on the wire they are UTF-8 bytes, which Node writes as latin1 chars. */
 const toWire = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 function parseJsonHeaders(v: unknown, path: string): HeaderList {
   const out: HeaderList = [];
   const add = (name: unknown, value: unknown, at: string): void => {
-    if (typeof name !== 'string' || !TOKEN.test(name)) {
+    if (typeof name !== 'string' || !isHttpToken(name)) {
       throw jsonInvalid(at, `header name must be an HTTP token, got ${show(name)}`);
     }
-    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
-      throw jsonInvalid(at, `header ${name} must have a string value without CR, LF or NUL, got ${show(value)}`);
-    }
-    out.push([name, toWire(value)]);
+    if (typeof value !== 'string') throw jsonInvalid(at, `header ${name} must have a string value, got ${show(value)}`);
+    const wire = toWire(value);
+    const problem = headerTextProblem(wire);
+    if (problem !== undefined) throw jsonInvalid(at, `header ${name} value ${problem}`);
+    out.push([name, wire]);
   };
   if (Array.isArray(v)) {
     v.forEach((pair: unknown, i) => {
@@ -496,8 +511,11 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
     draft.reason = ''; // a new code takes its own standard phrase unless a reason is given
   }
   const reason = optString(res, 'reason', 'response');
-  if (reason !== undefined && /[\r\n\0]/.test(reason)) throw jsonInvalid('response.reason', 'must not contain CR, LF or NUL');
-  if (reason !== undefined && reason !== '') draft.reason = toWire(reason);
+  if (reason !== undefined && reason !== '') {
+    draft.reason = toWire(reason);
+    const problem = headerTextProblem(draft.reason);
+    if (problem !== undefined) throw jsonInvalid('response.reason', problem);
+  }
   const headers = field(res, 'headers');
   if (headers !== undefined) draft.headers = clientHeaders(parseJsonHeaders(headers, 'response.headers'));
   draft.body = optBase64(res, 'body-bin', 'response') ?? stringBytes(optString(res, 'body', 'response')) ?? draft.body;
@@ -528,6 +546,9 @@ export function parseInstruct(response: OriginResponse, context: InstructContext
   draft.body = response.body;
 
   if (needsBufferedBody(headers)) applyJsonInstruct(response, draft);
+  else checkOriginHeaders(draft.headers);
+  // Grip-Status and JSON reasons are checked where read; what is left is the origin's own.
+  checkHeaderText(draft.reason, 'origin status reason');
 
   const instruct: Instruct = {
     code: draft.code,

@@ -278,6 +278,17 @@ test('Grip-Status without a reason takes the standard phrase, or Undefined Reaso
   t.like(status('999'), { code: 999, reason: 'Undefined Reason' });
 });
 
+test('rejects a reason or client header Node could not write, whatever its source (D1)', (t) => {
+  // Node's HTTP client passes a status-line reason with U+0001; writeHead then throws.
+  t.is(instructError(() => parse(hold('response'), { reason: 'O\u0001K' })), 'origin status reason contains U+0001 at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => status('200 O\u007fK')), 'Grip-Status reason contains U+007F at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => parse(hold('response', ['X-A', 'a\u0001']))), 'origin header X-A value contains U+0001 at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => parse(hold('response', ['Bad Name', 'v']))), 'origin header name must be an HTTP token, got "Bad Name"');
+  // A reason the standard phrase replaces, or a header that is not relayed, does not matter.
+  t.like(parse([['Grip-Status', '201']], { reason: 'O\u0001K' }), { code: 201, reason: 'Created' });
+  t.like(parse([['Grip-Hold', 'response'], ['Grip-Expose-Headers', 'X-B'], ['X-A', '\u0001'], ['X-B', 'ok']]), { headers: [['X-B', 'ok']] });
+});
+
 test('Grip-Status applies with a hold too', (t) => {
   t.like(parse(hold('stream', ['Grip-Status', '202'])), { code: 202, reason: 'Accepted' });
 });

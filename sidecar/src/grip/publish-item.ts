@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import { KgError } from '../errors.js';
+import { headerTextProblem, isHttpToken } from './http-text.js';
 import type {
   HeaderList, HttpResponseFormat, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
 } from './types.js';
@@ -65,12 +66,13 @@ export function parseHeaderSet(v: unknown, path: string): HeaderList {
   if (v === undefined || v === null) return [];
   const out: HeaderList = [];
   const check = (name: unknown, value: unknown): void => {
-    if (typeof name !== 'string' || name === '' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
+    if (typeof name !== 'string' || !isHttpToken(name)) {
       throw invalid(path, `header name ${JSON.stringify(name)} is not a valid token`);
     }
-    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
-      throw invalid(path, `header ${name} must have a string value without CR, LF or NUL`);
-    }
+    if (typeof value !== 'string') throw invalid(path, `header ${name} must have a string value`);
+    // Delivered as is: a value Node cannot write would fail for every subscriber (see http-text.ts).
+    const problem = headerTextProblem(value);
+    if (problem !== undefined) throw invalid(path, `header ${name} value ${problem}`);
     out.push([name, value]);
   };
   if (Array.isArray(v)) {
@@ -92,7 +94,8 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   // HTTP cannot carry status codes below 100, so they are refused here rather than at send time.
   const code = parseCode(v, path, 200, 100) ?? 200;
   const reason = optString(v, 'reason', path);
-  if (reason !== undefined && /[\r\n]/.test(reason)) throw invalid(path, `'reason' must not contain CR or LF`);
+  const reasonProblem = reason === undefined ? undefined : headerTextProblem(reason);
+  if (reasonProblem !== undefined) throw invalid(path, `'reason' ${reasonProblem}`);
   const headers = parseHeaderSet(v['headers'], `${path}.headers`);
   const body = optBase64(v, 'body-bin', path) ?? bufferOf(optString(v, 'body', path));
   let bodyPatch: unknown[] | undefined;

@@ -62,6 +62,29 @@ test('rejects bad items with a message naming the field', (t) => {
   t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', headers: { 'Bad Name': 'v' } } } })), /header name/);
 });
 
+test('refuses an http-response whose reason or header Node could not write, naming the field (D1, D9)', (t) => {
+  // Delivered, these threw in writeHead and the item was lost for every subscriber.
+  const hr = (f: Record<string, unknown>) => () => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', ...f } } }, 'items[0]');
+  const allowed = '(allowed: tab, 0x20-0x7E, 0x80-0xFF)';
+  t.is(invalidMessage(hr({ headers: { 'X-Price': '5 €' } })), `items[0].formats.http-response.headers: header X-Price value contains U+20AC at index 2 ${allowed}`);
+  t.is(invalidMessage(hr({ headers: [['X-A', 'a\u0001']] })), `items[0].formats.http-response.headers: header X-A value contains U+0001 at index 1 ${allowed}`);
+  t.is(invalidMessage(hr({ headers: { 'X-A': 'a\nb' } })), `items[0].formats.http-response.headers: header X-A value contains U+000A at index 1 ${allowed}`);
+  t.is(invalidMessage(hr({ reason: 'O\u0001K' })), `items[0].formats.http-response: 'reason' contains U+0001 at index 1 ${allowed}`);
+  t.is(invalidMessage(hr({ reason: 'Fine €' })), `items[0].formats.http-response: 'reason' contains U+20AC at index 5 ${allowed}`);
+  // Latin-1 text and tabs are writable and kept.
+  const ok = parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', reason: 'Très bien', headers: { 'X-A': 'a\tcafé' } } } });
+  t.is(ok.formats['http-response']?.reason, 'Très bien');
+  t.deepEqual(ok.formats['http-response']?.headers, [['X-A', 'a\tcafé']]);
+});
+
+test('a publish request with an unwritable header is refused whole, as a 400 (D9)', (t) => {
+  const err = t.throws(() => parsePublishRequest({ items: [
+    { channel: 'a', formats: { 'http-stream': { content: 'x' } } },
+    { channel: 'a', formats: { 'http-response': { body: 'x', headers: { 'X-Price': '5 €' } } } }] }));
+  t.like(err, { code: 'KG_ERR_PUBLISH_INVALID', status: 400 });
+  t.regex(err?.message ?? '', /^Invalid format: items\[1\]\.formats\.http-response\.headers: header X-Price value contains U\+20AC/);
+});
+
 test('a whole request is all-or-nothing and uses Pushpin texts', (t) => {
   t.is(invalidMessage(() => parsePublishRequest([])), 'Invalid format.');
   t.is(invalidMessage(() => parsePublishRequest({})), `Invalid format: object does not contain 'items'`);

@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import { KgError } from '../errors.js';
 import { headerTextProblem, isHttpToken } from './http-text.js';
 import type {
-  HeaderList, HttpResponseFormat, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
+  HeaderList, HttpResponseFormat, JsonPatchOperation, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
 } from './types.js';
 
 // Publish items (spec 4.1): the JSON shape accepted by POST /publish/ and carried on NATS.
@@ -98,11 +98,7 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   if (reasonProblem !== undefined) throw invalid(path, `'reason' ${reasonProblem}`);
   const headers = parseHeaderSet(v['headers'], `${path}.headers`);
   const body = optBase64(v, 'body-bin', path) ?? bufferOf(optString(v, 'body', path));
-  let bodyPatch: unknown[] | undefined;
-  if (v['body-patch'] !== undefined) {
-    if (!Array.isArray(v['body-patch'])) throw invalid(path, `'body-patch' must be a JSON Patch list`);
-    bodyPatch = v['body-patch'];
-  }
+  const bodyPatch = v['body-patch'] === undefined ? undefined : parseBodyPatch(v['body-patch'], path);
   if (action === 'send' && body === undefined && bodyPatch === undefined) {
     throw invalid(path, `does not contain 'body', 'body-bin', or 'body-patch'`);
   }
@@ -113,6 +109,46 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   const contentFilters = parseContentFilters(v, path);
   if (contentFilters) format.contentFilters = contentFilters;
   return format;
+}
+
+const PATCH_OPS = ['add', 'remove', 'replace', 'move', 'copy', 'test'] as const;
+// RFC 6901: empty, or `/`-separated tokens where `~` only starts the escapes `~0` and `~1`.
+const JSON_POINTER = /^(?:\/(?:[^~/]|~[01])*)*$/;
+
+function pointer(op: Json, key: 'path' | 'from', at: string, path: string): string {
+  const v = op[key];
+  if (typeof v !== 'string' || !JSON_POINTER.test(v)) {
+    throw invalid(path, `'${at}.${key}' must be a JSON Pointer ("" or starting with "/"), got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/**
+ * An RFC 6902 patch checked on its face (it is applied later, to each subscriber's own timeout
+ * body): every operation is known and has the members it needs. Other members are dropped.
+ */
+function parseBodyPatch(v: unknown, path: string): JsonPatchOperation[] {
+  if (!Array.isArray(v)) throw invalid(path, `'body-patch' must be a JSON Patch list`);
+  return v.map((raw: unknown, i): JsonPatchOperation => {
+    const at = `body-patch[${i}]`;
+    if (!isObject(raw)) throw invalid(path, `'${at}' must be an operation object, got ${JSON.stringify(raw)}`);
+    const op = raw['op'];
+    // Own list, not the library's table: fast-json-patch also runs '_get' and Object.prototype names.
+    if (typeof op !== 'string' || !(PATCH_OPS as readonly string[]).includes(op)) {
+      throw invalid(path, `'${at}.op' must be one of ${PATCH_OPS.join(', ')}, got ${JSON.stringify(op)}`);
+    }
+    const target = pointer(raw, 'path', at, path);
+    switch (op as (typeof PATCH_OPS)[number]) {
+      case 'remove':
+        return { op: 'remove', path: target };
+      case 'move':
+      case 'copy':
+        return { op: op as 'move' | 'copy', from: pointer(raw, 'from', at, path), path: target };
+      default:
+        if (raw['value'] === undefined) throw invalid(path, `'${at}.value' is required for ${op}`);
+        return { op: op as 'add' | 'replace' | 'test', path: target, value: raw['value'] };
+    }
+  });
 }
 
 function parseHttpStream(v: unknown, path: string): HttpStreamFormat {

@@ -64,6 +64,12 @@ export interface Instruct {
 export const PublishAction = { Send: 'send', Hint: 'hint', Refresh: 'refresh', Close: 'close' } as const;
 export type PublishAction = (typeof PublishAction)[keyof typeof PublishAction];
 
+/** One RFC 6902 operation as the publish parser accepts it (only the members the op defines). */
+export type JsonPatchOperation =
+  | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
+  | { op: 'remove'; path: string }
+  | { op: 'move' | 'copy'; from: string; path: string };
+
 export interface HttpResponseFormat {
   action: PublishAction;
   code: number;
@@ -72,7 +78,7 @@ export interface HttpResponseFormat {
   /** From body-bin (precedence) or body. */
   body?: Buffer;
   /** RFC 6902 operations applied to the timeout body parsed as JSON. */
-  bodyPatch?: unknown[];
+  bodyPatch?: JsonPatchOperation[];
   contentFilters?: string[];
 }
 

@@ -85,6 +85,39 @@ test('a publish request with an unwritable header is refused whole, as a 400 (D9
   t.regex(err?.message ?? '', /^Invalid format: items\[1\]\.formats\.http-response\.headers: header X-Price value contains U\+20AC/);
 });
 
+test('accepts a body-patch of RFC 6902 operations and keeps only their defined members', (t) => {
+  const item = parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [
+    { op: 'add', path: '/a/-', value: { x: [1] } }, { op: 'remove', path: '' }, { op: 'replace', path: '/~0~1', value: null },
+    { op: 'move', from: '/a', path: '/b' }, { op: 'copy', from: '', path: '/c', value: 'ignored' }, { op: 'test', path: '/d', value: false, note: 'x' },
+  ] } } });
+  t.deepEqual(item.formats['http-response']?.bodyPatch, [
+    { op: 'add', path: '/a/-', value: { x: [1] } }, { op: 'remove', path: '' }, { op: 'replace', path: '/~0~1', value: null },
+    { op: 'move', from: '/a', path: '/b' }, { op: 'copy', from: '', path: '/c' }, { op: 'test', path: '/d', value: false },
+  ]);
+  t.deepEqual(parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [] } } }).formats['http-response']?.bodyPatch, []);
+});
+
+test('refuses a body-patch that is not valid RFC 6902 on its face, naming the operation (D4)', (t) => {
+  const patch = (p: unknown) => () => parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': p } } });
+  const at = 'item.formats.http-response';
+  t.is(invalidMessage(patch({ op: 'add' })), `${at}: 'body-patch' must be a JSON Patch list`);
+  t.is(invalidMessage(patch([1])), `${at}: 'body-patch[0]' must be an operation object, got 1`);
+  t.is(invalidMessage(patch([{ op: 'explode', path: '/a' }])), `${at}: 'body-patch[0].op' must be one of add, remove, replace, move, copy, test, got "explode"`);
+  t.is(invalidMessage(patch([{ op: '_get', path: '/a' }])), `${at}: 'body-patch[0].op' must be one of add, remove, replace, move, copy, test, got "_get"`);
+  t.is(invalidMessage(patch([{ op: 'constructor', path: '/a' }])), `${at}: 'body-patch[0].op' must be one of add, remove, replace, move, copy, test, got "constructor"`);
+  t.is(invalidMessage(patch([{ op: 'remove' }])), `${at}: 'body-patch[0].path' must be a JSON Pointer ("" or starting with "/"), got nothing`);
+  t.is(invalidMessage(patch([{ op: 'remove', path: 'a' }])), `${at}: 'body-patch[0].path' must be a JSON Pointer ("" or starting with "/"), got "a"`);
+  t.is(invalidMessage(patch([{ op: 'remove', path: '/a~2' }])), `${at}: 'body-patch[0].path' must be a JSON Pointer ("" or starting with "/"), got "/a~2"`);
+  t.is(invalidMessage(patch([{ op: 'add', path: '/a' }])), `${at}: 'body-patch[0].value' is required for add`);
+  t.is(invalidMessage(patch([{ op: 'remove', path: '/a' }, { op: 'copy', path: '/a' }])), `${at}: 'body-patch[1].from' must be a JSON Pointer ("" or starting with "/"), got nothing`);
+});
+
+test('encode then parse round-trips a body-patch', (t) => {
+  const original = parsePublishItem({ channel: 'c', formats: { 'http-response': {
+    'body-patch': [{ op: 'add', path: '/a', value: [1, { b: 'ü' }] }, { op: 'move', from: '/a', path: '/z' }] } } });
+  t.deepEqual(parsePublishItem(JSON.parse(JSON.stringify(encodePublishItem(original)))), original);
+});
+
 test('a whole request is all-or-nothing and uses Pushpin texts', (t) => {
   t.is(invalidMessage(() => parsePublishRequest([])), 'Invalid format.');
   t.is(invalidMessage(() => parsePublishRequest({})), `Invalid format: object does not contain 'items'`);

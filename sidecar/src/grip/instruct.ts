@@ -6,7 +6,7 @@ import {
 } from './header-params.js';
 import { headerTextProblem, isHttpToken } from './http-text.js';
 import { reasonPhrase } from './publish-item.js';
-import type { ChannelSub, HeaderList, Hold, HoldMode, Instruct, KeepAlive, Link } from './types.js';
+import { MAX_TIMER_SEC, type ChannelSub, type HeaderList, type Hold, type HoldMode, type Instruct, type KeepAlive, type Link } from './types.js';
 
 // The origin's GRIP instructions (spec 3.1-3.4) turned into one Instruct value. Grip-* headers
 // are read first; a JSON instruct body (application/grip-instruct) then overrides or adds, and
@@ -48,6 +48,11 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'content-encoding', 'tra
 const MAX_INT = 2147483647;
 
 const invalid = (message: string): KgError => new KgError('KG_ERR_INSTRUCT_INVALID', message);
+
+// Hold, keep-alive and next-link timeouts above 24 h are lowered to 24 h (MAX_TIMER_SEC), not
+// refused: Pushpin accepts any integer here, and an origin asking for "very long" gets that
+// instead of a 502; only Node's timer cannot take more.
+const capTimer = (sec: number): number => Math.min(sec, MAX_TIMER_SEC);
 const show = (v: unknown): string => (v === undefined ? 'nothing' : JSON.stringify(v));
 
 const isGripHeader = (name: string): boolean => name.length >= 5 && name.slice(0, 5).toLowerCase() === 'grip-';
@@ -239,7 +244,7 @@ function parseKeepAliveHeader(headers: HeaderList): KeepAlive | undefined {
   return {
     content,
     mode: mode === 'interval' ? 'interval' : 'idle',
-    timeoutSec: Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec),
+    timeoutSec: capTimer(Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec)),
   };
 }
 
@@ -301,7 +306,7 @@ function parseLinkHeaders(headers: HeaderList, requestUrl: string): { next?: Lin
         url: resolveLink(target, requestUrl),
         timeoutSec: timeout === undefined
           ? InstructDefaults.nextLinkTimeoutSec
-          : parseNonNegativeInt(timeout.value, 'Grip-Link timeout'),
+          : capTimer(parseNonNegativeInt(timeout.value, 'Grip-Link timeout')),
       };
     } else if (rel === 'gone') {
       if (out.gone !== undefined) throw invalid('Grip-Link must give at most one rel=gone link');
@@ -419,7 +424,7 @@ function parseJsonKeepAlive(v: Json): KeepAlive {
   if (content.length === 0) throw jsonInvalid(path, 'content must not be empty');
   const timeoutSec = optNonNegativeInt(v, 'timeout', path) ?? InstructDefaults.keepAliveTimeoutSec;
   // No format or mode in JSON; Pushpin 1.36 did not reset this timer on writes [observed 1.36].
-  return { content, mode: 'interval', timeoutSec: Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec) };
+  return { content, mode: 'interval', timeoutSec: capTimer(Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec)) };
 }
 
 const stringBytes = (s: string | undefined): Buffer | undefined => (s === undefined ? undefined : Buffer.from(s, 'utf8'));
@@ -563,7 +568,7 @@ export function parseInstruct(response: OriginResponse, context: InstructContext
     const hold: Hold = {
       mode: draft.holdMode,
       channels: draft.channels,
-      timeoutSec: Math.max(draft.timeoutSec ?? InstructDefaults.responseTimeoutSec, InstructDefaults.minResponseTimeoutSec),
+      timeoutSec: capTimer(Math.max(draft.timeoutSec ?? InstructDefaults.responseTimeoutSec, InstructDefaults.minResponseTimeoutSec)),
     };
     // Keep-alives only mean something on a stream (spec 3.2 "applies to").
     if (draft.keepAlive !== undefined && hold.mode === 'stream') hold.keepAlive = draft.keepAlive;

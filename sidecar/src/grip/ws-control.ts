@@ -1,5 +1,5 @@
 import { KgError } from '../errors.js';
-import type { WsMessageType } from './types.js';
+import { MAX_TIMER_SEC, type WsMessageType } from './types.js';
 
 // GRIP WebSocket control messages (spec 7.3): the JSON object an origin sends after the `c:`
 // prefix. Pure: parses and validates one message into a typed value; what the message does is
@@ -138,11 +138,15 @@ function parseMessage(obj: Json): WsClientMessage | undefined {
   return text === undefined ? undefined : { type, content: Buffer.from(text, 'utf8') };
 }
 
-/** Whole seconds ≥ 0; 0 or absent means the default (as in Pushpin). */
+/**
+ * Whole seconds ≥ 0; 0 or absent means the default (as in Pushpin). Above 24 h (MAX_TIMER_SEC)
+ * the message is refused, so ignored like any malformed one: Node's timer cannot take it.
+ */
 function parseTimeout(obj: Json, fallback: number): number {
   const v = obj['timeout'];
   if (v === undefined || v === null) return fallback;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw invalid(`'timeout' must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+  if (v > MAX_TIMER_SEC) throw invalid(`'timeout' must be at most ${MAX_TIMER_SEC} s (24 h), got ${JSON.stringify(v)}`);
   return v === 0 ? fallback : v;
 }
 

@@ -176,6 +176,12 @@ test('a reason or header value beyond latin1 is written as its UTF-8 bytes, whic
   t.deepEqual(i.headers, [['X-Price', Buffer.from('5 €').toString('latin1')], ['X-Tab', 'a\tb']]);
 });
 
+test('JSON hold and keep-alive timeouts are capped at 24 h (D7)', (t) => {
+  const i = parseJson({ hold: { mode: 'stream', channels: [], timeout: 3_000_000, 'keep-alive': { content: 'x', timeout: 2_147_483_647 } } });
+  t.is(i.hold?.timeoutSec, 86400);
+  t.is(i.hold?.keepAlive?.timeoutSec, 86400);
+});
+
 test('response.headers may be a list of pairs, repeats kept', (t) => {
   t.deepEqual(parseJson({ response: { headers: [['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']] } }).headers,
     [['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']]);

@@ -161,6 +161,15 @@ test('raises Grip-Timeout values below 5, 0 included, to 5 [observed 1.36]', (t)
   for (const v of ['0', '1', '2', '4']) t.is(parse(hold('response', ['Grip-Timeout', v])).hold?.timeoutSec, 5, v);
 });
 
+test('instruct timeouts are capped at 24 h, so none can overflow Node\'s timer (D7)', (t) => {
+  for (const v of ['86401', '2147484', '2147483647']) {
+    t.is(parse(hold('response', ['Grip-Timeout', v])).hold?.timeoutSec, 86400, v);
+    t.is(parse(hold('stream', ['Grip-Keep-Alive', `x; timeout=${v}`])).hold?.keepAlive?.timeoutSec, 86400, v);
+    t.is(parse(hold('stream', ['Grip-Link', `</n>; rel=next; timeout=${v}`])).nextLink?.timeoutSec, 86400, v);
+  }
+  t.is(parse(hold('response', ['Grip-Timeout', '86400'])).hold?.timeoutSec, 86400);
+});
+
 test('rejects a Grip-Timeout that is not a non-negative integer', (t) => {
   t.is(instructError(() => parse(hold('response', ['Grip-Timeout', 'abc']))), 'Grip-Timeout must be a non-negative integer, got "abc"');
   for (const v of ['-1', '1.5', '', '30s', '1e3', '+5', '2147483648']) {

@@ -92,6 +92,14 @@ test('rejects keep-alive with an unknown message-type, bad base64 or a bad timeo
   rejects(t, '{"type":"keep-alive","content":"x","timeout":"5"}', /'timeout' must be an integer/);
 });
 
+test('refuses a keep-alive or send-delayed timeout over 24 h, which would overflow Node\'s timer (D8)', (t) => {
+  // setTimeout takes at most 2^31-1 ms; 3,000,000 s made the timer fire every millisecond.
+  rejects(t, '{"type":"keep-alive","content":"KA","timeout":3000000}', /^control message: 'timeout' must be at most 86400 s \(24 h\), got 3000000$/);
+  rejects(t, '{"type":"send-delayed","content":"x","timeout":2147484}', /'timeout' must be at most 86400 s \(24 h\), got 2147484/);
+  rejects(t, '{"type":"send-delayed","content":"x","timeout":1e300}', /'timeout' must be at most 86400 s/);
+  t.like(parseWsControl('{"type":"keep-alive","content":"KA","timeout":86400}'), { timeoutSec: 86400 });
+});
+
 test('rejects send-delayed without content', (t) => {
   rejects(t, '{"type":"send-delayed"}', /send-delayed needs 'content' or 'content-bin'/);
 });

@@ -273,8 +273,21 @@ function parseStatusHeader(value: string): { code: number; reason: string } {
   if (!/^\d{1,3}$/.test(codeText)) {
     throw invalid(`Grip-Status must be "CODE[ REASON]" with CODE an integer 0-999, got ${show(value)}`);
   }
+  const code = Number(codeText);
+  checkFinalCode(code, `Grip-Status ${code}`);
   checkHeaderText(reason, 'Grip-Status reason');
-  return { code: Number(codeText), reason };
+  return { code, reason };
+}
+
+/**
+ * The status of the response the client gets. A 1xx there is taken as informational and the
+ * client waits for a final response that never comes; below 100 is not HTTP at all. Pushpin's
+ * parser takes 0-999 (spec 3.2), but Node cannot end a response with either.
+ */
+function checkFinalCode(code: number, what: string): void {
+  if (code < 200) {
+    throw invalid(`${what} cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)`);
+  }
 }
 
 // ---- Grip-Link -------------------------------------------------------------------------------
@@ -512,6 +525,7 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
     if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code > 999) {
       throw jsonInvalid('response.code', `must be an integer 0-999, got ${show(code)}`);
     }
+    checkFinalCode(code, `JSON instruct response.code ${code}`);
     draft.code = code;
     draft.reason = ''; // a new code takes its own standard phrase unless a reason is given
   }
@@ -552,7 +566,8 @@ export function parseInstruct(response: OriginResponse, context: InstructContext
 
   if (needsBufferedBody(headers)) applyJsonInstruct(response, draft);
   else checkOriginHeaders(draft.headers);
-  // Grip-Status and JSON reasons are checked where read; what is left is the origin's own.
+  // Grip-Status and JSON codes and reasons are checked where read; what is left is the origin's own.
+  checkFinalCode(draft.code, `origin status ${draft.code}`);
   checkHeaderText(draft.reason, 'origin status reason');
 
   const instruct: Instruct = {

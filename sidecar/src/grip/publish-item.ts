@@ -93,6 +93,8 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   const action = parseAction(v, ['send', 'hint', 'refresh', 'close'] as const, path);
   // HTTP cannot carry status codes below 100, so they are refused here rather than at send time.
   const code = parseCode(v, path, 200, 100) ?? 200;
+  // A client takes a 1xx as informational and keeps waiting for the real response.
+  if (code < 200) throw invalid(path, `'code' ${code} is informational (1xx) and cannot be the final response`);
   const reason = optString(v, 'reason', path);
   const reasonProblem = reason === undefined ? undefined : headerTextProblem(reason);
   if (reasonProblem !== undefined) throw invalid(path, `'reason' ${reasonProblem}`);

@@ -182,6 +182,12 @@ test('JSON hold and keep-alive timeouts are capped at 24 h (D7)', (t) => {
   t.is(i.hold?.keepAlive?.timeoutSec, 86400);
 });
 
+test('refuses a response.code below 200: a 1xx final response leaves the client hanging (D16)', (t) => {
+  for (const code of [103, 100, 199, 99, 0]) {
+    t.is(instructError(() => parseJson({ response: { code } })), `JSON instruct response.code ${code} cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)`);
+  }
+});
+
 test('response.headers may be a list of pairs, repeats kept', (t) => {
   t.deepEqual(parseJson({ response: { headers: [['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']] } }).headers,
     [['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']]);

@@ -283,8 +283,15 @@ test('Grip-Status sets code and reason, the reason keeping its spaces', (t) => {
 test('Grip-Status without a reason takes the standard phrase, or Undefined Reason [observed 1.36 for 299]', (t) => {
   t.like(status('201'), { code: 201, reason: 'Created' });
   t.like(status('299'), { code: 299, reason: 'Undefined Reason' });
-  t.like(status('0'), { code: 0, reason: 'Undefined Reason' });
   t.like(status('999'), { code: 999, reason: 'Undefined Reason' });
+});
+
+test('refuses a Grip-Status below 200: a 1xx is not a final response and the client would hang (D16)', (t) => {
+  t.is(instructError(() => status('100')), 'Grip-Status 100 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.is(instructError(() => status('103 Early Hints')), 'Grip-Status 103 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.is(instructError(() => status('0')), 'Grip-Status 0 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.is(instructError(() => parse(hold('response'), { code: 101 })), 'origin status 101 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.like(status('200'), { code: 200 });
 });
 
 test('rejects a reason or client header Node could not write, whatever its source (D1)', (t) => {

@@ -118,6 +118,14 @@ test('encode then parse round-trips a body-patch', (t) => {
   t.deepEqual(parsePublishItem(JSON.parse(JSON.stringify(encodePublishItem(original)))), original);
 });
 
+test('refuses an http-response with a 1xx code, which a client would take as informational and wait on (D16)', (t) => {
+  for (const code of [100, 103, '101']) {
+    t.is(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', code } } })),
+      `item.formats.http-response: 'code' ${String(code)} is informational (1xx) and cannot be the final response`);
+  }
+  t.is(parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', code: 200 } } }).formats['http-response']?.code, 200);
+});
+
 test('a whole request is all-or-nothing and uses Pushpin texts', (t) => {
   t.is(invalidMessage(() => parsePublishRequest([])), 'Invalid format.');
   t.is(invalidMessage(() => parsePublishRequest({})), `Invalid format: object does not contain 'items'`);

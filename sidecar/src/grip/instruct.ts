@@ -5,6 +5,7 @@ import {
   type HeaderElement, type HeaderParam, type ListOptions,
 } from './header-params.js';
 import { headerTextProblem, isHttpToken } from './http-text.js';
+import { MAX_JSON_DEPTH, describeJson, textNestingExceeds } from './json-input.js';
 import { reasonPhrase } from './publish-item.js';
 import { MAX_TIMER_SEC, type ChannelSub, type HeaderList, type Hold, type HoldMode, type Instruct, type KeepAlive, type Link } from './types.js';
 
@@ -53,7 +54,7 @@ const invalid = (message: string): KgError => new KgError('KG_ERR_INSTRUCT_INVAL
 // refused: Pushpin accepts any integer here, and an origin asking for "very long" gets that
 // instead of a 502; only Node's timer cannot take more.
 const capTimer = (sec: number): number => Math.min(sec, MAX_TIMER_SEC);
-const show = (v: unknown): string => (v === undefined ? 'nothing' : JSON.stringify(v));
+const show = describeJson;
 
 const isGripHeader = (name: string): boolean => name.length >= 5 && name.slice(0, 5).toLowerCase() === 'grip-';
 
@@ -489,9 +490,11 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
     throw invalid(`${GRIP_INSTRUCT_CONTENT_TYPE} responses must have status 200, got ${response.code}`);
   }
   if (response.body === undefined) throw invalid(`${GRIP_INSTRUCT_CONTENT_TYPE} response has no body to parse`);
+  const text = response.body.toString('utf8');
+  if (textNestingExceeds(text)) throw invalid(`JSON instruct body is nested more than ${MAX_JSON_DEPTH} levels deep`);
   let doc: unknown;
   try {
-    doc = JSON.parse(response.body.toString('utf8'));
+    doc = JSON.parse(text);
   } catch (err) {
     throw new KgError('KG_ERR_INSTRUCT_INVALID', `JSON instruct body is not valid JSON: ${(err as Error).message}`, { cause: err });
   }

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import { KgError } from '../errors.js';
 import { headerTextProblem, isHttpToken } from './http-text.js';
+import { MAX_JSON_DEPTH, describeJson, valueNestingExceeds } from './json-input.js';
 import type {
   HeaderList, HttpResponseFormat, JsonPatchOperation, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
 } from './types.js';
@@ -36,7 +37,7 @@ function parseAction<A extends string>(obj: Json, allowed: readonly A[], path: s
   const v = obj['action'];
   if (v === undefined || v === null) return 'send' as A;
   if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    throw invalid(path, `'action' must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+    throw invalid(path, `'action' must be one of ${allowed.join(', ')}, got ${describeJson(v)}`);
   }
   return v as A;
 }
@@ -56,7 +57,7 @@ function parseCode(obj: Json, path: string, fallback: number | undefined, min = 
   // @fanoutio/grip types the code as a string ("202"); accept digit strings as Pushpin does.
   const v = typeof raw === 'string' && /^\d{1,4}$/.test(raw) ? Number(raw) : raw;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalid(path, `'code' must be an integer ${min}-${max}, got ${JSON.stringify(raw)}`);
+    throw invalid(path, `'code' must be an integer ${min}-${max}, got ${describeJson(raw)}`);
   }
   return v;
 }
@@ -67,7 +68,7 @@ export function parseHeaderSet(v: unknown, path: string): HeaderList {
   const out: HeaderList = [];
   const check = (name: unknown, value: unknown): void => {
     if (typeof name !== 'string' || !isHttpToken(name)) {
-      throw invalid(path, `header name ${JSON.stringify(name)} is not a valid token`);
+      throw invalid(path, `header name ${describeJson(name)} is not a valid token`);
     }
     if (typeof value !== 'string') throw invalid(path, `header ${name} must have a string value`);
     // Delivered as is: a value Node cannot write would fail for every subscriber (see http-text.ts).
@@ -120,7 +121,7 @@ const JSON_POINTER = /^(?:\/(?:[^~/]|~[01])*)*$/;
 function pointer(op: Json, key: 'path' | 'from', at: string, path: string): string {
   const v = op[key];
   if (typeof v !== 'string' || !JSON_POINTER.test(v)) {
-    throw invalid(path, `'${at}.${key}' must be a JSON Pointer ("" or starting with "/"), got ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+    throw invalid(path, `'${at}.${key}' must be a JSON Pointer ("" or starting with "/"), got ${describeJson(v)}`);
   }
   return v;
 }
@@ -133,11 +134,11 @@ function parseBodyPatch(v: unknown, path: string): JsonPatchOperation[] {
   if (!Array.isArray(v)) throw invalid(path, `'body-patch' must be a JSON Patch list`);
   return v.map((raw: unknown, i): JsonPatchOperation => {
     const at = `body-patch[${i}]`;
-    if (!isObject(raw)) throw invalid(path, `'${at}' must be an operation object, got ${JSON.stringify(raw)}`);
+    if (!isObject(raw)) throw invalid(path, `'${at}' must be an operation object, got ${describeJson(raw)}`);
     const op = raw['op'];
     // Own list, not the library's table: fast-json-patch also runs '_get' and Object.prototype names.
     if (typeof op !== 'string' || !(PATCH_OPS as readonly string[]).includes(op)) {
-      throw invalid(path, `'${at}.op' must be one of ${PATCH_OPS.join(', ')}, got ${JSON.stringify(op)}`);
+      throw invalid(path, `'${at}.op' must be one of ${PATCH_OPS.join(', ')}, got ${describeJson(op)}`);
     }
     const target = pointer(raw, 'path', at, path);
     switch (op as (typeof PATCH_OPS)[number]) {
@@ -178,7 +179,7 @@ function parseWsMessage(v: unknown, path: string): WsMessageFormat {
   } else if (typeof rawType === 'string' && (WS_TYPES as readonly string[]).includes(rawType)) {
     type = rawType as WsMessageType;
   } else {
-    throw invalid(path, `'type' must be one of ${WS_TYPES.join(', ')}, got ${JSON.stringify(rawType)}`);
+    throw invalid(path, `'type' must be one of ${WS_TYPES.join(', ')}, got ${describeJson(rawType)}`);
   }
   const content = bin ?? bufferOf(text);
   if (action === 'send' && (type === 'text' || type === 'binary') && content === undefined) {
@@ -211,10 +212,12 @@ export interface ParseItemOptions {
 /** Validates one publish item. `path` prefixes error messages, e.g. `items[2]`. */
 export function parsePublishItem(v: unknown, path = 'item', options: ParseItemOptions = {}): PublishItem {
   if (!isObject(v)) throw invalid(path, 'publish item must be an object');
+  // Checked first: the item is serialised again for the bus, which deeper JSON would overflow.
+  if (valueNestingExceeds(v)) throw invalid(path, `JSON is nested more than ${MAX_JSON_DEPTH} levels deep`);
   let channel = optString(v, 'channel', path);
   if (options.channel !== undefined) {
     if (channel !== undefined && channel !== options.channel) {
-      throw invalid(path, `'channel' ${JSON.stringify(channel)} does not match the subject's channel`);
+      throw invalid(path, `'channel' ${describeJson(channel)} does not match the subject's channel`);
     }
     channel = options.channel;
   }

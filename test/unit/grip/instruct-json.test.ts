@@ -188,6 +188,17 @@ test('refuses a response.code below 200: a 1xx final response leaves the client 
   }
 });
 
+test('a JSON instruct nested beyond 1024 levels is invalid, not a stack overflow reported as "origin unreachable" (D18)', (t) => {
+  const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+  t.is(instructError(() => parseJson(undefined, [], { body: `{"hold":{"channels":[${deep}]}}` })), 'JSON instruct body is nested more than 1024 levels deep');
+  t.is(instructError(() => parseJson(undefined, [], { body: `{"response":{"reason":${deep}}}` })), 'JSON instruct body is nested more than 1024 levels deep');
+});
+
+test('error messages quote at most a short prefix of a bad value', (t) => {
+  const message = instructError(() => parseJson({ hold: { channels: ['x'.repeat(100_000)] } }));
+  t.true(message.length < 300, message);
+});
+
 test('response.headers may be a list of pairs, repeats kept', (t) => {
   t.deepEqual(parseJson({ response: { headers: [['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']] } }).headers,
     [['Set-Cookie', 'a=1'], ['Set-Cookie', 'b=2']]);

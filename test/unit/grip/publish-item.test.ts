@@ -126,6 +126,26 @@ test('refuses an http-response with a 1xx code, which a client would take as inf
   t.is(parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', code: 200 } } }).formats['http-response']?.code, 200);
 });
 
+test('refuses JSON nested beyond 1024 levels with a 400 naming the problem, not a stack overflow (D18)', (t) => {
+  // 20,000 levels made the bus answer 503 "Maximum call stack size exceeded".
+  const deep = JSON.parse(`${'['.repeat(20_000)}${']'.repeat(20_000)}`) as unknown;
+  const item = { channel: 'c', formats: { 'http-response': { 'body-patch': [{ op: 'add', path: '/a', value: deep }] } } };
+  const err = t.throws(() => parsePublishRequest({ items: [item] }));
+  t.like(err, { code: 'KG_ERR_PUBLISH_INVALID', status: 400, message: 'Invalid format: items[0]: JSON is nested more than 1024 levels deep' });
+  // The NATS path calls parsePublishItem directly.
+  t.is(invalidMessage(() => parsePublishItem(item, 'payload', { channel: 'c' })), 'payload: JSON is nested more than 1024 levels deep');
+  t.is(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [deep] } } })), 'item: JSON is nested more than 1024 levels deep');
+  // Just inside the bound the item is accepted and can be encoded for the bus.
+  const ok = JSON.parse(`${'['.repeat(1015)}${']'.repeat(1015)}`) as unknown;
+  const parsed = parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [{ op: 'add', path: '/a', value: ok }] } } });
+  t.notThrows(() => JSON.stringify(encodePublishItem(parsed)));
+});
+
+test('error messages quote at most a short prefix of a bad value', (t) => {
+  const message = invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-stream': { content: 'x', action: 'x'.repeat(100_000) } } }));
+  t.true(message.length < 300, message);
+});
+
 test('a whole request is all-or-nothing and uses Pushpin texts', (t) => {
   t.is(invalidMessage(() => parsePublishRequest([])), 'Invalid format.');
   t.is(invalidMessage(() => parsePublishRequest({})), `Invalid format: object does not contain 'items'`);

@@ -131,10 +131,14 @@ test('refuses JSON nested beyond 1024 levels with a 400 naming the problem, not 
   const deep = JSON.parse(`${'['.repeat(20_000)}${']'.repeat(20_000)}`) as unknown;
   const item = { channel: 'c', formats: { 'http-response': { 'body-patch': [{ op: 'add', path: '/a', value: deep }] } } };
   const err = t.throws(() => parsePublishRequest({ items: [item] }));
-  t.like(err, { code: 'KG_ERR_PUBLISH_INVALID', status: 400, message: 'Invalid format: items[0]: JSON is nested more than 1024 levels deep' });
+  t.like(err, { code: 'KG_ERR_PUBLISH_INVALID', status: 400, message: 'Invalid format: JSON is nested more than 1024 levels deep' });
   // The NATS path calls parsePublishItem directly.
   t.is(invalidMessage(() => parsePublishItem(item, 'payload', { channel: 'c' })), 'payload: JSON is nested more than 1024 levels deep');
   t.is(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [deep] } } })), 'item: JSON is nested more than 1024 levels deep');
+  // A request document may nest 1024 levels, as in Pushpin [observed 1.36: 1024 published, 1025 refused].
+  const request = (d: number): unknown => JSON.parse(`{"items":[{"channel":"c","formats":{"http-response":{"body-patch":[{"op":"add","path":"/a","value":${'['.repeat(d)}${']'.repeat(d)}}]}}}]}`);
+  t.is(parsePublishRequest(request(1024 - 7)).length, 1);
+  t.is(invalidMessage(() => parsePublishRequest(request(1025 - 7))), 'Invalid format: JSON is nested more than 1024 levels deep');
   // Just inside the bound the item is accepted and can be encoded for the bus.
   const ok = JSON.parse(`${'['.repeat(1015)}${']'.repeat(1015)}`) as unknown;
   const parsed = parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [{ op: 'add', path: '/a', value: ok }] } } });

@@ -4,8 +4,10 @@ import {
   splitHeaderList, unwrapLinkTarget,
   type HeaderElement, type HeaderParam, type ListOptions,
 } from './header-params.js';
+import { headerTextProblem, isHttpToken } from './http-text.js';
+import { MAX_JSON_DEPTH, describeJson, textNestingExceeds } from './json-input.js';
 import { reasonPhrase } from './publish-item.js';
-import type { ChannelSub, HeaderList, Hold, HoldMode, Instruct, KeepAlive, Link } from './types.js';
+import { MAX_TIMER_SEC, type ChannelSub, type HeaderList, type Hold, type HoldMode, type Instruct, type KeepAlive, type Link } from './types.js';
 
 // The origin's GRIP instructions (spec 3.1-3.4) turned into one Instruct value. Grip-* headers
 // are read first; a JSON instruct body (application/grip-instruct) then overrides or adds, and
@@ -47,7 +49,12 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'content-encoding', 'tra
 const MAX_INT = 2147483647;
 
 const invalid = (message: string): KgError => new KgError('KG_ERR_INSTRUCT_INVALID', message);
-const show = (v: unknown): string => (v === undefined ? 'nothing' : JSON.stringify(v));
+
+// Hold, keep-alive and next-link timeouts above 24 h are lowered to 24 h (MAX_TIMER_SEC), not
+// refused: Pushpin accepts any integer here, and an origin asking for "very long" gets that
+// instead of a 502; only Node's timer cannot take more.
+const capTimer = (sec: number): number => Math.min(sec, MAX_TIMER_SEC);
+const show = describeJson;
 
 const isGripHeader = (name: string): boolean => name.length >= 5 && name.slice(0, 5).toLowerCase() === 'grip-';
 
@@ -238,7 +245,7 @@ function parseKeepAliveHeader(headers: HeaderList): KeepAlive | undefined {
   return {
     content,
     mode: mode === 'interval' ? 'interval' : 'idle',
-    timeoutSec: Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec),
+    timeoutSec: capTimer(Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec)),
   };
 }
 
@@ -267,7 +274,21 @@ function parseStatusHeader(value: string): { code: number; reason: string } {
   if (!/^\d{1,3}$/.test(codeText)) {
     throw invalid(`Grip-Status must be "CODE[ REASON]" with CODE an integer 0-999, got ${show(value)}`);
   }
-  return { code: Number(codeText), reason };
+  const code = Number(codeText);
+  checkFinalCode(code, `Grip-Status ${code}`);
+  checkHeaderText(reason, 'Grip-Status reason');
+  return { code, reason };
+}
+
+/**
+ * The status of the response the client gets. A 1xx there is taken as informational and the
+ * client waits for a final response that never comes; below 100 is not HTTP at all. Pushpin's
+ * parser takes 0-999 (spec 3.2), but Node cannot end a response with either.
+ */
+function checkFinalCode(code: number, what: string): void {
+  if (code < 200) {
+    throw invalid(`${what} cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)`);
+  }
 }
 
 // ---- Grip-Link -------------------------------------------------------------------------------
@@ -299,7 +320,7 @@ function parseLinkHeaders(headers: HeaderList, requestUrl: string): { next?: Lin
         url: resolveLink(target, requestUrl),
         timeoutSec: timeout === undefined
           ? InstructDefaults.nextLinkTimeoutSec
-          : parseNonNegativeInt(timeout.value, 'Grip-Link timeout'),
+          : capTimer(parseNonNegativeInt(timeout.value, 'Grip-Link timeout')),
       };
     } else if (rel === 'gone') {
       if (out.gone !== undefined) throw invalid('Grip-Link must give at most one rel=gone link');
@@ -311,6 +332,20 @@ function parseLinkHeaders(headers: HeaderList, requestUrl: string): { next?: Lin
 }
 
 // ---- Client headers --------------------------------------------------------------------------
+
+/** What reaches writeHead must be writable by Node (see http-text.ts); `what` names the source. */
+function checkHeaderText(text: string, what: string): void {
+  const problem = headerTextProblem(text);
+  if (problem !== undefined) throw invalid(`${what} ${problem}`);
+}
+
+/** Origin headers relayed to the client (header instructs); Node's parser rarely lets bad ones in. */
+function checkOriginHeaders(headers: HeaderList): void {
+  for (const [name, value] of headers) {
+    if (!isHttpToken(name)) throw invalid(`origin header name must be an HTTP token, got ${show(name)}`);
+    checkHeaderText(value, `origin header ${name} value`);
+  }
+}
 
 function exposedHeaderNames(headers: HeaderList): Set<string> | undefined {
   const names = new Set<string>();
@@ -403,7 +438,7 @@ function parseJsonKeepAlive(v: Json): KeepAlive {
   if (content.length === 0) throw jsonInvalid(path, 'content must not be empty');
   const timeoutSec = optNonNegativeInt(v, 'timeout', path) ?? InstructDefaults.keepAliveTimeoutSec;
   // No format or mode in JSON; Pushpin 1.36 did not reset this timer on writes [observed 1.36].
-  return { content, mode: 'interval', timeoutSec: Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec) };
+  return { content, mode: 'interval', timeoutSec: capTimer(Math.max(timeoutSec, InstructDefaults.minKeepAliveTimeoutSec)) };
 }
 
 const stringBytes = (s: string | undefined): Buffer | undefined => (s === undefined ? undefined : Buffer.from(s, 'utf8'));
@@ -411,18 +446,17 @@ const stringBytes = (s: string | undefined): Buffer | undefined => (s === undefi
 /** Header values from JSON are text; on the wire they are UTF-8 bytes, which Node writes as latin1 chars. */
 const toWire = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 function parseJsonHeaders(v: unknown, path: string): HeaderList {
   const out: HeaderList = [];
   const add = (name: unknown, value: unknown, at: string): void => {
-    if (typeof name !== 'string' || !TOKEN.test(name)) {
+    if (typeof name !== 'string' || !isHttpToken(name)) {
       throw jsonInvalid(at, `header name must be an HTTP token, got ${show(name)}`);
     }
-    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
-      throw jsonInvalid(at, `header ${name} must have a string value without CR, LF or NUL, got ${show(value)}`);
-    }
-    out.push([name, toWire(value)]);
+    if (typeof value !== 'string') throw jsonInvalid(at, `header ${name} must have a string value, got ${show(value)}`);
+    const wire = toWire(value);
+    const problem = headerTextProblem(wire);
+    if (problem !== undefined) throw jsonInvalid(at, `header ${name} value ${problem}`);
+    out.push([name, wire]);
   };
   if (Array.isArray(v)) {
     v.forEach((pair: unknown, i) => {
@@ -456,9 +490,11 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
     throw invalid(`${GRIP_INSTRUCT_CONTENT_TYPE} responses must have status 200, got ${response.code}`);
   }
   if (response.body === undefined) throw invalid(`${GRIP_INSTRUCT_CONTENT_TYPE} response has no body to parse`);
+  const text = response.body.toString('utf8');
+  if (textNestingExceeds(text)) throw invalid(`JSON instruct body is nested more than ${MAX_JSON_DEPTH} levels deep`);
   let doc: unknown;
   try {
-    doc = JSON.parse(response.body.toString('utf8'));
+    doc = JSON.parse(text);
   } catch (err) {
     throw new KgError('KG_ERR_INSTRUCT_INVALID', `JSON instruct body is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
@@ -492,12 +528,16 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
     if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code > 999) {
       throw jsonInvalid('response.code', `must be an integer 0-999, got ${show(code)}`);
     }
+    checkFinalCode(code, `JSON instruct response.code ${code}`);
     draft.code = code;
     draft.reason = ''; // a new code takes its own standard phrase unless a reason is given
   }
   const reason = optString(res, 'reason', 'response');
-  if (reason !== undefined && /[\r\n\0]/.test(reason)) throw jsonInvalid('response.reason', 'must not contain CR, LF or NUL');
-  if (reason !== undefined && reason !== '') draft.reason = toWire(reason);
+  if (reason !== undefined && reason !== '') {
+    draft.reason = toWire(reason);
+    const problem = headerTextProblem(draft.reason);
+    if (problem !== undefined) throw jsonInvalid('response.reason', problem);
+  }
   const headers = field(res, 'headers');
   if (headers !== undefined) draft.headers = clientHeaders(parseJsonHeaders(headers, 'response.headers'));
   draft.body = optBase64(res, 'body-bin', 'response') ?? stringBytes(optString(res, 'body', 'response')) ?? draft.body;
@@ -528,6 +568,10 @@ export function parseInstruct(response: OriginResponse, context: InstructContext
   draft.body = response.body;
 
   if (needsBufferedBody(headers)) applyJsonInstruct(response, draft);
+  else checkOriginHeaders(draft.headers);
+  // Grip-Status and JSON codes and reasons are checked where read; what is left is the origin's own.
+  checkFinalCode(draft.code, `origin status ${draft.code}`);
+  checkHeaderText(draft.reason, 'origin status reason');
 
   // Built field by field here (optional fields only when present), read-only from the return on.
   const instruct: { -readonly [K in keyof Instruct]: Instruct[K] } = {
@@ -543,7 +587,7 @@ export function parseInstruct(response: OriginResponse, context: InstructContext
     const hold: Hold = {
       mode: draft.holdMode,
       channels: draft.channels,
-      timeoutSec: Math.max(draft.timeoutSec ?? InstructDefaults.responseTimeoutSec, InstructDefaults.minResponseTimeoutSec),
+      timeoutSec: capTimer(Math.max(draft.timeoutSec ?? InstructDefaults.responseTimeoutSec, InstructDefaults.minResponseTimeoutSec)),
     };
     // Keep-alives only mean something on a stream (spec 3.2 "applies to").
     if (draft.keepAlive !== undefined && hold.mode === 'stream') hold.keepAlive = draft.keepAlive;

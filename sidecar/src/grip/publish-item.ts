@@ -1,7 +1,9 @@
 import { STATUS_CODES } from 'node:http';
 import { KgError } from '../errors.js';
+import { headerTextProblem, isHttpToken } from './http-text.js';
+import { MAX_JSON_DEPTH, describeJson, valueNestingExceeds } from './json-input.js';
 import type {
-  HeaderList, HttpResponseFormat, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
+  HeaderList, HttpResponseFormat, JsonPatchOperation, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
 } from './types.js';
 
 // Publish items (spec 4.1): the JSON shape accepted by POST /publish/ and carried on NATS.
@@ -35,7 +37,7 @@ function parseAction<A extends string>(obj: Json, allowed: readonly A[], path: s
   const v = obj['action'];
   if (v === undefined || v === null) return 'send' as A;
   if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    throw invalid(path, `'action' must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+    throw invalid(path, `'action' must be one of ${allowed.join(', ')}, got ${describeJson(v)}`);
   }
   return v as A;
 }
@@ -55,7 +57,7 @@ function parseCode(obj: Json, path: string, fallback: number | undefined, min = 
   // @fanoutio/grip types the code as a string ("202"); accept digit strings as Pushpin does.
   const v = typeof raw === 'string' && /^\d{1,4}$/.test(raw) ? Number(raw) : raw;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalid(path, `'code' must be an integer ${min}-${max}, got ${JSON.stringify(raw)}`);
+    throw invalid(path, `'code' must be an integer ${min}-${max}, got ${describeJson(raw)}`);
   }
   return v;
 }
@@ -65,12 +67,13 @@ export function parseHeaderSet(v: unknown, path: string): HeaderList {
   if (v === undefined || v === null) return [];
   const out: HeaderList = [];
   const check = (name: unknown, value: unknown): void => {
-    if (typeof name !== 'string' || name === '' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
-      throw invalid(path, `header name ${JSON.stringify(name)} is not a valid token`);
+    if (typeof name !== 'string' || !isHttpToken(name)) {
+      throw invalid(path, `header name ${describeJson(name)} is not a valid token`);
     }
-    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
-      throw invalid(path, `header ${name} must have a string value without CR, LF or NUL`);
-    }
+    if (typeof value !== 'string') throw invalid(path, `header ${name} must have a string value`);
+    // Delivered as is: a value Node cannot write would fail for every subscriber (see http-text.ts).
+    const problem = headerTextProblem(value);
+    if (problem !== undefined) throw invalid(path, `header ${name} value ${problem}`);
     out.push([name, value]);
   };
   if (Array.isArray(v)) {
@@ -91,15 +94,14 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   const action = parseAction(v, ['send', 'hint', 'refresh', 'close'] as const, path);
   // HTTP cannot carry status codes below 100, so they are refused here rather than at send time.
   const code = parseCode(v, path, 200, 100) ?? 200;
+  // A client takes a 1xx as informational and keeps waiting for the real response.
+  if (code < 200) throw invalid(path, `'code' ${code} is informational (1xx) and cannot be the final response`);
   const reason = optString(v, 'reason', path);
-  if (reason !== undefined && /[\r\n]/.test(reason)) throw invalid(path, `'reason' must not contain CR or LF`);
+  const reasonProblem = reason === undefined ? undefined : headerTextProblem(reason);
+  if (reasonProblem !== undefined) throw invalid(path, `'reason' ${reasonProblem}`);
   const headers = parseHeaderSet(v['headers'], `${path}.headers`);
   const body = optBase64(v, 'body-bin', path) ?? bufferOf(optString(v, 'body', path));
-  let bodyPatch: unknown[] | undefined;
-  if (v['body-patch'] !== undefined) {
-    if (!Array.isArray(v['body-patch'])) throw invalid(path, `'body-patch' must be a JSON Patch list`);
-    bodyPatch = v['body-patch'];
-  }
+  const bodyPatch = v['body-patch'] === undefined ? undefined : parseBodyPatch(v['body-patch'], path);
   if (action === 'send' && body === undefined && bodyPatch === undefined) {
     throw invalid(path, `does not contain 'body', 'body-bin', or 'body-patch'`);
   }
@@ -110,6 +112,46 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   const contentFilters = parseContentFilters(v, path);
   if (contentFilters) format.contentFilters = contentFilters;
   return format;
+}
+
+const PATCH_OPS = ['add', 'remove', 'replace', 'move', 'copy', 'test'] as const;
+// RFC 6901: empty, or `/`-separated tokens where `~` only starts the escapes `~0` and `~1`.
+const JSON_POINTER = /^(?:\/(?:[^~/]|~[01])*)*$/;
+
+function pointer(op: Json, key: 'path' | 'from', at: string, path: string): string {
+  const v = op[key];
+  if (typeof v !== 'string' || !JSON_POINTER.test(v)) {
+    throw invalid(path, `'${at}.${key}' must be a JSON Pointer ("" or starting with "/"), got ${describeJson(v)}`);
+  }
+  return v;
+}
+
+/**
+ * An RFC 6902 patch checked on its face (it is applied later, to each subscriber's own timeout
+ * body): every operation is known and has the members it needs. Other members are dropped.
+ */
+function parseBodyPatch(v: unknown, path: string): JsonPatchOperation[] {
+  if (!Array.isArray(v)) throw invalid(path, `'body-patch' must be a JSON Patch list`);
+  return v.map((raw: unknown, i): JsonPatchOperation => {
+    const at = `body-patch[${i}]`;
+    if (!isObject(raw)) throw invalid(path, `'${at}' must be an operation object, got ${describeJson(raw)}`);
+    const op = raw['op'];
+    // Own list, not the library's table: fast-json-patch also runs '_get' and Object.prototype names.
+    if (typeof op !== 'string' || !(PATCH_OPS as readonly string[]).includes(op)) {
+      throw invalid(path, `'${at}.op' must be one of ${PATCH_OPS.join(', ')}, got ${describeJson(op)}`);
+    }
+    const target = pointer(raw, 'path', at, path);
+    switch (op as (typeof PATCH_OPS)[number]) {
+      case 'remove':
+        return { op: 'remove', path: target };
+      case 'move':
+      case 'copy':
+        return { op: op as 'move' | 'copy', from: pointer(raw, 'from', at, path), path: target };
+      default:
+        if (raw['value'] === undefined) throw invalid(path, `'${at}.value' is required for ${op}`);
+        return { op: op as 'add' | 'replace' | 'test', path: target, value: raw['value'] };
+    }
+  });
 }
 
 function parseHttpStream(v: unknown, path: string): HttpStreamFormat {
@@ -137,7 +179,7 @@ function parseWsMessage(v: unknown, path: string): WsMessageFormat {
   } else if (typeof rawType === 'string' && (WS_TYPES as readonly string[]).includes(rawType)) {
     type = rawType as WsMessageType;
   } else {
-    throw invalid(path, `'type' must be one of ${WS_TYPES.join(', ')}, got ${JSON.stringify(rawType)}`);
+    throw invalid(path, `'type' must be one of ${WS_TYPES.join(', ')}, got ${describeJson(rawType)}`);
   }
   const content = bin ?? bufferOf(text);
   if (action === 'send' && (type === 'text' || type === 'binary') && content === undefined) {
@@ -170,10 +212,12 @@ export interface ParseItemOptions {
 /** Validates one publish item. `path` prefixes error messages, e.g. `items[2]`. */
 export function parsePublishItem(v: unknown, path = 'item', options: ParseItemOptions = {}): PublishItem {
   if (!isObject(v)) throw invalid(path, 'publish item must be an object');
+  // Checked first: the item is serialised again for the bus, which deeper JSON would overflow.
+  if (valueNestingExceeds(v)) throw invalid(path, `JSON is nested more than ${MAX_JSON_DEPTH} levels deep`);
   let channel = optString(v, 'channel', path);
   if (options.channel !== undefined) {
     if (channel !== undefined && channel !== options.channel) {
-      throw invalid(path, `'channel' ${JSON.stringify(channel)} does not match the subject's channel`);
+      throw invalid(path, `'channel' ${describeJson(channel)} does not match the subject's channel`);
     }
     channel = options.channel;
   }
@@ -218,6 +262,8 @@ export function parsePublishItem(v: unknown, path = 'item', options: ParseItemOp
 /** Validates a whole `{"items": [...]}` document; nothing is accepted unless every item is valid. */
 export function parsePublishRequest(v: unknown, options: Omit<ParseItemOptions, 'channel'> = {}): PublishItem[] {
   if (!isObject(v)) throw new KgError('KG_ERR_PUBLISH_INVALID', 'Invalid format.');
+  // The whole document, as Pushpin bounds it [observed 1.36: 1024 levels published, 1025 refused].
+  if (valueNestingExceeds(v)) throw new KgError('KG_ERR_PUBLISH_INVALID', `Invalid format: JSON is nested more than ${MAX_JSON_DEPTH} levels deep`);
   if (!('items' in v)) throw new KgError('KG_ERR_PUBLISH_INVALID', `Invalid format: object does not contain 'items'`);
   const items = v['items'];
   if (!Array.isArray(items)) throw new KgError('KG_ERR_PUBLISH_INVALID', `Invalid format: object contains 'items' with wrong type`);

@@ -7,6 +7,13 @@
  */
 export type HeaderList = Array<[name: string, value: string]>;
 
+/**
+ * The longest timer an origin may ask for, in seconds (24 h). Node's setTimeout takes at most
+ * 2^31-1 ms (about 24.8 days) and treats anything larger as 1 ms, so an origin's huge timeout
+ * would fire every millisecond. Pushpin sets no bound of its own (spec 3.2, 7.1, 7.3).
+ */
+export const MAX_TIMER_SEC = 86_400;
+
 export const HoldMode = { Response: 'response', Stream: 'stream' } as const;
 export type HoldMode = (typeof HoldMode)[keyof typeof HoldMode];
 
@@ -65,6 +72,12 @@ export interface Instruct {
 export const PublishAction = { Send: 'send', Hint: 'hint', Refresh: 'refresh', Close: 'close' } as const;
 export type PublishAction = (typeof PublishAction)[keyof typeof PublishAction];
 
+/** One RFC 6902 operation as the publish parser accepts it (only the members the op defines). */
+export type JsonPatchOperation =
+  | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
+  | { op: 'remove'; path: string }
+  | { op: 'move' | 'copy'; from: string; path: string };
+
 export interface HttpResponseFormat {
   action: PublishAction;
   code: number;
@@ -73,7 +86,7 @@ export interface HttpResponseFormat {
   /** From body-bin (precedence) or body. */
   body?: Buffer;
   /** RFC 6902 operations applied to the timeout body parsed as JSON. */
-  bodyPatch?: unknown[];
+  bodyPatch?: JsonPatchOperation[];
   contentFilters?: string[];
 }
 

@@ -1,5 +1,6 @@
 import { KgError } from '../errors.js';
-import type { WsMessageType } from './types.js';
+import { MAX_JSON_DEPTH, describeJson, textNestingExceeds } from './json-input.js';
+import { MAX_TIMER_SEC, type WsMessageType } from './types.js';
 
 // GRIP WebSocket control messages (spec 7.3): the JSON object an origin sends after the `c:`
 // prefix. Pure: parses and validates one message into a typed value; what the message does is
@@ -54,7 +55,7 @@ const invalid = (problem: string): KgError => new KgError('KG_ERR_WS_CONTROL_INV
 function optString(obj: Json, key: string): string | undefined {
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') throw invalid(`'${key}' must be a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string') throw invalid(`'${key}' must be a string, got ${describeJson(v)}`);
   return v;
 }
 
@@ -66,6 +67,7 @@ function requiredNonEmpty(obj: Json, key: string): string {
 
 /** Parses the JSON text that follows `c:`. Throws KgError KG_ERR_WS_CONTROL_INVALID. */
 export function parseWsControl(json: string): WsControl {
+  if (textNestingExceeds(json)) throw invalid(`nested more than ${MAX_JSON_DEPTH} levels deep`);
   let v: unknown;
   try {
     v = JSON.parse(json);
@@ -76,7 +78,7 @@ export function parseWsControl(json: string): WsControl {
   const obj = v as Json;
   const type = obj['type'];
   if (typeof type !== 'string' || !TYPES.includes(type)) {
-    throw invalid(`'type' must be one of ${TYPES.join(', ')}, got ${JSON.stringify(type)}`);
+    throw invalid(`'type' must be one of ${TYPES.join(', ')}, got ${describeJson(type)}`);
   }
   const t = type as WsControlType;
   switch (t) {
@@ -126,7 +128,7 @@ function parseFilters(v: unknown): string[] {
 function parseMessage(obj: Json): WsClientMessage | undefined {
   const rawType = optString(obj, 'message-type');
   if (rawType !== undefined && !(MESSAGE_TYPES as readonly string[]).includes(rawType)) {
-    throw invalid(`'message-type' must be one of ${MESSAGE_TYPES.join(', ')}, got ${JSON.stringify(rawType)}`);
+    throw invalid(`'message-type' must be one of ${MESSAGE_TYPES.join(', ')}, got ${describeJson(rawType)}`);
   }
   const type = (rawType ?? 'text') as WsMessageType;
   const bin = optString(obj, 'content-bin');
@@ -138,14 +140,18 @@ function parseMessage(obj: Json): WsClientMessage | undefined {
   return text === undefined ? undefined : { type, content: Buffer.from(text, 'utf8') };
 }
 
-/** Whole seconds ≥ 0; 0 or absent means the default (as in Pushpin). */
+/**
+ * Whole seconds ≥ 0; 0 or absent means the default (as in Pushpin). Above 24 h (MAX_TIMER_SEC)
+ * the message is refused, so ignored like any malformed one: Node's timer cannot take it.
+ */
 function parseTimeout(obj: Json, fallback: number): number {
   const v = obj['timeout'];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw invalid(`'timeout' must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw invalid(`'timeout' must be an integer ≥ 0, got ${describeJson(v)}`);
+  if (v > MAX_TIMER_SEC) throw invalid(`'timeout' must be at most ${MAX_TIMER_SEC} s (24 h), got ${describeJson(v)}`);
   return v === 0 ? fallback : v;
 }
 
 function assertNever(x: never): never {
-  throw new Error(`unhandled case ${JSON.stringify(x)}`);
+  throw new Error(`unhandled case ${describeJson(x)}`);
 }

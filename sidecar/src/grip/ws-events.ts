@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { KgError } from '../errors.js';
 
 // The WebSocket-over-HTTP event codec (spec 7.1): a body of Content-Type
@@ -6,7 +7,9 @@ import { KgError } from '../errors.js';
 //   TYPE CRLF                            (without content)
 // Pure: no I/O. Decoding is strict about framing (every declared byte present, every CRLF where
 // it belongs) and names the offset of the problem; it is tolerant where Pushpin is (either hex
-// case, content on events that carry none, unknown event types skipped by the caller).
+// case, content on events that carry none, unknown event types skipped by the caller). A TEXT
+// event must be UTF-8 (RFC 6455 5.6): relayed as a text frame, anything else makes the client
+// fail the connection, so the origin's body is refused like any malformed one.
 
 export const WsEventType = {
   Open: 'OPEN',
@@ -149,6 +152,8 @@ function toEvent(name: string, content: Buffer | undefined, offset: number): Dec
     case 'DISCONNECT':
       return { type }; // content on these is allowed and ignored
     case 'TEXT':
+      if (content !== undefined && !isUtf8(content)) throw invalid(offset, 'TEXT content is not valid UTF-8');
+      return { type, content: content ?? EMPTY };
     case 'BINARY':
     case 'PING':
     case 'PONG':

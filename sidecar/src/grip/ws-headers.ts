@@ -1,4 +1,4 @@
-import type { HeaderList } from './types.js';
+import { MAX_TIMER_SEC, type HeaderList } from './types.js';
 
 // Header rules of WebSocket-over-HTTP (spec 7.1). Pure.
 //
@@ -86,7 +86,9 @@ export function isWsEventsContentType(value: string | undefined): boolean {
 
 /**
  * Keep-Alive-Interval from a reply: undefined when absent (keep the current setting), 'off' when
- * not a positive integer (as Pushpin), else seconds raised to `minSec` (Pushpin: 20).
+ * not a positive integer (as Pushpin), else seconds raised to `minSec` (Pushpin: 20) and lowered
+ * to 24 h (MAX_TIMER_SEC: more overflows Node's timer). Capped, not refused: Pushpin accepts it,
+ * and a reply header cannot be ignored the way a control message is.
  */
 export function parseKeepAliveInterval(headers: HeaderList, minSec: number): number | 'off' | undefined {
   const v = firstHeader(headers, 'Keep-Alive-Interval');
@@ -95,7 +97,7 @@ export function parseKeepAliveInterval(headers: HeaderList, minSec: number): num
   if (!/^\d{1,9}$/.test(t)) return 'off';
   const n = Number(t);
   if (n <= 0) return 'off';
-  return Math.max(n, minSec);
+  return Math.min(Math.max(n, minSec), MAX_TIMER_SEC);
 }
 
 /** Applies Set-Meta-<Name> headers to `meta`: a value binds, an empty value deletes. */

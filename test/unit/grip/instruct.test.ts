@@ -161,6 +161,15 @@ test('raises Grip-Timeout values below 5, 0 included, to 5 [observed 1.36]', (t)
   for (const v of ['0', '1', '2', '4']) t.is(parse(hold('response', ['Grip-Timeout', v])).hold?.timeoutSec, 5, v);
 });
 
+test('instruct timeouts are capped at 24 h, so none can overflow Node\'s timer (D7)', (t) => {
+  for (const v of ['86401', '2147484', '2147483647']) {
+    t.is(parse(hold('response', ['Grip-Timeout', v])).hold?.timeoutSec, 86400, v);
+    t.is(parse(hold('stream', ['Grip-Keep-Alive', `x; timeout=${v}`])).hold?.keepAlive?.timeoutSec, 86400, v);
+    t.is(parse(hold('stream', ['Grip-Link', `</n>; rel=next; timeout=${v}`])).nextLink?.timeoutSec, 86400, v);
+  }
+  t.is(parse(hold('response', ['Grip-Timeout', '86400'])).hold?.timeoutSec, 86400);
+});
+
 test('rejects a Grip-Timeout that is not a non-negative integer', (t) => {
   t.is(instructError(() => parse(hold('response', ['Grip-Timeout', 'abc']))), 'Grip-Timeout must be a non-negative integer, got "abc"');
   for (const v of ['-1', '1.5', '', '30s', '1e3', '+5', '2147483648']) {
@@ -274,8 +283,26 @@ test('Grip-Status sets code and reason, the reason keeping its spaces', (t) => {
 test('Grip-Status without a reason takes the standard phrase, or Undefined Reason [observed 1.36 for 299]', (t) => {
   t.like(status('201'), { code: 201, reason: 'Created' });
   t.like(status('299'), { code: 299, reason: 'Undefined Reason' });
-  t.like(status('0'), { code: 0, reason: 'Undefined Reason' });
   t.like(status('999'), { code: 999, reason: 'Undefined Reason' });
+});
+
+test('refuses a Grip-Status below 200: a 1xx is not a final response and the client would hang (D16)', (t) => {
+  t.is(instructError(() => status('100')), 'Grip-Status 100 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.is(instructError(() => status('103 Early Hints')), 'Grip-Status 103 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.is(instructError(() => status('0')), 'Grip-Status 0 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.is(instructError(() => parse(hold('response'), { code: 101 })), 'origin status 101 cannot be the final response to the client (1xx are informational, below 100 is not HTTP; must be 200-999)');
+  t.like(status('200'), { code: 200 });
+});
+
+test('rejects a reason or client header Node could not write, whatever its source (D1)', (t) => {
+  // Node's HTTP client passes a status-line reason with U+0001; writeHead then throws.
+  t.is(instructError(() => parse(hold('response'), { reason: 'O\u0001K' })), 'origin status reason contains U+0001 at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => status('200 O\u007fK')), 'Grip-Status reason contains U+007F at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => parse(hold('response', ['X-A', 'a\u0001']))), 'origin header X-A value contains U+0001 at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => parse(hold('response', ['Bad Name', 'v']))), 'origin header name must be an HTTP token, got "Bad Name"');
+  // A reason the standard phrase replaces, or a header that is not relayed, does not matter.
+  t.like(parse([['Grip-Status', '201']], { reason: 'O\u0001K' }), { code: 201, reason: 'Created' });
+  t.like(parse([['Grip-Hold', 'response'], ['Grip-Expose-Headers', 'X-B'], ['X-A', '\u0001'], ['X-B', 'ok']]), { headers: [['X-B', 'ok']] });
 });
 
 test('Grip-Status applies with a hold too', (t) => {

@@ -62,6 +62,94 @@ test('rejects bad items with a message naming the field', (t) => {
   t.regex(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', headers: { 'Bad Name': 'v' } } } })), /header name/);
 });
 
+test('refuses an http-response whose reason or header Node could not write, naming the field (D1, D9)', (t) => {
+  // Delivered, these threw in writeHead and the item was lost for every subscriber.
+  const hr = (f: Record<string, unknown>) => () => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', ...f } } }, 'items[0]');
+  const allowed = '(allowed: tab, 0x20-0x7E, 0x80-0xFF)';
+  t.is(invalidMessage(hr({ headers: { 'X-Price': '5 €' } })), `items[0].formats.http-response.headers: header X-Price value contains U+20AC at index 2 ${allowed}`);
+  t.is(invalidMessage(hr({ headers: [['X-A', 'a\u0001']] })), `items[0].formats.http-response.headers: header X-A value contains U+0001 at index 1 ${allowed}`);
+  t.is(invalidMessage(hr({ headers: { 'X-A': 'a\nb' } })), `items[0].formats.http-response.headers: header X-A value contains U+000A at index 1 ${allowed}`);
+  t.is(invalidMessage(hr({ reason: 'O\u0001K' })), `items[0].formats.http-response: 'reason' contains U+0001 at index 1 ${allowed}`);
+  t.is(invalidMessage(hr({ reason: 'Fine €' })), `items[0].formats.http-response: 'reason' contains U+20AC at index 5 ${allowed}`);
+  // Latin-1 text and tabs are writable and kept.
+  const ok = parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', reason: 'Très bien', headers: { 'X-A': 'a\tcafé' } } } });
+  t.is(ok.formats['http-response']?.reason, 'Très bien');
+  t.deepEqual(ok.formats['http-response']?.headers, [['X-A', 'a\tcafé']]);
+});
+
+test('a publish request with an unwritable header is refused whole, as a 400 (D9)', (t) => {
+  const err = t.throws(() => parsePublishRequest({ items: [
+    { channel: 'a', formats: { 'http-stream': { content: 'x' } } },
+    { channel: 'a', formats: { 'http-response': { body: 'x', headers: { 'X-Price': '5 €' } } } }] }));
+  t.like(err, { code: 'KG_ERR_PUBLISH_INVALID', status: 400 });
+  t.regex(err?.message ?? '', /^Invalid format: items\[1\]\.formats\.http-response\.headers: header X-Price value contains U\+20AC/);
+});
+
+test('accepts a body-patch of RFC 6902 operations and keeps only their defined members', (t) => {
+  const item = parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [
+    { op: 'add', path: '/a/-', value: { x: [1] } }, { op: 'remove', path: '' }, { op: 'replace', path: '/~0~1', value: null },
+    { op: 'move', from: '/a', path: '/b' }, { op: 'copy', from: '', path: '/c', value: 'ignored' }, { op: 'test', path: '/d', value: false, note: 'x' },
+  ] } } });
+  t.deepEqual(item.formats['http-response']?.bodyPatch, [
+    { op: 'add', path: '/a/-', value: { x: [1] } }, { op: 'remove', path: '' }, { op: 'replace', path: '/~0~1', value: null },
+    { op: 'move', from: '/a', path: '/b' }, { op: 'copy', from: '', path: '/c' }, { op: 'test', path: '/d', value: false },
+  ]);
+  t.deepEqual(parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [] } } }).formats['http-response']?.bodyPatch, []);
+});
+
+test('refuses a body-patch that is not valid RFC 6902 on its face, naming the operation (D4)', (t) => {
+  const patch = (p: unknown) => () => parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': p } } });
+  const at = 'item.formats.http-response';
+  t.is(invalidMessage(patch({ op: 'add' })), `${at}: 'body-patch' must be a JSON Patch list`);
+  t.is(invalidMessage(patch([1])), `${at}: 'body-patch[0]' must be an operation object, got 1`);
+  t.is(invalidMessage(patch([{ op: 'explode', path: '/a' }])), `${at}: 'body-patch[0].op' must be one of add, remove, replace, move, copy, test, got "explode"`);
+  t.is(invalidMessage(patch([{ op: '_get', path: '/a' }])), `${at}: 'body-patch[0].op' must be one of add, remove, replace, move, copy, test, got "_get"`);
+  t.is(invalidMessage(patch([{ op: 'constructor', path: '/a' }])), `${at}: 'body-patch[0].op' must be one of add, remove, replace, move, copy, test, got "constructor"`);
+  t.is(invalidMessage(patch([{ op: 'remove' }])), `${at}: 'body-patch[0].path' must be a JSON Pointer ("" or starting with "/"), got nothing`);
+  t.is(invalidMessage(patch([{ op: 'remove', path: 'a' }])), `${at}: 'body-patch[0].path' must be a JSON Pointer ("" or starting with "/"), got "a"`);
+  t.is(invalidMessage(patch([{ op: 'remove', path: '/a~2' }])), `${at}: 'body-patch[0].path' must be a JSON Pointer ("" or starting with "/"), got "/a~2"`);
+  t.is(invalidMessage(patch([{ op: 'add', path: '/a' }])), `${at}: 'body-patch[0].value' is required for add`);
+  t.is(invalidMessage(patch([{ op: 'remove', path: '/a' }, { op: 'copy', path: '/a' }])), `${at}: 'body-patch[1].from' must be a JSON Pointer ("" or starting with "/"), got nothing`);
+});
+
+test('encode then parse round-trips a body-patch', (t) => {
+  const original = parsePublishItem({ channel: 'c', formats: { 'http-response': {
+    'body-patch': [{ op: 'add', path: '/a', value: [1, { b: 'ü' }] }, { op: 'move', from: '/a', path: '/z' }] } } });
+  t.deepEqual(parsePublishItem(JSON.parse(JSON.stringify(encodePublishItem(original)))), original);
+});
+
+test('refuses an http-response with a 1xx code, which a client would take as informational and wait on (D16)', (t) => {
+  for (const code of [100, 103, '101']) {
+    t.is(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', code } } })),
+      `item.formats.http-response: 'code' ${String(code)} is informational (1xx) and cannot be the final response`);
+  }
+  t.is(parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', code: 200 } } }).formats['http-response']?.code, 200);
+});
+
+test('refuses JSON nested beyond 1024 levels with a 400 naming the problem, not a stack overflow (D18)', (t) => {
+  // 20,000 levels made the bus answer 503 "Maximum call stack size exceeded".
+  const deep = JSON.parse(`${'['.repeat(20_000)}${']'.repeat(20_000)}`) as unknown;
+  const item = { channel: 'c', formats: { 'http-response': { 'body-patch': [{ op: 'add', path: '/a', value: deep }] } } };
+  const err = t.throws(() => parsePublishRequest({ items: [item] }));
+  t.like(err, { code: 'KG_ERR_PUBLISH_INVALID', status: 400, message: 'Invalid format: JSON is nested more than 1024 levels deep' });
+  // The NATS path calls parsePublishItem directly.
+  t.is(invalidMessage(() => parsePublishItem(item, 'payload', { channel: 'c' })), 'payload: JSON is nested more than 1024 levels deep');
+  t.is(invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [deep] } } })), 'item: JSON is nested more than 1024 levels deep');
+  // A request document may nest 1024 levels, as in Pushpin [observed 1.36: 1024 published, 1025 refused].
+  const request = (d: number): unknown => JSON.parse(`{"items":[{"channel":"c","formats":{"http-response":{"body-patch":[{"op":"add","path":"/a","value":${'['.repeat(d)}${']'.repeat(d)}}]}}}]}`);
+  t.is(parsePublishRequest(request(1024 - 7)).length, 1);
+  t.is(invalidMessage(() => parsePublishRequest(request(1025 - 7))), 'Invalid format: JSON is nested more than 1024 levels deep');
+  // Just inside the bound the item is accepted and can be encoded for the bus.
+  const ok = JSON.parse(`${'['.repeat(1015)}${']'.repeat(1015)}`) as unknown;
+  const parsed = parsePublishItem({ channel: 'c', formats: { 'http-response': { 'body-patch': [{ op: 'add', path: '/a', value: ok }] } } });
+  t.notThrows(() => JSON.stringify(encodePublishItem(parsed)));
+});
+
+test('error messages quote at most a short prefix of a bad value', (t) => {
+  const message = invalidMessage(() => parsePublishItem({ channel: 'c', formats: { 'http-stream': { content: 'x', action: 'x'.repeat(100_000) } } }));
+  t.true(message.length < 300, message);
+});
+
 test('a whole request is all-or-nothing and uses Pushpin texts', (t) => {
   t.is(invalidMessage(() => parsePublishRequest([])), 'Invalid format.');
   t.is(invalidMessage(() => parsePublishRequest({})), `Invalid format: object does not contain 'items'`);

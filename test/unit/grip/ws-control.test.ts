@@ -70,7 +70,7 @@ test('rejects input that is not a JSON object', (t) => {
 
 test('rejects an unknown or missing type, listing the known ones', (t) => {
   rejects(t, '{"type":"publish"}', /'type' must be one of subscribe, unsubscribe, .*, got "publish"/);
-  rejects(t, '{"channel":"x"}', /'type' must be one of .*, got undefined/);
+  rejects(t, '{"channel":"x"}', /'type' must be one of .*, got nothing/);
 });
 
 test('rejects subscribe without a channel, with an empty channel or with bad filters', (t) => {
@@ -90,6 +90,20 @@ test('rejects keep-alive with an unknown message-type, bad base64 or a bad timeo
   rejects(t, '{"type":"keep-alive","content-bin":"%%%"}', /'content-bin' is not valid base64/);
   rejects(t, '{"type":"keep-alive","content":"x","timeout":-1}', /'timeout' must be an integer ≥ 0, got -1/);
   rejects(t, '{"type":"keep-alive","content":"x","timeout":"5"}', /'timeout' must be an integer/);
+});
+
+test('refuses a keep-alive or send-delayed timeout over 24 h, which would overflow Node\'s timer (D8)', (t) => {
+  // setTimeout takes at most 2^31-1 ms; 3,000,000 s made the timer fire every millisecond.
+  rejects(t, '{"type":"keep-alive","content":"KA","timeout":3000000}', /^control message: 'timeout' must be at most 86400 s \(24 h\), got 3000000$/);
+  rejects(t, '{"type":"send-delayed","content":"x","timeout":2147484}', /'timeout' must be at most 86400 s \(24 h\), got 2147484/);
+  rejects(t, '{"type":"send-delayed","content":"x","timeout":1e300}', /'timeout' must be at most 86400 s/);
+  t.like(parseWsControl('{"type":"keep-alive","content":"KA","timeout":86400}'), { timeoutSec: 86400 });
+});
+
+test('refuses a control message nested beyond 1024 levels instead of overflowing the stack (D18)', (t) => {
+  const deep = `${'['.repeat(8000)}${']'.repeat(8000)}`;
+  rejects(t, `{"type":"subscribe","channel":${deep}}`, /^control message: nested more than 1024 levels deep$/);
+  rejects(t, `{"type":"keep-alive","content":"x","mode":${deep}}`, /^control message: nested more than 1024 levels deep$/);
 });
 
 test('rejects send-delayed without content', (t) => {

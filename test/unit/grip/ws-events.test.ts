@@ -117,6 +117,16 @@ test('rejects a CLOSE with a 1-byte payload or a reason that is not UTF-8', (t) 
   rejects(t, 'CLOSE 3\r\n\x03\xe8\xff\r\n', /CLOSE reason is not valid UTF-8/);
 });
 
+test('refuses a TEXT event that is not valid UTF-8, which a client library would drop the connection over (D20)', (t) => {
+  rejects(t, 'TEXT 2\r\n\xc3\x28\r\n', /^websocket-events body, event at byte 0: TEXT content is not valid UTF-8$/);
+  rejects(t, 'OPEN\r\nTEXT 3\r\n\xed\xa0\x80\r\n', /event at byte 6: TEXT content is not valid UTF-8/); // a lone surrogate
+  rejects(t, 'TEXT 2\r\n\xc0\xaf\r\n', /TEXT content is not valid UTF-8/); // overlong '/'
+  t.deepEqual(decodeWsEvents(Buffer.from('TEXT 6\r\nhé😀\r\n'.replace('6', Buffer.byteLength('hé😀').toString(16)))), [
+    { type: 'TEXT', content: Buffer.from('hé😀') }]);
+  // BINARY, PING and PONG carry any bytes.
+  t.is(decodeWsEvents(b('BINARY 1\r\n\xff\r\nPING 1\r\n\xff\r\n')).length, 2);
+});
+
 test('interoperates with js-grip: our encoding decodes there and theirs decodes here', (t) => {
   const ours = encodeWsEvents([{ type: 'OPEN' }, { type: 'TEXT', content: Buffer.from('héllo') }, { type: 'CLOSE', code: 1000, reason: '' }]);
   const theirs = decodeWebSocketEvents(new Uint8Array(ours));

@@ -59,6 +59,12 @@ test('accepts application/websocket-events with parameters and in any case', (t)
   t.false(isWsEventsContentType(undefined));
 });
 
+test('Keep-Alive-Interval is capped at 24 h, so it cannot overflow Node\'s timer (D7)', (t) => {
+  t.is(parseKeepAliveInterval([['Keep-Alive-Interval', '2147484']], 20), 86400);
+  t.is(parseKeepAliveInterval([['Keep-Alive-Interval', '999999999']], 20), 86400);
+  t.is(parseKeepAliveInterval([['Keep-Alive-Interval', '86400']], 20), 86400);
+});
+
 test('Keep-Alive-Interval is raised to the minimum, and anything but a positive integer turns it off', (t) => {
   t.is(parseKeepAliveInterval([], 20), undefined);
   t.is(parseKeepAliveInterval([['Keep-Alive-Interval', '5']], 20), 20);

@@ -26,6 +26,16 @@ export interface Limits {
   maxPublishBodyBytes: number;
   /** Time allowed for the origin to send response headers. */
   originTimeoutMs: number;
+  /** Time the origin may go without sending body bytes the sidecar waits for (instruct, timeout or relayed body). */
+  originBodyTimeoutMs: number;
+  /** Client connections with no complete request yet (idle kept-alive or still sending headers). */
+  maxIdleConnections: number;
+  /** Time a client has to send a complete request head, on a new or an idle kept-alive connection. */
+  headerTimeoutMs: number;
+  /** Time a client has to send its whole request body. */
+  requestBodyTimeoutMs: number;
+  /** Largest body a published body-patch may produce for one long-poll. */
+  maxPatchedBodyBytes: number;
 }
 
 export interface KongConfig {
@@ -175,7 +185,16 @@ export const DEFAULT_LIMITS: Limits = {
   maxInstructBodyBytes: 100_000,
   maxPublishBodyBytes: 1_000_000,
   originTimeoutMs: 30_000,
+  originBodyTimeoutMs: 30_000,
+  /** Resolved to maxConnections when not set (see loadConfig). */
+  maxIdleConnections: 50_000,
+  headerTimeoutMs: 10_000,
+  requestBodyTimeoutMs: 30_000,
+  maxPatchedBodyBytes: 1_048_576,
 };
+
+/** Limits where 0 would refuse everything or spin: at least 1. */
+const MIN_ONE_LIMITS = new Set<keyof Limits>(['maxQueueItems', 'maxChannelsPerConnection', 'headerTimeoutMs', 'requestBodyTimeoutMs', 'originBodyTimeoutMs']);
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -384,8 +403,10 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
   unknownKeys('limits.', limitsRaw, Object.keys(DEFAULT_LIMITS), problems);
   const limits = {} as Limits;
   for (const [k, d] of Object.entries(DEFAULT_LIMITS) as Array<[keyof Limits, number]>) {
-    limits[k] = int(`limits.${k}`, limitsRaw[k], k === 'maxQueueItems' || k === 'maxChannelsPerConnection' ? 1 : 0, 2 ** 31 - 1, d, problems);
+    limits[k] = int(`limits.${k}`, limitsRaw[k], MIN_ONE_LIMITS.has(k) ? 1 : 0, 2 ** 31 - 1, d, problems);
   }
+  // Idle sockets get as many places as connections unless told otherwise.
+  if (limitsRaw['maxIdleConnections'] === undefined) limits.maxIdleConnections = limits.maxConnections;
   const holdRaw = section('hold', raw['hold'], problems);
   unknownKeys('hold.', holdRaw, ['refreshOnFirstSubscription', 'firstSubscriptionRefreshMs', 'channelLingerMs'], problems);
   const hold: HoldDefaults = {

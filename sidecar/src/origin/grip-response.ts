@@ -61,9 +61,6 @@ export async function readGripResponse(res: IncomingMessage, headers: HeaderList
         body = await readBody(res, options.maxBodyBytes);
       }
     }
-    if (options.use === 'response' && instruct.code < 100) {
-      throw new KgError('KG_ERR_INSTRUCT_INVALID', `Grip-Status ${instruct.code} cannot be sent over HTTP (must be 100-999)`);
-    }
     return { instruct, body };
   } catch (err) {
     res.resume();

@@ -247,12 +247,12 @@ test('invalid instructions give 502 naming the origin', async (t) => {
   t.is(await metricValue(metrics.requests, { outcome: 'KG_ERR_INSTRUCT_INVALID' }), 1);
 });
 
-test('a Grip-Status below 100 cannot be sent over HTTP: 502', async (t) => {
+test('a Grip-Status below 200 cannot be the final response: 502', async (t) => {
   const { origin, res, done } = startSession();
   await answerNext(origin, originResponse(200, [['Grip-Status', '99']]));
   await done;
   t.is(res.statusCode, 502);
-  t.regex(res.body, /Grip-Status 99 cannot be sent over HTTP/);
+  t.regex(res.body, /Grip-Status 99 cannot be the final response/);
 });
 
 test('a GRIP answer without a hold is sent with its body and a Content-Length', async (t) => {

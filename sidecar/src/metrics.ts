@@ -96,6 +96,21 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_origin_errors_total', help: 'Failures talking to the origin, by kind',
       labelNames: ['kind'] as const, registers: [registry],
     }),
+    // Client connections (server/admission.ts), read when scraped, not updated per connection:
+    // `active` (a request in progress or a WebSocket session: what limits.maxConnections bounds)
+    // and `idle` (no complete request yet: limits.maxIdleConnections). Refusals and closes are
+    // counted in kong_grip_requests_total{outcome} (over_limit, idle_limit, header_timeout, body_timeout).
+    clientConnections: new Gauge({
+      name: 'kong_grip_client_connections', help: 'Client connections by state (active: request in progress or WebSocket; idle: no complete request yet)',
+      labelNames: ['state'] as const, registers: [registry],
+      collect() {
+        const counts = m.readClientConnections();
+        this.set({ state: 'active' }, counts.active);
+        this.set({ state: 'idle' }, counts.idle);
+      },
+    }),
+    /** Set by the client server: how to read its connection counts when scraped. */
+    readClientConnections: (): { active: number; idle: number } => ({ active: 0, idle: 0 }),
   };
   return m;
 }

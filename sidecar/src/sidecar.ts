@@ -89,6 +89,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     host: config.listen.host,
     port: config.listen.port,
     admission,
+    limits: config.limits,
+    clock: systemClock,
     // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
     resolveTarget: createTargetResolver({
       handoff: config.kong === undefined ? undefined : new HandoffVerifier(config.kong),

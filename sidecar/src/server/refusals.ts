@@ -26,6 +26,20 @@ export const CONNECTION_LIMIT: Refusal = {
   headers: ['Retry-After', '1'], outcome: 'over_limit',
 };
 
+/** A request head not complete within limits.headerTimeoutMs of the connection becoming idle. */
+export const HEADER_TIMEOUT: Refusal = {
+  status: 408, text: 'Request Timeout: request head not received in time.\n',
+  headers: ['Connection', 'close'], outcome: 'header_timeout',
+};
+
+/**
+ * Counted, not answered by us: a request body not complete in time gets Node's own 408 (or only
+ * a close once its response has started); see ClientServer.
+ */
+export const BODY_TIMEOUT_OUTCOME = 'body_timeout';
+/** Counted: an idle connection closed without an answer because limits.maxIdleConnections was reached. */
+export const IDLE_LIMIT_OUTCOME = 'idle_limit';
+
 export const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.';
 export const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.';
 

@@ -194,7 +194,7 @@ export const DEFAULT_LIMITS: Limits = {
 };
 
 /** Limits where 0 would refuse everything or spin: at least 1. */
-const MIN_ONE_LIMITS = new Set<keyof Limits>(['maxQueueItems', 'maxChannelsPerConnection', 'headerTimeoutMs', 'requestBodyTimeoutMs', 'originBodyTimeoutMs']);
+const MIN_ONE_LIMITS = new Set<keyof Limits>(['maxQueueItems', 'maxChannelsPerConnection', 'maxIdleConnections', 'headerTimeoutMs', 'requestBodyTimeoutMs', 'originBodyTimeoutMs']);
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 

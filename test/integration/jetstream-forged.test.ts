@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { connect, headers as natsHeaders } from 'nats';
 import type { BusEvent } from '../../sidecar/src/bus/bus.js';
 import { channelToSubject } from '../../sidecar/src/bus/subject.js';
@@ -14,13 +14,17 @@ import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
 // sequence the stream has not reached must not become the channel's position (every later item
 // would then be dropped as a duplicate while publishers still get 200).
 
-test('a forged history message claiming sequence 9000000000000 is ignored and counted; later items still reach the client', async (t) => {
+/**
+ * A history sidecar holding one SSE client on `feed` that has received item 1, a JetStream
+ * publisher, and a forger: a plain NATS connection that writes to the history subject.
+ */
+async function setUp(t: ExecutionContext, stream: string) {
   const nats = await NatsServer.start({ jetstream: true });
   t.teardown(() => nats.dispose());
   const origin = await startFeedOrigin();
   t.teardown(() => origin.close());
   const side = await startTestSidecar({
-    origin: origin.url, nats: { servers: nats.url, reconnectWaitMs: 100, jetstream: { stream: 'FORGED', storage: 'memory' } },
+    origin: origin.url, nats: { servers: nats.url, reconnectWaitMs: 100, jetstream: { stream, storage: 'memory' } },
   });
   t.teardown(() => side.close());
   const invalid: Array<Extract<BusEvent, { type: 'payload-invalid' }>> = [];
@@ -33,21 +37,25 @@ test('a forged history message claiming sequence 9000000000000 is ignored and co
   t.teardown(() => client.close());
   await waitForSubscribers(side.sidecar.hub, 'feed', 1);
   await within('feed live', whenLive(side.sidecar.bus, 'feed'));
-
   await publisher.publish('feed', [numberedItem(1)]);
   await within('item 1', client.waitFor('data: 1\n'));
-
   // Anyone allowed to publish on the history subject (here: no permissions at all).
   const forger = await connect({ servers: nats.url });
   t.teardown(() => forger.close());
-  const h = natsHeaders();
-  h.set('Nats-Stream', 'FORGED');
-  h.set('Nats-Subject', channelToSubject('grip.ch.', 'feed'));
-  h.set('Nats-Sequence', '9000000000000');
-  h.set('Nats-Last-Sequence', '1');
-  const forged = JSON.stringify({ formats: { 'http-stream': { content: 'data: forged\n\n' } } });
-  forger.publish(channelToSubject('grip.js.', 'feed'), forged, { headers: h });
-  await forger.flush();
+  const forge = async (sequences: Record<string, string>): Promise<void> => {
+    const h = natsHeaders();
+    for (const [name, value] of Object.entries(sequences)) h.set(name, value);
+    forger.publish(channelToSubject('grip.js.', 'feed'), JSON.stringify({ formats: { 'http-stream': { content: 'data: forged\n\n' } } }), { headers: h });
+    await forger.flush();
+  };
+  return { invalid, publisher, client, forge };
+}
+
+test('a forged history message claiming sequence 9000000000000 is ignored and counted; later items still reach the client', async (t) => {
+  const { invalid, publisher, client, forge } = await setUp(t, 'FORGED');
+  await forge({
+    'Nats-Stream': 'FORGED', 'Nats-Subject': channelToSubject('grip.ch.', 'feed'), 'Nats-Sequence': '9000000000000', 'Nats-Last-Sequence': '1',
+  });
 
   await publisher.publish('feed', [numberedItem(2), numberedItem(3)]);
   await within('items 2 and 3 after the forged message', client.waitFor('data: 3\n'), 5000);
@@ -61,32 +69,8 @@ test('a forged history message claiming sequence 9000000000000 is ignored and co
 });
 
 test('a forged history message whose previous-sequence header is ahead of its own sequence is not delivered and hides nothing', async (t) => {
-  const nats = await NatsServer.start({ jetstream: true });
-  t.teardown(() => nats.dispose());
-  const origin = await startFeedOrigin();
-  t.teardown(() => origin.close());
-  const side = await startTestSidecar({
-    origin: origin.url, nats: { servers: nats.url, reconnectWaitMs: 100, jetstream: { stream: 'FORGED2', storage: 'memory' } },
-  });
-  t.teardown(() => side.close());
-  const publisher = await JetStreamPublisher.connect(nats.url);
-  t.teardown(() => publisher.close());
-  const client = await openStream(side.url('/sse?ch=feed'));
-  t.teardown(() => client.close());
-  await waitForSubscribers(side.sidecar.hub, 'feed', 1);
-  await within('feed live', whenLive(side.sidecar.bus, 'feed'));
-  await publisher.publish('feed', [numberedItem(1)]);
-  await within('item 1', client.waitFor('data: 1\n'));
-
-  // A forged previous-sequence header ahead of the item's own sequence is not a stream's either.
-  const forger = await connect({ servers: nats.url });
-  t.teardown(() => forger.close());
-  const h = natsHeaders();
-  h.set('Nats-Sequence', '1');
-  h.set('Nats-Last-Sequence', '9000000000000');
-  forger.publish(channelToSubject('grip.js.', 'feed'), JSON.stringify({ formats: { 'http-stream': { content: 'data: forged\n\n' } } }), { headers: h });
-  await forger.flush();
-
+  const { publisher, client, forge } = await setUp(t, 'FORGED2');
+  await forge({ 'Nats-Sequence': '1', 'Nats-Last-Sequence': '9000000000000' });
   await publisher.publish('feed', [numberedItem(2)]);
   await within('item 2 after the forged message', client.waitFor('data: 2\n'), 5000);
   t.deepEqual(sseNumbers(client.text), [1, 2]);

@@ -5,7 +5,7 @@ import { StoredChannel, type HistorySource } from '../../../sidecar/src/bus/hist
 import type { StoredItem } from '../../../sidecar/src/bus/history-stream.js';
 import { encodeNatsPayload } from '../../../sidecar/src/bus/payload.js';
 import type { KgError } from '../../../sidecar/src/errors.js';
-import { testLogger } from '../../helpers/buses.js';
+import { testLogger, within } from '../../helpers/buses.js';
 import { ItemCollector, streamItem } from '../../helpers/bus-items.js';
 
 // One channel's ordering decisions with history, without a server: live messages carry the
@@ -22,6 +22,11 @@ function live(seq: number, lastSeq: number, text: string): Msg {
 function message(text: string, headers: Record<string, string> | undefined, data = encodeNatsPayload(streamItem(CHANNEL, text))): Msg {
   const found = headers === undefined ? undefined : { get: (key: string) => headers[key] ?? '' };
   return { subject: REPUBLISHED, data, headers: found } as unknown as Msg;
+}
+
+/** Resolves once `done` holds, checked each turn of the event loop. */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await new Promise((resolve) => setImmediate(resolve));
 }
 
 function stored(seq: number, text: string): StoredItem {
@@ -191,14 +196,14 @@ test('a live item claiming a sequence beyond the stream\'s end is reported and d
   const { channel, collector, invalid, events, stream } = setUp([], { streamLast: 1 });
   channel.onMessage(null, live(1, 0, 'a'));
   channel.onMessage(null, live(9_000_000_000_000, 1, 'forged'));
-  while (invalid.length === 0) await new Promise((resolve) => setImmediate(resolve));
+  await within('the forged item judged', until(() => invalid.length > 0));
   t.deepEqual(collector.texts, ['a']);
   t.is(invalid.length, 1);
   t.regex(invalid[0]!.message, /Nats-Sequence 9000000000000 is beyond the stream's last sequence 1/);
   stream.last = 3;
   channel.onMessage(null, live(2, 1, 'b'));
   channel.onMessage(null, live(3, 2, 'c'));
-  while (collector.texts.length < 3) await new Promise((resolve) => setImmediate(resolve));
+  await within('three items', until(() => collector.texts.length >= 3));
   t.deepEqual(collector.texts, ['a', 'b', 'c']);
   t.false(events.some((e) => e.type === 'history-duplicate'));
 });
@@ -210,7 +215,7 @@ test('live items wait, in order, for the stream to confirm their sequence; one r
   channel.onMessage(null, live(2, 1, 'b'));
   t.deepEqual(collector.texts, []);
   channel.onMessage(null, live(3, 2, 'c'));
-  while (collector.texts.length < 3) await new Promise((resolve) => setImmediate(resolve));
+  await within('three items', until(() => collector.texts.length >= 3));
   t.deepEqual(collector.texts, ['a', 'b', 'c']);
   t.is(stream.infoRequests, 1);
   channel.onMessage(null, live(2, 1, 'b')); // confirmed already: a repeat, dropped at once

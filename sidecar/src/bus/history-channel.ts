@@ -158,6 +158,7 @@ export class StoredChannel implements HistoryChannel {
   private async confirmWaiting(): Promise<void> {
     const link = this.source.link;
     this.isConfirming = true;
+    let failures = 0;
     try {
       while (this.isOpen && this.unconfirmed !== undefined && this.unconfirmed.length > 0) {
         const stream = this.source.stream;
@@ -168,7 +169,7 @@ export class StoredChannel implements HistoryChannel {
           last = await stream.refreshLast();
         } catch (err) {
           // Kept until the stream answers; after a reconnect the channel's read covers them too.
-          link.log.warn({ channel: this.channel, error: errorText(err) }, 'history position cannot be confirmed, retrying');
+          if (failures++ === 0) link.log.warn({ channel: this.channel, error: errorText(err) }, 'history position cannot be confirmed, retrying');
           await new Promise((resolve) => setTimeout(resolve, link.reconnectWaitMs));
           continue;
         }

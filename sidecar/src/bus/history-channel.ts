@@ -17,6 +17,14 @@ import { invalidPayload, parseNatsPayload } from './payload.js';
 //
 // While a channel is read from the stream its live items wait (held) and are then delivered
 // in order without repeats, so nothing published during an outage is lost or duplicated.
+//
+// The headers of a live message are what its sender wrote: anyone allowed to publish on the
+// republish subject can write them. So a live item is taken only once the stream itself has
+// reported a sequence at least as high as the one it claims (stream info, reads, publish acks;
+// HistoryStream.isConfirmed). Until then it waits, with the channel's later items behind it, for
+// one stream info request shared by every channel; a claim beyond the stream's end even then is
+// forged: dropped and reported as an invalid payload. A forged sequence thus can never become the
+// channel's position and make later items look like repeats (docs/security.md, D5).
 
 /** Live items held per channel during a read; beyond it they are dropped and read from the stream. */
 const MAX_HELD = 10_000;
@@ -27,7 +35,7 @@ const MAX_READ_ATTEMPTS = 5;
 /** What a channel's history needs from its layer: the connection and its stream, if any. */
 export interface HistorySource {
   readonly link: Pick<BusConnection, 'log' | 'epoch' | 'isClosing' | 'reconnectWaitMs' | 'emit' | 'reportInvalid'>;
-  readonly stream: Pick<HistoryStream, 'readFrom'> | undefined;
+  readonly stream: Pick<HistoryStream, 'readFrom' | 'isConfirmed' | 'refreshLast'> | undefined;
 }
 
 /** What the channels layer uses of one channel's history (nats-channels.ts). */
@@ -57,6 +65,11 @@ export class StoredChannel implements HistoryChannel {
   private readToken: object | undefined;
   /** Recent item ids with their sequence, to find a client's last id without a scan. */
   private readonly recentSeqs = new Map<string, number>();
+  /** Live items, in arrival order, whose sequence the stream has not confirmed yet. */
+  private unconfirmed: StoredItem[] | undefined;
+  /** More live items came while waiting for confirmation than are kept: read the stream after. */
+  private isUnconfirmedTruncated = false;
+  private isConfirming = false;
 
   constructor(
     readonly channel: string,
@@ -80,6 +93,7 @@ export class StoredChannel implements HistoryChannel {
     this.isOpen = false;
     this.readToken = undefined;
     this.held = undefined;
+    this.unconfirmed = undefined;
   }
 
   /** Where to resume from when nothing has been received yet: the stream's end when it went live. */
@@ -115,13 +129,76 @@ export class StoredChannel implements HistoryChannel {
       link.reportInvalid(invalidPayload(msg.subject, 'no Nats-Sequence / Nats-Last-Sequence headers: only the JetStream republish may publish here'), msg.subject);
       return;
     }
+    if (lastSubjectSeq >= seq) {
+      link.reportInvalid(invalidPayload(msg.subject, `Nats-Last-Sequence ${lastSubjectSeq} is not before Nats-Sequence ${seq}: only the JetStream republish may publish here`), msg.subject);
+      return;
+    }
     const item = parseNatsPayload(msg.subject, this.channel, msg.data);
     if (item instanceof KgError) {
       link.reportInvalid(item, msg.subject);
       return;
     }
     item.seq = seq;
-    this.accept({ seq, lastSubjectSeq, item }, 0);
+    const stored: StoredItem = { seq, lastSubjectSeq, item };
+    if (this.unconfirmed === undefined && this.source.stream?.isConfirmed(seq) === true) {
+      this.accept(stored, 0);
+      return;
+    }
+    const waiting = (this.unconfirmed ??= []);
+    if (waiting.length < MAX_HELD) waiting.push(stored);
+    else this.isUnconfirmedTruncated = true;
+    if (!this.isConfirming) void this.confirmWaiting();
+  }
+
+  /**
+   * Asks the stream how far it is and takes, in arrival order, the waiting items it has reached.
+   * An item that was waiting before the request and claims more is forged: dropped, reported.
+   * Items that came during the request and claim more wait for the next one.
+   */
+  private async confirmWaiting(): Promise<void> {
+    const link = this.source.link;
+    this.isConfirming = true;
+    let failures = 0;
+    try {
+      while (this.isOpen && this.unconfirmed !== undefined && this.unconfirmed.length > 0) {
+        const stream = this.source.stream;
+        const judged = this.unconfirmed.length;
+        let last: number;
+        try {
+          if (stream === undefined) throw new Error('no NATS connection');
+          last = await stream.refreshLast();
+        } catch (err) {
+          // Kept until the stream answers; after a reconnect the channel's read covers them too.
+          if (failures++ === 0) link.log.warn({ channel: this.channel, error: errorText(err) }, 'history position cannot be confirmed, retrying');
+          await new Promise((resolve) => setTimeout(resolve, link.reconnectWaitMs));
+          continue;
+        }
+        const waiting = this.unconfirmed;
+        if (!this.isOpen || waiting === undefined) return;
+        let taken = 0;
+        for (; taken < waiting.length; taken++) {
+          const stored = waiting[taken]!;
+          if (stored.seq <= last) {
+            this.accept(stored, 0);
+          } else if (taken < judged) {
+            link.reportInvalid(invalidPayload(this.subject, `Nats-Sequence ${stored.seq} is beyond the stream's last sequence ${last}: only the JetStream republish may publish here`), this.subject);
+          } else {
+            break;
+          }
+        }
+        waiting.splice(0, taken);
+        if (waiting.length === 0) this.unconfirmed = undefined;
+      }
+    } finally {
+      this.isConfirming = false;
+    }
+    if (this.isUnconfirmedTruncated && this.isOpen) {
+      this.isUnconfirmedTruncated = false;
+      // The items not kept are stored: read them (and what follows) from the stream; a read in
+      // progress reads again.
+      if (this.held !== undefined) this.isHeldTruncated = true;
+      else if (this.lastSeq !== undefined) void this.readMissed('gap');
+    }
   }
 
   /**

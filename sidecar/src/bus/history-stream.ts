@@ -37,6 +37,11 @@ export interface InvalidPayloadSink {
 export class HistoryStream {
   private jsm: JetStreamManager | undefined;
   private js: JetStreamClient | undefined;
+  /** The highest sequence the stream itself has reported (stream info, reads, publish acks). */
+  private reportedTo = 0;
+  /** The stream info request in flight, and the one queued behind it (refreshLast). */
+  private infoInFlight: Promise<number> | undefined;
+  private infoQueued: Promise<number> | undefined;
 
   constructor(
     readonly nc: NatsConnection,
@@ -92,10 +97,52 @@ export class HistoryStream {
   /** The stream's last sequence now (0 when empty). */
   async lastSequence(): Promise<number> {
     try {
-      return (await (await this.manager()).streams.info(this.config.stream)).state.last_seq;
+      const last = (await (await this.manager()).streams.info(this.config.stream)).state.last_seq;
+      this.noteReported(last);
+      return last;
     } catch (err) {
       throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream} cannot be read: ${errorText(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * Whether the stream has reported a sequence at least this high. A republished copy's
+   * `Nats-Sequence` header is what its sender says; only a sequence the stream has reached can
+   * be a stored item's (docs/security.md, "NATS → sidecar").
+   */
+  isConfirmed(seq: number): boolean {
+    return seq <= this.reportedTo;
+  }
+
+  /**
+   * The stream's last sequence, from a stream info request sent after this call: every item
+   * republished before the call is stored, so its sequence is at most the answer. Callers share
+   * one request in flight and one queued behind it, however many messages wait on them.
+   */
+  refreshLast(): Promise<number> {
+    if (this.infoQueued !== undefined) return this.infoQueued;
+    const inFlight = this.infoInFlight;
+    if (inFlight === undefined) return this.sendInfo();
+    const queued = inFlight.then(noop, noop).then(() => {
+      this.infoQueued = undefined;
+      return this.sendInfo();
+    });
+    this.infoQueued = queued;
+    return queued;
+  }
+
+  private sendInfo(): Promise<number> {
+    const request = this.lastSequence();
+    this.infoInFlight = request;
+    const done = (): void => {
+      if (this.infoInFlight === request) this.infoInFlight = undefined;
+    };
+    request.then(done, done);
+    return request;
+  }
+
+  private noteReported(seq: number): void {
+    if (seq > this.reportedTo) this.reportedTo = seq;
   }
 
   /**
@@ -115,6 +162,7 @@ export class HistoryStream {
         throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream}: reading ${subject} from ${seq} failed: ${errorText(err)}`, { cause: err });
       }
       seq = stored.seq + 1;
+      this.noteReported(stored.seq);
       const item = this.parse(subject, channel, stored.data);
       if (item === undefined) continue;
       item.seq = stored.seq;
@@ -132,6 +180,7 @@ export class HistoryStream {
       if (apiCode(err) === ERR_NO_MESSAGE_FOUND) return undefined;
       throw new KgError('KG_ERR_HISTORY_UNAVAILABLE', `JetStream stream ${this.config.stream}: reading the last item of ${subject} failed: ${errorText(err)}`, { cause: err });
     }
+    this.noteReported(stored.seq);
     const item = this.parse(subject, channel, stored.data);
     if (item === undefined) return undefined;
     item.seq = stored.seq;
@@ -142,8 +191,10 @@ export class HistoryStream {
   async publish(subjects: readonly string[], payloads: readonly Uint8Array[]): Promise<void> {
     this.js ??= this.nc.jetstream();
     const js = this.js;
-    const acks: Array<Promise<unknown>> = [];
-    for (let i = 0; i < subjects.length; i++) acks.push(js.publish(subjects[i]!, payloads[i]!));
+    const acks: Array<Promise<void>> = [];
+    for (let i = 0; i < subjects.length; i++) acks.push(js.publish(subjects[i]!, payloads[i]!).then((ack) => {
+      if (ack.stream === this.config.stream) this.noteReported(ack.seq);
+    }));
     await Promise.all(acks);
   }
 
@@ -189,6 +240,8 @@ function differingSettings(current: StreamConfig, wanted: StreamConfig): string[
   }
   return out;
 }
+
+function noop(): void {}
 
 function apiCode(err: unknown): number | undefined {
   return (err as NatsError | undefined)?.api_error?.err_code;

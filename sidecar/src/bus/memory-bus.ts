@@ -11,12 +11,24 @@ interface ChannelEntry extends Interest {
 }
 
 /**
+ * Most items, and most content bytes, delivered in one turn of the event loop (deferDelivery).
+ * A turn's writes to one connection are queued on its socket together (holds/chunk-writer.ts), so
+ * a turn must stay well below limits.maxQueueBytes (1 MiB by default) or a fast reader is dropped
+ * as a slow consumer before it could read anything. NATS hands items over per socket read (at
+ * most 64 KiB of messages); this is in the same range.
+ */
+const BATCH_MAX_ITEMS = 256;
+const BATCH_MAX_BYTES = 32 * 1024;
+
+/**
  * In-process bus for a single sidecar (no NATS). Items reach subscribers in publish order. By
  * default they are delivered inside publish(); with `deferDelivery` (what the sidecar uses)
- * publish() only queues them, and everything queued is delivered in one pass on a later turn of
- * the event loop (setImmediate). The publisher then gets its answer without waiting for the
- * fan-out, and the items of back-to-back publishes reach each connection together (a hold sends
- * what it gets in one tick as one write), as they do from NATS.
+ * publish() only queues them, and what is queued is delivered on later turns of the event loop
+ * (setImmediate), in batches of at most BATCH_MAX_ITEMS items and BATCH_MAX_BYTES of content, so
+ * sockets drain between batches (I/O runs between turns) as they do when NATS delivers a burst.
+ * The publisher gets its answer without waiting for the fan-out, and the items of back-to-back
+ * publishes reach each connection together (a hold sends what it gets in one tick as one write),
+ * as they do from NATS.
  *
  * A channel is live as soon as it has a subscriber; the `channel-live` event still fires (on the
  * next microtask) so holds behave the same on both buses, and a channel lingers after its last
@@ -29,8 +41,9 @@ export class MemoryBus implements Bus {
   private readonly log: Logger;
   private readonly interest: InterestOwner<ChannelEntry>;
   private readonly deferDelivery: boolean;
-  /** Published, not yet delivered (deferDelivery only). */
-  private readonly queue: PublishItem[] = [];
+  /** Published, not yet delivered (deferDelivery only), from `queueHead` on. */
+  private queue: Array<PublishItem | undefined> = [];
+  private queueHead = 0;
   private isFlushScheduled = false;
   private closed = false;
 
@@ -70,23 +83,54 @@ export class MemoryBus implements Bus {
     // Like NATS, an item goes to the channel's subscribers as of delivery; one without any
     // subscriber now is not kept.
     for (const item of items) if (this.channels.has(item.channel)) this.queue.push(item);
-    if (this.queue.length > 0 && !this.isFlushScheduled) {
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.queueHead < this.queue.length && !this.isFlushScheduled) {
       this.isFlushScheduled = true;
       setImmediate(this.flush);
     }
   }
 
+  /** Delivers the next batch of queued items; the rest wait for the next turn. */
   private readonly flush = (): void => {
     this.isFlushScheduled = false;
-    if (this.queue.length === 0) return;
-    this.deliver(this.queue.splice(0));
+    const queue = this.queue;
+    let bytes = 0;
+    let count = 0;
+    while (this.queueHead < queue.length && count < BATCH_MAX_ITEMS && bytes < BATCH_MAX_BYTES) {
+      const item = queue[this.queueHead]!;
+      queue[this.queueHead++] = undefined;
+      this.deliverOne(item);
+      count++;
+      bytes += contentBytes(item);
+    }
+    if (this.queueHead === queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead >= 4096 && this.queueHead * 2 >= queue.length) {
+      this.queue = queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    this.scheduleFlush();
   };
 
+  /** Everything still queued, now (close). */
+  private flushAll(): void {
+    const rest = this.queue.slice(this.queueHead);
+    this.queue = [];
+    this.queueHead = 0;
+    for (const item of rest) this.deliverOne(item!);
+  }
+
   private deliver(items: readonly PublishItem[]): void {
-    for (const item of items) {
-      const entry = this.channels.get(item.channel);
-      if (entry !== undefined) deliverItem(entry.handlers, item, this.log, item.channel);
-    }
+    for (const item of items) this.deliverOne(item);
+  }
+
+  private deliverOne(item: PublishItem): void {
+    const entry = this.channels.get(item.channel);
+    if (entry !== undefined) deliverItem(entry.handlers, item, this.log, item.channel);
   }
 
   status(): BusStatus {
@@ -101,7 +145,7 @@ export class MemoryBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     // Accepted items still queued are delivered, not lost.
-    this.flush();
+    this.flushAll();
     this.closed = true;
     for (const entry of this.channels.values()) clearTimeout(entry.lingerTimer);
     this.channels.clear();
@@ -119,4 +163,10 @@ export class MemoryBus implements Bus {
   private emit(event: BusEvent): void {
     emitBusEvent(this.listeners, event, (err) => this.log.error({ err, event: event.type }, 'bus listener failed'));
   }
+}
+
+/** The content bytes an item carries (what its deliveries write), for sizing a batch. */
+function contentBytes(item: PublishItem): number {
+  const f = item.formats;
+  return (f['http-stream']?.content.length ?? 0) + (f['ws-message']?.content.length ?? 0) + (f['http-response']?.body?.length ?? 0);
 }

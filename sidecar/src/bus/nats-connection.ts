@@ -18,7 +18,11 @@ import { errorText, LogThrottle, redact } from './nats-log.js';
 // with a timer that close() clears; after that nats.js reconnects forever by itself.
 
 export interface ConnectionOptions {
-  /** Server URLs, e.g. `nats://10.0.0.1:4222`; nats.js picks among them and fails over. */
+  /**
+   * Server URLs, e.g. `nats://10.0.0.1:4222`; nats.js picks among them and fails over. User info
+   * in a URL (`nats://user:password@host:4222`, or `nats://token@host:4222`) is the connection's
+   * credentials (serverCredentials); nats.js itself ignores it.
+   */
   servers: readonly string[];
   /** Wait between connection attempts, first connect and reconnects alike. */
   reconnectWaitMs: number;
@@ -173,8 +177,10 @@ export class BusConnection {
     let failures = 0;
     while (!this.isClosingNow) {
       try {
+        const { servers, credentials } = serverCredentials(this.options.servers);
         const nc = await connect({
-          servers: [...this.options.servers],
+          servers,
+          ...credentials,
           name: this.options.name,
           reconnect: true,
           maxReconnectAttempts: -1,
@@ -282,6 +288,28 @@ export class BusConnection {
     this.setStatus({ type: 'connecting', error: err ? errorText(err) : 'connection closed' });
     this.connecting = this.connectLoop();
   }
+}
+
+/**
+ * The server URLs without user info, and the credentials it gave: `user:password@` (percent-
+ * encoded as in any URL) or a lone `token@`. One connection has one set of credentials, so the
+ * first URL that has user info gives them for every server.
+ */
+export function serverCredentials(urls: readonly string[]): { servers: string[]; credentials: { user?: string; pass?: string; token?: string } } {
+  let credentials: { user?: string; pass?: string; token?: string } | undefined;
+  const servers = urls.map((url) => {
+    const found = /^([a-z]+:\/\/)([^@/]*)@/i.exec(url);
+    if (found === null) return url;
+    if (credentials === undefined) {
+      const info = found[2]!;
+      const colon = info.indexOf(':');
+      credentials = colon < 0
+        ? { token: decodeURIComponent(info) }
+        : { user: decodeURIComponent(info.slice(0, colon)), pass: decodeURIComponent(info.slice(colon + 1)) };
+    }
+    return found[1]! + url.slice(found[0].length);
+  });
+  return { servers, credentials: credentials ?? {} };
 }
 
 function sameStatus(a: BusStatus, b: BusStatus): boolean {

@@ -5,7 +5,7 @@ import { StoredChannel, type HistorySource } from '../../../sidecar/src/bus/hist
 import type { StoredItem } from '../../../sidecar/src/bus/history-stream.js';
 import { encodeNatsPayload } from '../../../sidecar/src/bus/payload.js';
 import type { KgError } from '../../../sidecar/src/errors.js';
-import { testLogger } from '../../helpers/buses.js';
+import { testLogger, within } from '../../helpers/buses.js';
 import { ItemCollector, streamItem } from '../../helpers/bus-items.js';
 
 // One channel's ordering decisions with history, without a server: live messages carry the
@@ -24,12 +24,19 @@ function message(text: string, headers: Record<string, string> | undefined, data
   return { subject: REPUBLISHED, data, headers: found } as unknown as Msg;
 }
 
+/** Resolves once `done` holds, checked each turn of the event loop. */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await new Promise((resolve) => setImmediate(resolve));
+}
+
 function stored(seq: number, text: string): StoredItem {
   return { seq, item: streamItem(CHANNEL, text, { seq }) };
 }
 
 /** A channel over a fake connection and stream; reads wait for `gate` when one is set. */
-function setUp(items: StoredItem[] = [], options: { failReads?: boolean } = {}) {
+function setUp(items: StoredItem[] = [], options: { failReads?: boolean; streamLast?: number } = {}) {
+  /** The stream's last sequence as stream info reports it; what it has confirmed so far. */
+  const stream = { last: options.streamLast ?? Number.POSITIVE_INFINITY, confirmed: options.streamLast ?? Number.POSITIVE_INFINITY, infoRequests: 0 };
   const events: BusEvent[] = [];
   const invalid: KgError[] = [];
   const reads: number[] = [];
@@ -57,12 +64,19 @@ function setUp(items: StoredItem[] = [], options: { failReads?: boolean } = {}) 
           readEnded();
         }
       },
+      isConfirmed: (seq) => seq <= stream.confirmed,
+      async refreshLast() {
+        stream.infoRequests++;
+        await Promise.resolve();
+        stream.confirmed = stream.last;
+        return stream.last;
+      },
     },
   };
   const collector = new ItemCollector();
   const channel = new StoredChannel(CHANNEL, REPUBLISHED, 'grip.ch.news', new Set([collector.handler]), source);
   return {
-    channel, collector, events, invalid, reads,
+    channel, collector, events, invalid, reads, stream,
     /** Resolves when the first read from the stream has ended (finished or abandoned). */
     readEnd,
     /** Holds reads until the returned function is called. */
@@ -176,4 +190,43 @@ test('retries a failing read, then goes live again so holds refresh from the ori
   t.is((await resumed).items, 0);
   t.is(reads.length, 5);
   t.deepEqual(collector.texts, []);
+});
+
+test('a live item claiming a sequence beyond the stream\'s end is reported and dropped; the next ones are delivered', async (t) => {
+  const { channel, collector, invalid, events, stream } = setUp([], { streamLast: 1 });
+  channel.onMessage(null, live(1, 0, 'a'));
+  channel.onMessage(null, live(9_000_000_000_000, 1, 'forged'));
+  await within('the forged item judged', until(() => invalid.length > 0));
+  t.deepEqual(collector.texts, ['a']);
+  t.is(invalid.length, 1);
+  t.regex(invalid[0]!.message, /Nats-Sequence 9000000000000 is beyond the stream's last sequence 1/);
+  stream.last = 3;
+  channel.onMessage(null, live(2, 1, 'b'));
+  channel.onMessage(null, live(3, 2, 'c'));
+  await within('three items', until(() => collector.texts.length >= 3));
+  t.deepEqual(collector.texts, ['a', 'b', 'c']);
+  t.false(events.some((e) => e.type === 'history-duplicate'));
+});
+
+test('live items wait, in order, for the stream to confirm their sequence; one request serves those that came before it', async (t) => {
+  const { channel, collector, stream } = setUp([], { streamLast: 0 });
+  stream.last = 3;
+  channel.onMessage(null, live(1, 0, 'a'));
+  channel.onMessage(null, live(2, 1, 'b'));
+  t.deepEqual(collector.texts, []);
+  channel.onMessage(null, live(3, 2, 'c'));
+  await within('three items', until(() => collector.texts.length >= 3));
+  t.deepEqual(collector.texts, ['a', 'b', 'c']);
+  t.is(stream.infoRequests, 1);
+  channel.onMessage(null, live(2, 1, 'b')); // confirmed already: a repeat, dropped at once
+  t.deepEqual(collector.texts, ['a', 'b', 'c']);
+});
+
+test('reports a live item whose previous-sequence header is not before its own sequence', (t) => {
+  const { channel, collector, invalid } = setUp();
+  channel.onMessage(null, live(1, 9_000_000_000_000, 'forged'));
+  channel.onMessage(null, live(2, 2, 'forged'));
+  t.deepEqual(collector.texts, []);
+  t.is(invalid.length, 2);
+  t.regex(invalid[0]!.message, /Nats-Last-Sequence 9000000000000 is not before Nats-Sequence 1/);
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parse as parseYaml } from 'yaml';
+import { redact } from './bus/nats-log.js';
 import { normalizeSubjectPrefix } from './bus/subject.js';
 import { KgError } from './errors.js';
 import { parseOriginUrl } from './kong/handoff-format.js';
@@ -472,7 +473,9 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     const servers = typeof natsRaw['servers'] === 'string' ? natsRaw['servers'].split(',').map((s) => s.trim()).filter(Boolean) : natsRaw['servers'];
     const prefix = normalizeSubjectPrefix(String(raw['natsPrefix'] ?? natsRaw['subjectPrefix'] ?? 'grip.ch.'));
     if (!Array.isArray(servers) || servers.length === 0 || !servers.every((s) => typeof s === 'string' && /^(nats|tls|ws|wss):\/\/|^[^:/]+:\d+$/.test(s))) {
-      problems.add('nats.servers', 'must be nats://HOST:PORT URLs, comma-separated', natsRaw['servers']);
+      // Shown without credentials: a server URL may carry user:password@.
+      const shown = Array.isArray(servers) ? redact(servers.map(String)) : typeof natsRaw['servers'] === 'string' ? redact([natsRaw['servers']])[0] : natsRaw['servers'];
+      problems.add('nats.servers', 'must be nats://HOST:PORT URLs, comma-separated', shown);
     } else if ('error' in prefix) {
       problems.list.push(`nats.subjectPrefix: ${prefix.error}`);
     } else {

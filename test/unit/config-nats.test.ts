@@ -96,3 +96,9 @@ test('sequencing and shutdown take Pushpin-like defaults and are validated', (t)
   t.regex(message, /sequencing\.wait is not a known setting/);
   t.regex(message, /shutdown\.drainMs must be an integer/);
 });
+
+test('an invalid NATS server list is reported without the credentials in its URLs', (t) => {
+  const message = configError(() => loadConfig({ env: {}, argv: [...ORIGIN, '--nats', 'nats://alice:s3cret@n:4222,http://x'] }));
+  t.regex(message, /nats\.servers/);
+  t.notRegex(message, /s3cret|alice/);
+});

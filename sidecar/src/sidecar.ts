@@ -70,7 +70,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const sessions: ProxySessionDeps = {
     origin, metrics, log, limits: config.limits,
     lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
-    responseHolds: holdPorts,
+    responseHolds: { ...holdPorts, log, limits: config.limits },
     streamHolds: {
       ...holdPorts, log, limits: config.limits,
       chunks: new ChunkWriter(),

@@ -49,28 +49,29 @@ async function rawClient(port: number, text: string): Promise<net.Socket> {
 
 const pipelined = (paths: string[]): string => paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`).join('');
 
-test('pipelined requests answered with stream holds all end when their connection closes; no admission slot is lost (D2)', async (t) => {
-  const origin = await listenHttp((req, res) => {
-    res.writeHead(200, { 'Grip-Hold': 'stream', 'Grip-Channel': 'pipe', 'Content-Type': 'text/plain' });
-    res.end('open\n');
+for (const kind of ['stream', 'response'] as const) {
+  test(`pipelined requests answered with ${kind} holds all end when their connection closes; no admission slot is lost (D2)`, async (t) => {
+    const origin = await listenHttp((req, res) => {
+      res.writeHead(200, { 'Grip-Hold': kind, 'Grip-Channel': 'pipe', 'Content-Type': 'text/plain' });
+      res.end('open\n');
+    });
+    const side = await startTestSidecar({ origin: origin.url, limits: { maxConnections: 4 } });
+    t.teardown(async () => { await side.close(); await origin.close(); });
+    const { hub, metrics } = side.sidecar;
+    const before = await gauge(metrics, kind);
+    const socket = await rawClient(side.sidecar.clientPort, pipelined(['/1', '/2', '/3', '/4']));
+    await waitForSubscribers(hub, 'pipe', 4, 5000);
+    socket.destroy();
+    await waitForSubscribers(hub, 'pipe', 0, 5000);
+    await waitUntil('the hold gauge is back', async () => (await gauge(metrics, kind)) === before, 5000);
+    // All four slots are free again: four new holds are admitted.
+    const clients = await Promise.all([1, 2, 3, 4].map(() => rawClient(side.sidecar.clientPort, pipelined(['/again']))));
+    t.teardown(() => { for (const c of clients) c.destroy(); });
+    await waitForSubscribers(hub, 'pipe', 4, 5000);
+    // And no more than four: each closed request was released once, not twice.
+    t.is((await withDeadline(request(side.url('/fifth')), 5000, 'the refusal')).status, 503);
   });
-  const side = await startTestSidecar({ origin: origin.url, limits: { maxConnections: 4 } });
-  t.teardown(async () => { await side.close(); await origin.close(); });
-  const { hub, metrics } = side.sidecar;
-  const before = await gauge(metrics, 'stream');
-  const socket = await rawClient(side.sidecar.clientPort, pipelined(['/1', '/2', '/3', '/4']));
-  await waitForSubscribers(hub, 'pipe', 4, 5000);
-  socket.destroy();
-  await waitForSubscribers(hub, 'pipe', 0, 5000);
-  await waitUntil('the stream gauge is back', async () => (await gauge(metrics, 'stream')) === before, 5000);
-  // All four slots are free again: four new holds are admitted.
-  const streams = await Promise.all([1, 2, 3, 4].map(() => openStream(side.url('/again'))));
-  t.teardown(() => { for (const s of streams) s.close(); });
-  t.deepEqual(streams.map((s) => s.res.statusCode), [200, 200, 200, 200]);
-  await waitForSubscribers(hub, 'pipe', 4, 5000);
-  // And no more than four: each closed request was released once, not twice.
-  t.is((await withDeadline(request(side.url('/fifth')), 5000, 'the refusal')).status, 503);
-});
+}
 
 test('pipelined requests whose connection closed before the origin answered never become holds; their origin requests are cancelled (D2, D10)', async (t) => {
   const ledger = originLedger();

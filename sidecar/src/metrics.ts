@@ -44,6 +44,10 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_messages_sent_total', help: 'Published items delivered to connections, by kind',
       labelNames: ['kind'] as const, registers: [registry],
     }),
+    deliveriesDropped: new Counter({
+      name: 'kong_grip_deliveries_dropped_total', help: 'Published items not delivered as published to a connection, by reason (patch: its body-patch failed)',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
     channelsDropped: new Counter({
       name: 'kong_grip_channels_dropped_total', help: 'Channels ignored because a connection exceeded the per-connection limit',
       registers: [registry],

@@ -62,7 +62,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const stopBusMetrics = recordBusMetrics(bus, metrics);
   const hub = new Hub(bus, metrics, { ...config.hold, sequencing: config.sequencing }, log);
   const signer = config.sigKey === undefined ? undefined : new GripSigner(config.sigKey, config.sigIss);
-  const origin = new OriginClient({ ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs });
+  const origin = new OriginClient({
+    ...(signer ? { signer } : {}), timeoutMs: config.limits.originTimeoutMs, bodyTimeoutMs: config.limits.originBodyTimeoutMs,
+  });
   const keepAlives = new KeepAliveWheel();
   const holds = new HoldRegistry();
   // Each HTTP hold gets only the ports it uses; these objects are shared by all of them.
@@ -70,7 +72,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const sessions: ProxySessionDeps = {
     origin, metrics, log, limits: config.limits,
     lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
-    responseHolds: holdPorts,
+    responseHolds: { ...holdPorts, log, limits: config.limits },
     streamHolds: {
       ...holdPorts, log, limits: config.limits,
       chunks: new ChunkWriter(),

@@ -4,7 +4,7 @@ import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { listenHttp, request } from '../helpers/http.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
 
-test('an origin that is down gives 502 naming the origin', async (t) => {
+test('an origin that is down gives 502 with Pushpin\'s text, not naming the origin', async (t) => {
   // A port that was free a moment ago: connections are refused.
   const probe = await listenHttp(() => undefined);
   const deadUrl = probe.url;
@@ -13,8 +13,7 @@ test('an origin that is down gives 502 naming the origin', async (t) => {
   t.teardown(() => side.close());
   const res = await request(side.url('/x'));
   t.is(res.status, 502);
-  t.true(res.body.startsWith('Error while proxying to origin.\n'));
-  t.true(res.body.includes(deadUrl), res.body);
+  t.is(res.body, 'Error while proxying to origin.\n');
   const metrics = await (await fetch(`${side.controlUri}metrics`)).text();
   t.regex(metrics, /kong_grip_origin_errors_total\{kind="unreachable"\} 1/);
 });
@@ -29,10 +28,10 @@ test('an origin that hangs gives 504 after the configured origin timeout, and no
   t.teardown(() => side.close());
   const res = await request(side.url('/x'));
   t.is(res.status, 504);
-  t.regex(res.body, /sent no response within 200 ms/);
+  t.is(res.body, 'Error while proxying to origin.\n');
 });
 
-test('malformed Grip-* instructions give a clear 502 naming the origin and the header', async (t) => {
+test('malformed Grip-* instructions give 502 with Pushpin\'s text; what is wrong is counted', async (t) => {
   const origin = await startGripOrigin({
     '/bad-hold': (req, res) => { res.setHeader('Grip-Hold', 'forever'); res.setHeader('Grip-Channel', 'a'); res.end(); },
     '/bad-timeout': (req, res) => {
@@ -42,14 +41,14 @@ test('malformed Grip-* instructions give a clear 502 naming the origin and the h
   });
   const side = await startTestSidecar({ origin: origin.url, sigKey: TEST_SIG_KEY });
   t.teardown(async () => { await side.close(); await origin.close(); });
-  for (const [path, pattern] of [['/bad-hold', /Grip-Hold/], ['/bad-timeout', /Grip-Timeout/], ['/bad-json', /JSON/]] as const) {
+  for (const path of ['/bad-hold', '/bad-timeout', '/bad-json']) {
     const res = await request(side.url(path));
     t.is(res.status, 502, path);
-    t.true(res.body.startsWith('Error while proxying to origin.\n'), path);
-    t.true(res.body.includes(origin.url), `${path}: ${res.body}`);
-    t.regex(res.body, pattern, path);
+    t.is(res.body, 'Error while proxying to origin.\n', path);
     t.is(side.sidecar.hub.channelCount(), 0);
   }
+  const metrics = await (await fetch(`${side.controlUri}metrics`)).text();
+  t.regex(metrics, /kong_grip_requests_total\{outcome="KG_ERR_INSTRUCT_INVALID"\} 3/);
 });
 
 test('a response-hold body over the buffered limit gives 502', async (t) => {
@@ -60,7 +59,7 @@ test('a response-hold body over the buffered limit gives 502', async (t) => {
   t.teardown(async () => { await side.close(); await origin.close(); });
   const res = await request(side.url('/huge'));
   t.is(res.status, 502);
-  t.regex(res.body, /exceeded 1000 bytes/);
+  t.is(res.body, 'Error while proxying to origin.\n');
 });
 
 test('a client body too large to keep gets 400 when the origin answers with GRIP, and is relayed when it does not', async (t) => {

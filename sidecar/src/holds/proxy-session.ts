@@ -1,9 +1,12 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Limits } from '../config.js';
 import { isKgError, KgError } from '../errors.js';
 import { flatten, rawToList, relayResponseHeaders, withoutHeaders } from '../grip/headers.js';
+import { headerTextProblem, isHttpToken } from '../grip/http-text.js';
 import { isGripResponse } from '../grip/instruct.js';
-import type { ChannelSub } from '../grip/types.js';
+import { reasonPhrase } from '../grip/publish-item.js';
+import type { ChannelSub, HeaderList } from '../grip/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { gripLastHeaders } from '../origin/grip-last.js';
@@ -21,6 +24,12 @@ import { StreamHold, type StreamHoldDeps } from './stream-hold.js';
 // once it has ended, refresh while it holds), the session makes the round trip and applies the
 // answer (a refresh's answer only when the hold, which alone knows, says it still applies). The
 // session never calls a hold.
+//
+// Every step is tied to the client's connection: when the client leaves, the origin request in
+// flight (the first one, a retry, a refresh) is aborted, and an answer that arrives anyway is
+// discarded, never turned into a hold. A pipelined request (its response still queued behind an
+// earlier one on the connection) gets no 'close' from Node when the connection goes, so the
+// session gives it one (tieToConnection): its hold, if any, ends, and the admission is released.
 
 /** What a session is given from the sidecar (one for all of them). */
 export interface ProxySessionDeps {
@@ -49,6 +58,57 @@ const GRIP_LAST_SPECIALS = /[,;"\\]/;
 const REQUEST_TOO_LARGE_TEXT = 'Request too large to accept GRIP instruct.\n';
 const EMPTY = Buffer.alloc(0);
 
+/** Responses still queued behind an earlier one on their connection, by connection: one listener per socket. */
+const queuedResponses = new WeakMap<Socket, Set<ServerResponse>>();
+
+function onQueuedSocketClose(this: Socket): void {
+  const queued = queuedResponses.get(this);
+  queuedResponses.delete(this);
+  if (queued !== undefined) for (const res of queued) closeOrphan(res);
+}
+
+function onQueuedResponseSocket(this: ServerResponse, socket: Socket): void {
+  queuedResponses.get(socket)?.delete(this);
+}
+
+/**
+ * A response that never got its connection, which has closed: Node neither destroys it nor emits
+ * its 'close' (it only destroys the request), so nothing else would ever release it.
+ */
+function closeOrphan(res: ServerResponse): void {
+  if (res.socket !== null || res.destroyed) return;
+  res.off('socket', onQueuedResponseSocket);
+  res.destroy();
+  res.emit('close');
+}
+
+/** Makes a pipelined response (no socket yet) close with its connection, as Node does for the others. */
+function tieToConnection(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket as Socket | undefined;
+  if (res.socket !== null || socket === undefined) return;
+  if (socket.destroyed) {
+    queueMicrotask(() => closeOrphan(res));
+    return;
+  }
+  let queued = queuedResponses.get(socket);
+  if (queued === undefined) {
+    queuedResponses.set(socket, (queued = new Set()));
+    socket.once('close', onQueuedSocketClose);
+  }
+  queued.add(res);
+  res.once('socket', onQueuedResponseSocket);
+}
+
+/** What Node cannot write of an origin's head: the reason falls back to the standard phrase; a bad header is refused. */
+function writableHead(code: number, reason: string, headers: HeaderList): { reason: string; problem?: string } {
+  for (const [name, value] of headers) {
+    if (!isHttpToken(name)) return { reason, problem: 'a header name Node cannot write' };
+    const problem = headerTextProblem(value);
+    if (problem !== undefined) return { reason, problem: `header ${name} ${problem}` };
+  }
+  return { reason: headerTextProblem(reason) === undefined ? reason : reasonPhrase(code) };
+}
+
 /** The head says there is no body (RFC 9112 6.3: no Content-Length and no Transfer-Encoding, or a length of 0). */
 function hasNoBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
@@ -59,6 +119,9 @@ export class ProxySession implements OriginReask {
   private readonly keptBody: Buffer[] = [];
   private keptBytes = 0;
   private bodyOverLimit = false;
+  /** Aborted when the client leaves: cancels whatever the session has asked the origin. */
+  private readonly cancel = new AbortController();
+  private readonly onClientGone = (): void => this.cancel.abort();
 
   constructor(
     private readonly deps: ProxySessionDeps,
@@ -69,7 +132,13 @@ export class ProxySession implements OriginReask {
 
   async run(): Promise<void> {
     let answer: OriginAnswer;
-    const request = { method: this.req.method ?? 'GET', url: this.target.url, headers: this.target.headers };
+    tieToConnection(this.req, this.res);
+    if (this.isClientGone()) {
+      this.deps.metrics.requests.inc({ outcome: 'client_gone' });
+      return;
+    }
+    this.res.once('close', this.onClientGone);
+    const request = { method: this.req.method ?? 'GET', url: this.target.url, headers: this.target.headers, signal: this.cancel.signal };
     try {
       let originRes: IncomingMessage;
       if (hasNoBody(this.req)) {
@@ -89,13 +158,24 @@ export class ProxySession implements OriginReask {
     this.send(answer, true);
   }
 
+  /** The client has left (its response closed, or its connection did while the response waited in the queue). */
+  private isClientGone(): boolean {
+    const socket = this.req.socket as Socket | undefined;
+    return this.res.destroyed || this.cancel.signal.aborted || socket?.destroyed === true;
+  }
+
+  /** Nothing more can be asked of the origin for this client (no hold that may retry or refresh): stop listening. */
+  private finished(): void {
+    this.res.off('close', this.onClientGone);
+  }
+
   /** Asks the origin again with the original request plus Grip-Last (hint, a gap in ids, or a hold behind its channel). */
   async retry(lastIds: ReadonlyMap<string, string>, isPositionRecovery: boolean): Promise<void> {
-    if (this.res.destroyed) return;
+    if (this.isClientGone()) return;
     try {
       const originRes = await this.askAgain(lastIds);
-      if (this.res.destroyed) {
-        originRes.resume();
+      if (this.isClientGone()) {
+        originRes.destroy();
         return;
       }
       // The answer to a position recovery is not compared with the channels' positions again: no loop.
@@ -107,24 +187,25 @@ export class ProxySession implements OriginReask {
 
   /** First-subscription refresh of a long-poll: the hold keeps holding until it applies or drops the answer. */
   async refresh(lastIds: ReadonlyMap<string, string>): Promise<RefreshAnswer | undefined> {
-    if (this.res.destroyed) return undefined;
+    if (this.isClientGone()) return undefined;
     let answer: OriginAnswer;
     try {
       const originRes = await this.askAgain(lastIds);
       // Answered by a published item or the timeout, or the client went, while the origin was asked.
-      if (this.res.destroyed || this.res.writableEnded) {
-        originRes.resume();
+      if (this.isClientGone() || this.res.writableEnded) {
+        originRes.destroy();
         return undefined;
       }
       answer = await this.read(originRes);
     } catch (err) {
+      if (this.isClientGone()) return undefined;
       const kg = isKgError(err) ? err : new KgError('KG_ERR_ORIGIN_UNREACHABLE', String(err), { cause: err });
       this.deps.log.warn({ code: kg.code, origin: this.target.url.origin, err: kg.message }, 'refresh failed; still holding');
       return undefined;
     }
     return {
       apply: () => this.send(answer, true),
-      drop: () => answer.res.resume(),
+      drop: () => answer.res.destroy(),
     };
   }
 
@@ -173,7 +254,10 @@ export class ProxySession implements OriginReask {
   /** The original request again, with the kept body, plus where the client stands (Grip-Last). */
   private askAgain(lastIds: ReadonlyMap<string, string>): Promise<IncomingMessage> {
     return this.deps.origin.request(
-      { method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)] },
+      {
+        method: this.req.method ?? 'GET', url: this.target.url, headers: [...this.target.headers, ...gripLastHeaders(lastIds)],
+        signal: this.cancel.signal,
+      },
       Buffer.concat(this.keptBody),
     );
   }
@@ -194,6 +278,12 @@ export class ProxySession implements OriginReask {
 
   /** Gives the client what the origin answered; `checkPosition`: compare new holds' prev-ids with their channels. */
   private send(answer: OriginAnswer, checkPosition: boolean): void {
+    if (this.isClientGone()) {
+      // Never a hold (or a response) for a client that has left.
+      answer.res.destroy();
+      this.deps.metrics.requests.inc({ outcome: 'client_gone' });
+      return;
+    }
     switch (answer.type) {
       case 'relay':
         this.relay(answer.res);
@@ -223,6 +313,7 @@ export class ProxySession implements OriginReask {
         reask: this,
         checkPosition,
       });
+      // Keeps listening: the long-poll may retry or refresh, which the client's departure cancels.
       this.deps.metrics.requests.inc({ outcome: 'hold_response' });
       return;
     }
@@ -234,13 +325,21 @@ export class ProxySession implements OriginReask {
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
       };
+      this.finished(); // the stream hold cancels its own origin reads from here
       new StreamHold(this.deps.streamHolds, this.res, options);
       this.deps.metrics.requests.inc({ outcome: hold ? 'hold_stream' : 'paged' });
       return;
     }
     // A plain GRIP answer: read whole by readGripResponse.
+    this.finished();
     const bytes = Buffer.isBuffer(body) ? body : EMPTY;
-    this.res.writeHead(instruct.code, instruct.reason, [...flatten(headers), 'Content-Length', String(bytes.length)]);
+    try {
+      this.res.writeHead(instruct.code, instruct.reason, [...flatten(headers), 'Content-Length', String(bytes.length)]);
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message, origin: this.target.url.origin }, 'GRIP response head not writable');
+      this.sendText(502, PROXY_ERROR_TEXT);
+      return;
+    }
     this.res.end(bytes);
     this.deps.metrics.requests.inc({ outcome: 'grip_response' });
   }
@@ -264,7 +363,22 @@ export class ProxySession implements OriginReask {
   }
 
   private relay(originRes: IncomingMessage): void {
-    this.res.writeHead(originRes.statusCode ?? 502, originRes.statusMessage, flatten(relayResponseHeaders(originRes.rawHeaders)));
+    this.finished(); // the listeners below tie the origin response to the client from here
+    const code = originRes.statusCode ?? 502;
+    const headers = relayResponseHeaders(originRes.rawHeaders);
+    const head = writableHead(code, originRes.statusMessage ?? '', headers);
+    if (head.problem !== undefined) {
+      originRes.destroy();
+      this.fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${this.target.url.origin} answered a head Node cannot write: ${head.problem}`));
+      return;
+    }
+    try {
+      this.res.writeHead(code, head.reason, flatten(headers));
+    } catch (err) {
+      originRes.destroy();
+      this.fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${this.target.url.origin} answered a head Node cannot write: ${(err as Error).message}`));
+      return;
+    }
     originRes.pipe(this.res);
     originRes.once('error', () => this.res.destroy());
     originRes.once('aborted', () => this.res.destroy());
@@ -272,19 +386,23 @@ export class ProxySession implements OriginReask {
     this.deps.metrics.requests.inc({ outcome: 'relayed' });
   }
 
-  /** Turns a failure into the client-visible answer: Pushpin's text, then what went wrong. */
+  /** Turns a failure into the client-visible answer: Pushpin's text only; what went wrong is logged and counted. */
   private fail(err: unknown): void {
+    this.finished();
     const kg = isKgError(err) ? err : new KgError('KG_ERR_ORIGIN_UNREACHABLE', String(err), { cause: err });
+    if (this.isClientGone()) {
+      // The client left (which may be what cancelled the origin request): nobody to answer.
+      this.deps.log.debug({ code: kg.code, origin: this.target.url.origin, err: kg.message }, 'client left before the origin answered');
+      this.deps.metrics.requests.inc({ outcome: 'client_gone' });
+      return;
+    }
     const level = kg.code === 'KG_ERR_INSTRUCT_INVALID' || kg.code === 'KG_ERR_INSTRUCT_TOO_LARGE' ? 'error' : 'warn';
     this.deps.log[level]({ code: kg.code, origin: this.target.url.origin, err: kg.message }, 'request failed');
     this.deps.metrics.requests.inc({ outcome: kg.code });
     if (kg.code === 'KG_ERR_ORIGIN_UNREACHABLE' || kg.code === 'KG_ERR_ORIGIN_TIMEOUT') {
       this.deps.metrics.originErrors.inc({ kind: kg.code === 'KG_ERR_ORIGIN_TIMEOUT' ? 'timeout' : 'unreachable' });
     }
-    const detail = kg.code === 'KG_ERR_INSTRUCT_INVALID' || kg.code === 'KG_ERR_INSTRUCT_TOO_LARGE'
-      ? `Invalid GRIP instructions from origin ${this.target.url.origin}: ${kg.message}\n`
-      : `${kg.message}\n`;
-    this.sendText(kg.status || 502, kg.code === 'KG_ERR_REQUEST_TOO_LARGE' ? REQUEST_TOO_LARGE_TEXT : PROXY_ERROR_TEXT + detail);
+    this.sendText(kg.status || 502, kg.code === 'KG_ERR_REQUEST_TOO_LARGE' ? REQUEST_TOO_LARGE_TEXT : PROXY_ERROR_TEXT);
   }
 
   private sendText(status: number, text: string): void {

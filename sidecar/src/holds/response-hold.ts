@@ -3,6 +3,8 @@ import { flatten } from '../grip/headers.js';
 import { buildPublishedResponse, type ResponseParts } from '../grip/published-response.js';
 import type { ChannelSub, PublishItem } from '../grip/types.js';
 import type { PositionedSubscriber } from '../hub/hub.js';
+import type { Limits } from '../config.js';
+import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
 import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
@@ -31,9 +33,14 @@ export interface ResponseHoldDeps {
   hub: ChannelSubscriptions;
   holds: OpenHolds;
   channelLimit: ChannelLimit;
-  metrics: HoldMetrics & Pick<Metrics, 'messagesSent'>;
+  metrics: HoldMetrics & Pick<Metrics, 'messagesSent' | 'deliveriesDropped'>;
+  log: Pick<Logger, 'warn'>;
+  limits: Pick<Limits, 'maxPatchedBodyBytes'>;
   clock: Clock;
 }
+
+/** Items whose body-patch failed and has been logged: once per item, however many long-polls it answers. */
+const loggedPatchFailures = new WeakSet<PublishItem>();
 
 /** How a long-poll asks the origin again; its session implements it. */
 export interface OriginReask {
@@ -95,10 +102,22 @@ export class ResponseHold implements PositionedSubscriber {
       return;
     }
     switch (format.action) {
-      case 'send':
-        this.deps.metrics.messagesSent.inc({ kind: 'response' });
-        this.finish('published', buildPublishedResponse(this.options.timeoutResponse, format));
+      case 'send': {
+        const response = buildPublishedResponse(this.options.timeoutResponse, format, { maxPatchedBodyBytes: this.deps.limits.maxPatchedBodyBytes });
+        if (response.patchError !== undefined) {
+          // The patched body is dropped for this client, which gets the item's response with an
+          // empty body, as from Pushpin. Counted per client, logged once per item.
+          this.deps.metrics.deliveriesDropped.inc({ reason: 'patch' });
+          if (!loggedPatchFailures.has(item)) {
+            loggedPatchFailures.add(item);
+            this.deps.log.warn({ channel: item.channel, id: item.id, err: response.patchError.message }, 'body-patch not applied; empty body sent');
+          }
+        } else {
+          this.deps.metrics.messagesSent.inc({ kind: 'response' });
+        }
+        this.finish('published', response);
         return;
+      }
       case 'hint':
       case 'refresh':
         this.retryWith(this.knownPrevIds(), false);
@@ -165,8 +184,16 @@ export class ResponseHold implements PositionedSubscriber {
     if (this.state === 'closed') return;
     const headers = flatten(response.headers);
     headers.push('Content-Length', String(response.body.length));
-    this.res.writeHead(response.code, response.reason, headers);
-    this.res.end(response.body);
+    // Runs from a publish, a timer or a shutdown: a head Node refuses ends this response only.
+    try {
+      this.res.writeHead(response.code, response.reason, headers);
+      this.res.end(response.body);
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message, reason }, 'long-poll response not writable; connection closed');
+      this.release('error');
+      this.res.destroy();
+      return;
+    }
     this.release(reason);
   }
 

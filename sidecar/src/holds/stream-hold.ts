@@ -6,7 +6,7 @@ import type { PositionedSubscriber } from '../hub/hub.js';
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
-import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
+import type { FetchedPage } from '../origin/link-fetch.js';
 import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
 import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
@@ -47,6 +47,15 @@ function uncork(socket: Socket): void {
 
 const MAX_FETCH_ATTEMPTS = 5;
 
+/**
+ * Next-link fetches as a stream uses them (LinkFetcher): `signal` is aborted when the stream ends,
+ * and should cancel the origin request. A fetcher that ignores it still works: a page that
+ * arrives for a closed stream is destroyed unread.
+ */
+export interface CancellableNextLinks {
+  fetch(url: string, lastIds: ReadonlyMap<string, string>, signal?: AbortSignal): Promise<FetchedPage>;
+}
+
 /** What a stream is given from the sidecar (one for all of them). */
 export interface StreamHoldDeps {
   hub: ChannelSubscriptions;
@@ -59,7 +68,7 @@ export interface StreamHoldDeps {
   chunks: Pick<ChunkWriter, 'write'>;
   /** Shared by all stream holds: one timer for every keep-alive. */
   keepAlives: Pick<KeepAliveWheel, 'add' | 'remove' | 'currentTick'>;
-  links: NextLinks;
+  links: CancellableNextLinks;
   log: Pick<Logger, 'warn'>;
   limits: Pick<Limits, 'maxQueueItems' | 'maxQueueBytes'>;
   clock: Clock;
@@ -88,6 +97,11 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private pending: PublishItem[] | undefined;
   private keepAlive: KeepAlive | undefined;
   private nextLinkTimer: Timer | undefined;
+  /** The origin body being appended now (initial body or a page): destroyed if the stream closes first. */
+  private reading: IncomingMessage | undefined;
+  /** Cancels the next-link fetch in flight, or the wait before its retry. */
+  private fetchAbort: AbortController | undefined;
+  private retryTimer: Timer | undefined;
   private readonly startedAt: number;
   lastWriteTick = 0;
   corkedTick = 0;
@@ -246,6 +260,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
       this.appendComplete(body);
       return this.state !== 'closed';
     }
+    this.reading = body;
     try {
       for await (const chunk of body) {
         if (this.state === 'closed') {
@@ -255,9 +270,12 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
         this.write(chunk as Buffer, true);
       }
     } catch (err) {
+      if (this.isClosed()) return false; // destroyed by close(): the client left
       this.deps.log.warn({ err: (err as Error).message }, 'origin body failed mid-stream');
       this.end('origin_error');
       return false;
+    } finally {
+      this.reading = undefined;
     }
     return this.state !== 'closed';
   }
@@ -289,6 +307,11 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
       const link: Link = this.nextLink as Link;
       const page = await this.fetchWithRetries(link.url);
       if (page === undefined) return;
+      if (this.isClosed()) {
+        // The stream ended while the page was fetched (a fetcher that did not cancel): unread.
+        if (!Buffer.isBuffer(page.body)) page.body.destroy();
+        return;
+      }
       if (!(await this.appendBody(page.body))) return;
       const instruct = page.instruct;
       if (instruct?.hold !== undefined) {
@@ -308,18 +331,24 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
 
   private async fetchWithRetries(url: string): Promise<FetchedPage | undefined> {
     for (let attempt = 0; ; attempt++) {
+      const abort = (this.fetchAbort = new AbortController());
       try {
-        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS);
+        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, abort.signal);
       } catch (err) {
+        if (this.isClosed()) return undefined; // cancelled: the stream ended, not an origin error
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });
-        if (this.state === 'closed') return undefined;
         if (attempt + 1 >= MAX_FETCH_ATTEMPTS) {
           this.deps.log.warn({ err: (err as Error).message, url }, 'next link failed; ending stream');
           this.end('origin_error');
           return undefined;
         }
         const delayMs = 1000 * 2 ** attempt + Math.floor(Math.random() * 1000);
-        await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, delayMs));
+        // Resolved by the timer, or by close() (which clears it), so nothing waits on a closed stream.
+        await new Promise<void>((resolve) => {
+          this.retryTimer = this.deps.clock.setTimeout(resolve, delayMs);
+          abort.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        this.retryTimer = undefined;
         if (this.isClosed()) return undefined;
       }
     }
@@ -370,6 +399,13 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     this.state = 'closed';
     this.deps.keepAlives.remove(this);
     this.deps.clock.clearTimeout(this.nextLinkTimer);
+    this.deps.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    // The origin side goes with the client: the body being read, the next-link fetch in flight.
+    this.fetchAbort?.abort();
+    this.fetchAbort = undefined;
+    if (this.reading !== undefined && !this.reading.complete) this.reading.destroy();
+    this.reading = undefined;
     this.pending = undefined;
     this.res.off('close', onResponseClose);
     holdsByResponse.delete(this.res);

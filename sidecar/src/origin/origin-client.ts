@@ -13,6 +13,11 @@ export interface OriginRequest {
   method: string;
   url: URL;
   headers: HeaderList;
+  /**
+   * The client has gone: aborting destroys the request, or its response while the body is still
+   * arriving (the connection is not reused), and a pending response rejects.
+   */
+  signal?: AbortSignal;
 }
 
 export interface OriginCall {
@@ -53,7 +58,7 @@ export class OriginClient implements OriginPort {
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
 
-  constructor(private readonly options: { signer?: GripSigner; timeoutMs: number; idleSocketMs?: number }) {
+  constructor(private readonly options: { signer?: GripSigner; timeoutMs: number; idleSocketMs?: number; bodyTimeoutMs?: number }) {
     // `timeout` acts on idle pooled sockets only: Node's agent destroys a free socket on timeout,
     // and a request in progress merely gets a 'timeout' event, which nothing here listens to.
     const pool = { keepAlive: true, maxSockets: 1024, maxFreeSockets: 256, timeout: options.idleSocketMs ?? ORIGIN_IDLE_SOCKET_MS };
@@ -83,19 +88,40 @@ export class OriginClient implements OriginPort {
       agent: isHttps ? this.httpsAgent : this.httpAgent,
     });
     const target = req.url.origin;
+    const signal = req.signal;
+    let originRes: IncomingMessage | undefined;
+    const onAbort = (): void => {
+      if (originRes === undefined) outgoing.destroy(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `request to origin ${target} cancelled: the client left`));
+      else if (!originRes.complete) originRes.destroy();
+    };
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new KgError('KG_ERR_ORIGIN_TIMEOUT', `origin ${target} sent no response within ${this.options.timeoutMs} ms`));
         outgoing.destroy();
       }, this.options.timeoutMs);
-      outgoing.on('response', (res) => { clearTimeout(timer); resolve(res); }); // emitted once
+      outgoing.on('response', (res) => { // emitted once
+        clearTimeout(timer);
+        originRes = res;
+        if (this.options.bodyTimeoutMs !== undefined) watchBodyIdle(res, this.options.bodyTimeoutMs, target);
+        resolve(res);
+      });
       outgoing.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        const failure = new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${target} failed: ${err.message}`, { cause: err });
+        const failure = err instanceof KgError ? err : new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${target} failed: ${err.message}`, { cause: err });
         if (outgoing.reusedSocket && STALE_CONNECTION_CODES.has(err.code ?? '')) staleConnectionFailures.add(failure);
         reject(failure);
       });
     });
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        onAbort();
+      } else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        // Until the exchange is over: the request failed, or the response ended or was destroyed.
+        const forget = (): void => signal.removeEventListener('abort', onAbort);
+        outgoing.once('close', () => { if (originRes === undefined) forget(); else if (originRes.complete || originRes.destroyed) forget(); else originRes.once('close', forget); });
+      }
+    }
     // An unobserved rejection (caller already gave up) must not crash the process.
     response.catch(() => undefined);
     return { outgoing, response };
@@ -109,6 +135,7 @@ export class OriginClient implements OriginPort {
       return await call.response;
     } catch (err) {
       if (!(err instanceof KgError) || !staleConnectionFailures.has(err) || !IDEMPOTENT_METHODS.has(req.method.toUpperCase())) throw err;
+      if (req.signal?.aborted === true) throw err;
       const again = await this.start(req);
       again.outgoing.end(body);
       return again.response;
@@ -119,6 +146,41 @@ export class OriginClient implements OriginPort {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
   }
+}
+
+/**
+ * The origin may go `idleMs` without sending body bytes the sidecar waits for (limits.originBodyTimeoutMs);
+ * then the response is destroyed with KG_ERR_ORIGIN_UNREACHABLE, so whoever reads it fails as for
+ * any origin failure mid-body (a 502 before the client's headers were sent; the client's response
+ * closed after). Every body is watched: a buffered GRIP body, a stream hold's initial body and
+ * next-link pages, and a relayed non-GRIP body too. That last one is a choice: a stalled plain
+ * response would otherwise keep its client and a connection slot for ever; the price is that a
+ * relayed long-lived non-GRIP stream silent for that long is cut (docs/security.md, limits).
+ * Bytes arriving on the socket restart the timer; so does data received but not yet read on our side (a slow
+ * client, not a stalled origin). No 'data' listener on the response, so its flowing state is left alone.
+ */
+function watchBodyIdle(res: IncomingMessage, idleMs: number, target: string): void {
+  if (res.complete) return;
+  const socket = res.socket;
+  const timer = setTimeout(() => {
+    if (res.complete || res.destroyed) return;
+    if (res.readableLength > 0) {
+      timer.refresh();
+      return;
+    }
+    res.destroy(new KgError('KG_ERR_ORIGIN_UNREACHABLE', `origin ${target} sent no body bytes for ${idleMs} ms`));
+  }, idleMs);
+  timer.unref();
+  const onData = (): void => { timer.refresh(); };
+  const stop = (): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    res.off('end', stop);
+    res.off('close', stop);
+  };
+  socket.on('data', onData);
+  res.once('end', stop);
+  res.once('close', stop);
 }
 
 /** Reads a body fully, failing once it passes `limit` bytes. */

@@ -73,9 +73,17 @@ export class FakeResponse extends EventEmitter {
   }
 
   writeHead(code: number, reason?: string | string[], headers?: string[]): this {
+    const list = (Array.isArray(reason) ? reason : headers) ?? [];
+    // Node's checks (lib/_http_common.js): writeHead throws rather than send these.
+    const invalid = (text: string): boolean => /[^\t\x20-\x7e\x80-\xff]/.test(text);
+    if (typeof reason === 'string' && invalid(reason)) throw Object.assign(new TypeError('Invalid character in statusMessage'), { code: 'ERR_INVALID_CHAR' });
+    for (let i = 0; i < list.length; i += 2) {
+      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(list[i] as string)) throw Object.assign(new TypeError('Header name must be a valid HTTP token'), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      if (invalid(list[i + 1] as string)) throw Object.assign(new TypeError('Invalid character in header content'), { code: 'ERR_INVALID_CHAR' });
+    }
     this.statusCode = code;
     if (typeof reason === 'string') this.statusMessage = reason;
-    this.headerList = (Array.isArray(reason) ? reason : headers) ?? [];
+    this.headerList = list;
     this.headersSent = true;
     this.calls.push('writeHead');
     this.emit('head');
@@ -208,12 +216,12 @@ export class FakeOrigin extends EventEmitter implements OriginPort {
 
 /** Next-link fetches the test answers by hand. Emits 'fetch'. */
 export class FakeLinks extends EventEmitter implements NextLinks {
-  readonly fetches: Array<{ url: string; lastIds: Map<string, string>; page: Deferred<FetchedPage> }> = [];
+  readonly fetches: Array<{ url: string; lastIds: Map<string, string>; page: Deferred<FetchedPage>; signal: AbortSignal | undefined }> = [];
   private taken = 0;
 
-  fetch(url: string, lastIds: ReadonlyMap<string, string>): Promise<FetchedPage> {
+  fetch(url: string, lastIds: ReadonlyMap<string, string>, signal?: AbortSignal): Promise<FetchedPage> {
     const page = deferred<FetchedPage>();
-    this.fetches.push({ url, lastIds: new Map(lastIds), page });
+    this.fetches.push({ url, lastIds: new Map(lastIds), page, signal });
     this.emit('fetch');
     return page.promise;
   }
@@ -275,7 +283,7 @@ export function stillHeld(ports: { hub: FakeHub; clock: FakeClock; holds: HoldRe
 export const NOTHING_HELD = { channels: [], timers: 0, holds: 0 };
 
 /** Everything a hold or session is given, made of fakes (a real HoldRegistry, ChunkWriter and metrics). */
-export function fakePorts(options: { maxChannels?: number; maxQueueItems?: number; maxQueueBytes?: number } = {}) {
+export function fakePorts(options: { maxChannels?: number; maxQueueItems?: number; maxQueueBytes?: number; maxPatchedBodyBytes?: number } = {}) {
   const hub = new FakeHub();
   const clock = new FakeClock();
   const metrics: Metrics = createMetrics();
@@ -285,7 +293,9 @@ export function fakePorts(options: { maxChannels?: number; maxQueueItems?: numbe
   const links = new FakeLinks();
   let streamSent = 0;
   const channelLimit = createChannelLimit(options.maxChannels ?? 20, metrics, log);
-  const responseHolds: ResponseHoldDeps = { hub, holds, channelLimit, metrics, clock };
+  const responseHolds: ResponseHoldDeps = {
+    hub, holds, channelLimit, metrics, clock, log, limits: { maxPatchedBodyBytes: options.maxPatchedBodyBytes ?? 1_048_576 },
+  };
   const streamHolds: StreamHoldDeps = {
     hub, holds, channelLimit, metrics, clock, log, keepAlives, links,
     limits: { maxQueueItems: options.maxQueueItems ?? 100, maxQueueBytes: options.maxQueueBytes ?? 1_048_576 },

@@ -22,6 +22,19 @@ interface RequestOptions {
   headers?: Record<string, string>;
   /** Streamed by the test (a POST body); the request is then a PassThrough. */
   hasBody?: boolean;
+  /** The client's connection (Node's req.socket), which the test may close. */
+  socket?: FakeSocket;
+}
+
+/** A client connection as the session sees it through req.socket. */
+class FakeSocket extends EventEmitter {
+  destroyed = false;
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    process.nextTick(() => this.emit('close'));
+  }
 }
 
 function clientRequest(options: RequestOptions): IncomingMessage & EventEmitter {
@@ -31,6 +44,7 @@ function clientRequest(options: RequestOptions): IncomingMessage & EventEmitter 
   return Object.assign(base, {
     method: options.method ?? 'GET', url: options.url ?? '/feed?x=1', headers: options.headers ?? {},
     complete, ...(complete ? { readableLength: 0 } : {}),
+    ...(options.socket ? { socket: options.socket } : {}),
   }) as unknown as IncomingMessage & EventEmitter;
 }
 
@@ -175,7 +189,7 @@ test('an item that arrives while the refresh is out wins, and the origin\'s answ
   t.is(res.body, 'won\n');
   const late = longPoll('b', 'late\n');
   refresh.answer(late);
-  await once(late, 'end'); // drained, unused
+  await once(late, 'close'); // discarded, unused
   await settle();
   t.deepEqual(hub.channels(), []);
   t.is(res.body, 'won\n');
@@ -229,30 +243,40 @@ test('the client going away releases the long-poll\'s subscriptions', async (t) 
   t.is(holds.size, 0);
 });
 
-test('an unreachable origin gives 502 with Pushpin\'s text', async (t) => {
-  const { origin, res, done, metrics } = startSession();
+/** The fields of the one 'request failed' log line. */
+function failureLogged(log: ReturnType<typeof startSession>['log']): { code?: string; origin?: string; err?: string } {
+  const line = log.lines.find((l) => l.msg === 'request failed');
+  return (line?.fields ?? {}) as { code?: string; origin?: string; err?: string };
+}
+
+test('an unreachable origin gives 502 with Pushpin\'s text only; the cause is logged', async (t) => {
+  const { origin, res, done, metrics, log } = startSession();
   (await origin.nextCall()).fail(new KgError('KG_ERR_ORIGIN_UNREACHABLE', 'origin http://origin.test failed: ECONNREFUSED'));
   await done;
   t.is(res.statusCode, 502);
-  t.is(res.body, 'Error while proxying to origin.\norigin http://origin.test failed: ECONNREFUSED\n');
+  t.is(res.body, 'Error while proxying to origin.\n');
   t.is(await metricValue(metrics.originErrors, { kind: 'unreachable' }), 1);
+  t.is(failureLogged(log).err, 'origin http://origin.test failed: ECONNREFUSED');
 });
 
-test('invalid instructions give 502 naming the origin', async (t) => {
-  const { origin, res, done, metrics } = startSession();
+test('invalid instructions give 502 with Pushpin\'s text only; what is wrong is logged and counted', async (t) => {
+  const { origin, res, done, metrics, log } = startSession();
   await answerNext(origin, originResponse(200, [['Grip-Hold', 'bogus']]));
   await done;
   t.is(res.statusCode, 502);
-  t.regex(res.body, /^Error while proxying to origin\.\nInvalid GRIP instructions from origin http:\/\/origin\.test: Grip-Hold must be/);
+  t.is(res.body, 'Error while proxying to origin.\n');
   t.is(await metricValue(metrics.requests, { outcome: 'KG_ERR_INSTRUCT_INVALID' }), 1);
+  t.is(failureLogged(log).origin, 'http://origin.test');
+  t.regex(failureLogged(log).err ?? '', /Grip-Hold must be/);
 });
 
 test('a Grip-Status below 200 cannot be the final response: 502', async (t) => {
-  const { origin, res, done } = startSession();
+  const { origin, res, done, log } = startSession();
   await answerNext(origin, originResponse(200, [['Grip-Status', '99']]));
   await done;
   t.is(res.statusCode, 502);
-  t.regex(res.body, /Grip-Status 99 cannot be the final response/);
+  t.is(res.body, 'Error while proxying to origin.\n');
+  t.regex(failureLogged(log).err ?? '', /Grip-Status 99 cannot be the final response/);
 });
 
 test('a GRIP answer without a hold is sent with its body and a Content-Length', async (t) => {
@@ -293,4 +317,103 @@ test('on a listed path an SSE client\'s Last-Event-ID becomes the prev-id of cha
     { op: 'subscribe', channel: 'a', prevId: '42' },
     { op: 'subscribe', channel: 'b', prevId: '7' },
   ]);
+});
+
+test('an origin reason phrase Node cannot write is replaced by the standard phrase (D1)', async (t) => {
+  const { origin, res, done } = startSession();
+  await answerNext(origin, originResponse(200, [['Content-Type', 'text/plain']], 'fine\n', { reason: 'O\x01K' }));
+  await done;
+  await ended(res);
+  t.is(res.statusCode, 200);
+  t.is(res.statusMessage, 'OK');
+  t.is(res.body, 'fine\n');
+});
+
+test('an origin header Node cannot write gives 502 with Pushpin\'s text, never a throw (D1)', async (t) => {
+  const { origin, res, done, log } = startSession();
+  const answer = originResponse(200, [['X-Bad', 'a\x01b']], 'never relayed\n');
+  await answerNext(origin, answer);
+  await done;
+  t.is(res.statusCode, 502);
+  t.is(res.body, 'Error while proxying to origin.\n');
+  t.true(answer.destroyed);
+  t.true(log.lines.some((l) => l.msg === 'request failed'));
+});
+
+test('a GRIP answer whose head Node cannot write gives 502, never a throw (D1)', async (t) => {
+  const { origin, res, done } = startSession();
+  await answerNext(origin, originResponse(200, [['Grip-Status', '200 O\x01K'], ['X-Y', '1']], 'body'));
+  await done;
+  t.is(res.statusCode, 502);
+  t.is(res.body, 'Error while proxying to origin.\n');
+});
+
+for (const [kind, answer] of [
+  ['long-poll', () => longPoll('a')],
+  ['stream', () => originResponse(200, [['Grip-Hold', 'stream'], ['Grip-Channel', 'a']], 'first\n', { streaming: true })],
+] as const) {
+  test(`a client that leaves before the origin answered cancels the origin request, and the late ${kind} answer never becomes a hold (D3, D10)`, async (t) => {
+    const { origin, res, done, hub, holds, metrics } = startSession();
+    const call = await origin.nextCall();
+    t.false(call.req.signal?.aborted ?? true, 'the origin request can be cancelled');
+    res.destroy();
+    await once(res, 'close');
+    t.true(call.req.signal?.aborted, 'the origin request is cancelled');
+    const late = answer();
+    call.answer(late);
+    await done;
+    await settle();
+    t.deepEqual(hub.channels(), []);
+    t.is(holds.size, 0);
+    t.is(await metricValue(metrics.connections, { kind: 'response' }), 0);
+    t.is(await metricValue(metrics.connections, { kind: 'stream' }), 0);
+    t.true(late.destroyed, 'the late answer is discarded, not read');
+  });
+}
+
+for (const [when, channels, askAgain] of [
+  ['a hint\'s retry', 'a; prev-id=5', (hub: ReturnType<typeof startSession>['hub']) => hub.publish(responseItem('a', { action: 'hint' }))],
+  ['a refresh', 'a', (hub: ReturnType<typeof startSession>['hub']) => hub.refresh('a')],
+] as const) {
+  test(`a client that leaves during ${when} ends the hold and cancels the origin request; its answer never becomes a hold (D3, D10)`, async (t) => {
+    const { origin, res, hub, holds, metrics } = await longPolling(channels);
+    askAgain(hub);
+    const again = await origin.nextCall();
+    res.destroy();
+    await once(res, 'close');
+    t.true(again.req.signal?.aborted);
+    const late = longPoll('b');
+    again.answer(late);
+    await settle();
+    t.deepEqual(hub.channels(), []);
+    t.is(holds.size, 0);
+    t.is(await metricValue(metrics.connections, { kind: 'response' }), 0);
+    t.true(late.destroyed);
+  });
+}
+
+test('a pipelined request whose connection closed before the origin answered never becomes a hold, and its response closes (D2)', async (t) => {
+  // Queued behind an earlier response: no res.socket, and Node emits no 'close' for it.
+  const socket = new FakeSocket();
+  const { origin, res, done, hub, holds } = startSession({ socket });
+  const call = await origin.nextCall();
+  const closed = once(res, 'close');
+  socket.destroy();
+  await closed; // what releases the admission slot
+  t.true(res.destroyed);
+  t.true(call.req.signal?.aborted);
+  call.answer(originResponse(200, [['Grip-Hold', 'stream'], ['Grip-Channel', 'a']]));
+  await done;
+  await settle();
+  t.deepEqual(hub.channels(), []);
+  t.is(holds.size, 0);
+});
+
+test('a pipelined request whose connection has already closed is not sent to the origin (D2)', async (t) => {
+  const socket = new FakeSocket();
+  socket.destroyed = true;
+  const { origin, res, done } = startSession({ socket });
+  await done;
+  await once(res, 'close');
+  t.is(origin.calls.length, 0);
 });

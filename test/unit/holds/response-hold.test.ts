@@ -198,3 +198,48 @@ test('channels over the per-connection limit are dropped and counted', async (t)
   t.is(await metricValue(metrics.channelsDropped, {}), 1);
   t.is(log.lines.filter((l) => l.level === 'warn').length, 1);
 });
+
+test('a body-patch that fails answers with an empty body, counted per long-poll and logged once per item (D4)', async (t) => {
+  const first = holding([channel('a')]);
+  const second = new FakeResponse();
+  // A second long-poll on the same hub, ports and item.
+  new ResponseHold(first.responseHolds, second.asResponse(), {
+    channels: [channel('a')], timeoutSec: 30, checkPosition: true, reask: new FakeReask(),
+    timeoutResponse: { code: 200, reason: 'OK', headers: [], body: Buffer.from('not json') },
+  });
+  first.hub.publish(responseItem('a', { bodyPatch: [{ op: 'add', path: '/x', value: 1 }] }));
+  for (const res of [first.res, second]) {
+    t.true(res.writableEnded);
+    t.is(res.body, '');
+    t.is(res.header('content-length'), '0');
+  }
+  t.is(await metricValue(first.metrics.deliveriesDropped, { reason: 'patch' }), 2);
+  t.is(first.log.lines.filter((l) => l.msg === 'body-patch not applied; empty body sent').length, 1);
+  t.deepEqual(stillHeld(first), NOTHING_HELD);
+});
+
+test('a patched body over maxPatchedBodyBytes is dropped the same way (D4)', async (t) => {
+  const ports = fakePorts({ maxPatchedBodyBytes: 64 });
+  const res = new FakeResponse();
+  new ResponseHold(ports.responseHolds, res.asResponse(), {
+    channels: [channel('a')], timeoutSec: 30, checkPosition: true, reask: new FakeReask(),
+    timeoutResponse: { code: 200, reason: 'OK', headers: [], body: Buffer.from('{}') },
+  });
+  ports.hub.publish(responseItem('a', { bodyPatch: [{ op: 'add', path: '/x', value: 'y'.repeat(100) }] }));
+  t.is(res.body, '');
+  t.is(await metricValue(ports.metrics.deliveriesDropped, { reason: 'patch' }), 1);
+});
+
+test('a long-poll response Node refuses to write closes that connection, logged, never thrown from the timer', async (t) => {
+  const ports = fakePorts();
+  const res = new FakeResponse();
+  new ResponseHold(ports.responseHolds, res.asResponse(), {
+    channels: [channel('a')], timeoutSec: 30, checkPosition: true, reask: new FakeReask(),
+    timeoutResponse: { code: 200, reason: 'O\x01K', headers: [], body: Buffer.from('x') },
+  });
+  t.notThrows(() => ports.clock.advance(30_000));
+  t.true(res.destroyed);
+  t.deepEqual(stillHeld(ports), NOTHING_HELD);
+  t.is(await metricValue(ports.metrics.connections, { kind: 'response' }), 0);
+  t.true(ports.log.lines.some((l) => l.msg === 'long-poll response not writable; connection closed'));
+});

@@ -199,3 +199,61 @@ test('a client whose unsent bytes pass maxQueueBytes is dropped as a slow consum
   t.true(res.destroyed);
   t.deepEqual(hub.channels(), []);
 });
+
+test('a client that leaves while the initial body is still arriving destroys that origin body (D10)', async (t) => {
+  const body = originResponse(200, [], '', { streaming: true });
+  const ports = streaming({ initialBody: body });
+  body.write('part 1\n');
+  await until(ports.res, 'data', () => ports.res.body === 'part 1\n');
+  ports.res.destroy();
+  await once(ports.res, 'close');
+  t.true(body.destroyed, 'the origin response is not left open');
+  t.deepEqual(stillHeld(ports), NOTHING_HELD);
+  t.is(await metricValue(ports.metrics.connections, { kind: 'stream' }), 0);
+  t.is(await metricValue(ports.metrics.holdsClosed, { kind: 'stream', reason: 'client_gone' }), 1);
+});
+
+test('a client that leaves during a next-link fetch cancels it; a page that arrives anyway is destroyed unread (D3, D10)', async (t) => {
+  const ports = streaming({ channels: [channel('a')], nextLink: LINK });
+  ports.clock.advance(10_000);
+  const fetch = await ports.links.nextFetch();
+  t.false(fetch.signal?.aborted ?? true, 'the fetch can be cancelled');
+  ports.res.destroy();
+  await once(ports.res, 'close');
+  t.true(fetch.signal?.aborted, 'the fetch is cancelled');
+  const page = originResponse(200, [], '', { streaming: true });
+  fetch.page.resolve({ body: page });
+  await settle();
+  t.true(page.destroyed);
+  t.is(ports.links.fetches.length, 1, 'no further link followed');
+  t.deepEqual(stillHeld(ports), NOTHING_HELD);
+  t.is(await metricValue(ports.metrics.originErrors, { kind: 'next_link' }), 0);
+});
+
+test('a client that leaves while a failed next link waits to be tried again stops the retries and their timer (D3, D10)', async (t) => {
+  const ports = streaming({ channels: [channel('a')], nextLink: LINK });
+  ports.clock.advance(10_000);
+  (await ports.links.nextFetch()).page.reject(new KgError('KG_ERR_ORIGIN_UNREACHABLE', 'down'));
+  await settle();
+  t.is(ports.clock.pending, 1, 'the backoff timer');
+  ports.res.destroy();
+  await once(ports.res, 'close');
+  await settle();
+  t.deepEqual(stillHeld(ports), NOTHING_HELD);
+  t.is(ports.links.fetches.length, 1);
+});
+
+test('paging through next links stops when the client leaves mid-page (D3, D10)', async (t) => {
+  const ports = streaming({ channels: [], nextLink: LINK });
+  const fetch = await ports.links.nextFetch();
+  const page = originResponse(200, [], '', { streaming: true });
+  fetch.page.resolve({ body: page, instruct: { code: 200, reason: 'OK', headers: [], meta: {}, nextLink: LINK } });
+  page.write('page 1\n');
+  await until(ports.res, 'data', () => ports.res.body.endsWith('page 1\n'));
+  ports.res.destroy();
+  await once(ports.res, 'close');
+  await settle();
+  t.true(page.destroyed);
+  t.is(ports.links.fetches.length, 1);
+  t.deepEqual(stillHeld(ports), NOTHING_HELD);
+});

@@ -309,11 +309,11 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private async fetchWithRetries(url: string): Promise<FetchedPage | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS);
+        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, this.res);
       } catch (err) {
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });
         if (this.state === 'closed') return undefined;
-        if (attempt + 1 >= MAX_FETCH_ATTEMPTS) {
+        if (attempt + 1 >= MAX_FETCH_ATTEMPTS || (err as { code?: unknown }).code === 'KG_ERR_LINK_REFUSED') {
           this.deps.log.warn({ err: (err as Error).message, url }, 'next link failed; ending stream');
           this.end('origin_error');
           return undefined;

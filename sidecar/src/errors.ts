@@ -8,6 +8,7 @@ export const ErrorCodes = {
   KG_ERR_INSTRUCT_TOO_LARGE: { status: 502, summary: 'a GRIP response body from the origin exceeded the buffered limit' },
   KG_ERR_REQUEST_TOO_LARGE: { status: 400, summary: 'the client body was too large to keep for a GRIP hold' },
   KG_ERR_ORIGIN_UNREACHABLE: { status: 502, summary: 'the origin could not be reached or failed mid-response' },
+  KG_ERR_LINK_REFUSED: { status: 0, summary: 'a Grip-Link rel=next names a URL the outbound policy refuses (another origin, the sidecar itself); the stream ends' },
   KG_ERR_ORIGIN_TIMEOUT: { status: 504, summary: 'the origin did not answer in time' },
   KG_ERR_PUBLISH_INVALID: { status: 400, summary: 'a publish body or item is malformed' },
   KG_ERR_PUBLISH_UNAUTHORIZED: { status: 401, summary: 'a publish lacked valid credentials' },

@@ -1,4 +1,4 @@
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
@@ -16,6 +16,7 @@ import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { GripSigner } from './origin/grip-sig.js';
 import { LinkFetcher } from './origin/link-fetch.js';
 import { OriginClient } from './origin/origin-client.js';
+import { createOutboundPolicy, type OutboundCheck } from './origin/outbound-policy.js';
 import { createWsEventsPoster } from './origin/ws-origin.js';
 import { PublishGate, startControlServer, type ControlServer } from './publish/control-server.js';
 import { Admission } from './server/admission.js';
@@ -67,6 +68,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   });
   const keepAlives = new KeepAliveWheel();
   const holds = new HoldRegistry();
+  // Next links go through the outbound policy, built once both listeners' ports are known.
+  let outbound: OutboundCheck | undefined;
+  const links = new LinkFetcher(origin, config.limits.maxInstructBodyBytes, () => outbound);
   // Each HTTP hold gets only the ports it uses; these objects are shared by all of them.
   const holdPorts = { hub, holds, metrics, clock: systemClock, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log) };
   const sessions: ProxySessionDeps = {
@@ -78,7 +82,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       chunks: new ChunkWriter(),
       keepAlives,
       countStreamSent: countPerTick((n) => metrics.messagesSent.inc({ kind: 'stream' }, n)),
-      links: new LinkFetcher(origin, config.limits.maxInstructBodyBytes),
+      links,
     },
   };
   const publishGate = new PublishGate();
@@ -119,6 +123,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     }, config.control);
   }
   const controlPort = control?.port ?? 0;
+  outbound = createOutboundPolicy({
+    allowedOrigins: config.kong?.allowedOrigins ?? [],
+    // A worker does not serve the control port; the primary does, on the configured one.
+    listeners: [{ host: config.listen.host, port: clientPort }, { host: config.control.host, port: control?.port ?? config.control.port }],
+    ownHosts: [hostname(), ...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address))],
+  });
   log.info({
     listen: `${config.listen.host}:${clientPort}`,
     ...(control ? { control: `${config.control.host}:${controlPort}` } : {}),

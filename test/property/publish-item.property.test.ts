@@ -5,7 +5,7 @@ import { KgError } from '../../sidecar/src/errors.js';
 import { encodePublishItem, parsePublishItem, parsePublishRequest, reasonPhrase } from '../../sidecar/src/grip/publish-item.js';
 import { buildPublishedResponse } from '../../sidecar/src/grip/published-response.js';
 import type { PublishItem } from '../../sidecar/src/grip/types.js';
-import { RUNS, nodeWrites, refusedOnlyWith, token, trickyString } from './arbitraries.js';
+import { RUNS, nodeWrites, refusedOnlyWith, token, trickyChar, trickyString } from './arbitraries.js';
 
 // Publish items from the HTTP API and NATS: refused with KG_ERR_PUBLISH_INVALID, or accepted
 // items that encode and parse back to themselves and that Node can deliver.
@@ -96,6 +96,21 @@ test('an accepted body-patch applied to any JSON body stays within the limit and
     nodeWrites(r.code, r.reason, r.headers);
     const explained = r.patchError === undefined || (r.patchError instanceof KgError && r.body.length === 0);
     return explained && r.body.length <= limit + 2 && JSON.stringify(format.bodyPatch) === before;
+  }), RUNS);
+  t.pass();
+});
+
+test('http-response header values and reasons: refused only for a control char, else sent as their UTF-8 bytes (D9)', (t) => {
+  const text = fc.string({ unit: fc.oneof(trickyChar, fc.string({ unit: 'binary', minLength: 1, maxLength: 1 })), maxLength: 12 });
+  fc.assert(fc.property(text, text, (value, reason) => {
+    const p = refusedOnlyWith('KG_ERR_PUBLISH_INVALID', () => parsePublishItem({ channel: 'c', formats: { 'http-response': { body: 'x', reason, headers: { 'X-V': value } } } }));
+    const hasControl = /[\x00-\x08\x0a-\x1f\x7f]/.test(value + reason);
+    if (p === undefined) return hasControl;
+    const hr = p.formats['http-response'];
+    nodeWrites(hr?.code ?? 200, hr?.reason ?? '', hr?.headers ?? []);
+    return !hasControl
+      && Buffer.from(hr?.reason ?? '', 'latin1').equals(Buffer.from(reason, 'utf8'))
+      && Buffer.from(hr?.headers[0]?.[1] ?? '', 'latin1').equals(Buffer.from(value, 'utf8'));
   }), RUNS);
   t.pass();
 });

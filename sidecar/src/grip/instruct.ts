@@ -4,7 +4,7 @@ import {
   splitHeaderList, unwrapLinkTarget,
   type HeaderElement, type HeaderParam, type ListOptions,
 } from './header-params.js';
-import { headerTextProblem, isHttpToken } from './http-text.js';
+import { headerTextProblem, isHttpToken, textProblem, textToWire } from './http-text.js';
 import { MAX_JSON_DEPTH, describeJson, textNestingExceeds } from './json-input.js';
 import { reasonPhrase } from './publish-item.js';
 import { MAX_TIMER_SEC, type ChannelSub, type HeaderList, type Hold, type HoldMode, type Instruct, type KeepAlive, type Link } from './types.js';
@@ -443,9 +443,6 @@ function parseJsonKeepAlive(v: Json): KeepAlive {
 
 const stringBytes = (s: string | undefined): Buffer | undefined => (s === undefined ? undefined : Buffer.from(s, 'utf8'));
 
-/** Header values from JSON are text; on the wire they are UTF-8 bytes, which Node writes as latin1 chars. */
-const toWire = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
-
 function parseJsonHeaders(v: unknown, path: string): HeaderList {
   const out: HeaderList = [];
   const add = (name: unknown, value: unknown, at: string): void => {
@@ -453,10 +450,10 @@ function parseJsonHeaders(v: unknown, path: string): HeaderList {
       throw jsonInvalid(at, `header name must be an HTTP token, got ${show(name)}`);
     }
     if (typeof value !== 'string') throw jsonInvalid(at, `header ${name} must have a string value, got ${show(value)}`);
-    const wire = toWire(value);
-    const problem = headerTextProblem(wire);
+    // Text from JSON goes out as its UTF-8 bytes (textToWire); only control chars are refused.
+    const problem = textProblem(value);
     if (problem !== undefined) throw jsonInvalid(at, `header ${name} value ${problem}`);
-    out.push([name, wire]);
+    out.push([name, textToWire(value)]);
   };
   if (Array.isArray(v)) {
     v.forEach((pair: unknown, i) => {
@@ -534,9 +531,9 @@ function applyJsonInstruct(response: OriginResponse, draft: Draft): void {
   }
   const reason = optString(res, 'reason', 'response');
   if (reason !== undefined && reason !== '') {
-    draft.reason = toWire(reason);
-    const problem = headerTextProblem(draft.reason);
+    const problem = textProblem(reason);
     if (problem !== undefined) throw jsonInvalid('response.reason', problem);
+    draft.reason = textToWire(reason);
   }
   const headers = field(res, 'headers');
   if (headers !== undefined) draft.headers = clientHeaders(parseJsonHeaders(headers, 'response.headers'));

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import { KgError } from '../errors.js';
-import { headerTextProblem, isHttpToken } from './http-text.js';
+import { isHttpToken, textProblem, textToWire, wireToText } from './http-text.js';
 import { MAX_JSON_DEPTH, describeJson, valueNestingExceeds } from './json-input.js';
 import type {
   HeaderList, HttpResponseFormat, JsonPatchOperation, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
@@ -71,10 +71,11 @@ export function parseHeaderSet(v: unknown, path: string): HeaderList {
       throw invalid(path, `header name ${describeJson(name)} is not a valid token`);
     }
     if (typeof value !== 'string') throw invalid(path, `header ${name} must have a string value`);
-    // Delivered as is: a value Node cannot write would fail for every subscriber (see http-text.ts).
-    const problem = headerTextProblem(value);
+    // Sent as its UTF-8 bytes, as Pushpin does; a control char Node cannot write would fail for
+    // every subscriber (see http-text.ts).
+    const problem = textProblem(value);
     if (problem !== undefined) throw invalid(path, `header ${name} value ${problem}`);
-    out.push([name, value]);
+    out.push([name, textToWire(value)]);
   };
   if (Array.isArray(v)) {
     for (const pair of v) {
@@ -97,7 +98,7 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
   // A client takes a 1xx as informational and keeps waiting for the real response.
   if (code < 200) throw invalid(path, `'code' ${code} is informational (1xx) and cannot be the final response`);
   const reason = optString(v, 'reason', path);
-  const reasonProblem = reason === undefined ? undefined : headerTextProblem(reason);
+  const reasonProblem = reason === undefined ? undefined : textProblem(reason);
   if (reasonProblem !== undefined) throw invalid(path, `'reason' ${reasonProblem}`);
   const headers = parseHeaderSet(v['headers'], `${path}.headers`);
   const body = optBase64(v, 'body-bin', path) ?? bufferOf(optString(v, 'body', path));
@@ -106,7 +107,7 @@ function parseHttpResponse(v: unknown, path: string): HttpResponseFormat {
     throw invalid(path, `does not contain 'body', 'body-bin', or 'body-patch'`);
   }
   const format: HttpResponseFormat = { action, code, headers };
-  if (reason !== undefined) format.reason = reason;
+  if (reason !== undefined) format.reason = textToWire(reason);
   if (body !== undefined) format.body = body;
   if (bodyPatch !== undefined) format.bodyPatch = bodyPatch;
   const contentFilters = parseContentFilters(v, path);
@@ -293,8 +294,9 @@ export function encodePublishItem(item: PublishItem, includeChannel = true): Jso
   const formats: Json = {};
   const hr = item.formats['http-response'];
   if (hr) {
-    const f: Json = { action: hr.action, code: hr.code, headers: hr.headers };
-    if (hr.reason !== undefined) f['reason'] = hr.reason;
+    // Reason and header values are wire strings (UTF-8 bytes); JSON carries their text.
+    const f: Json = { action: hr.action, code: hr.code, headers: hr.headers.map(([n, v]) => [n, wireToText(v)]) };
+    if (hr.reason !== undefined) f['reason'] = wireToText(hr.reason);
     if (hr.body !== undefined) encodeBytes(f, 'body', 'body-bin', hr.body);
     if (hr.bodyPatch !== undefined) f['body-patch'] = hr.bodyPatch;
     if (hr.contentFilters) f['content-filters'] = hr.contentFilters;

@@ -324,6 +324,7 @@ export class ProxySession implements OriginReask {
         channels: this.withLastEventId(hold?.channels ?? []),
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
+        requestUrl: this.target.url,
       };
       this.finished(); // the stream hold cancels its own origin reads from here
       new StreamHold(this.deps.streamHolds, this.res, options);

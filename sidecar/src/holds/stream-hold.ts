@@ -6,7 +6,7 @@ import type { PositionedSubscriber } from '../hub/hub.js';
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
-import type { FetchedPage } from '../origin/link-fetch.js';
+import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
 import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
 import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
@@ -47,15 +47,6 @@ function uncork(socket: Socket): void {
 
 const MAX_FETCH_ATTEMPTS = 5;
 
-/**
- * Next-link fetches as a stream uses them (LinkFetcher): `signal` is aborted when the stream ends,
- * and should cancel the origin request. A fetcher that ignores it still works: a page that
- * arrives for a closed stream is destroyed unread.
- */
-export interface CancellableNextLinks {
-  fetch(url: string, lastIds: ReadonlyMap<string, string>, signal?: AbortSignal): Promise<FetchedPage>;
-}
-
 /** What a stream is given from the sidecar (one for all of them). */
 export interface StreamHoldDeps {
   hub: ChannelSubscriptions;
@@ -68,7 +59,7 @@ export interface StreamHoldDeps {
   chunks: Pick<ChunkWriter, 'write'>;
   /** Shared by all stream holds: one timer for every keep-alive. */
   keepAlives: Pick<KeepAliveWheel, 'add' | 'remove' | 'currentTick'>;
-  links: CancellableNextLinks;
+  links: NextLinks;
   log: Pick<Logger, 'warn'>;
   limits: Pick<Limits, 'maxQueueItems' | 'maxQueueBytes'>;
   clock: Clock;
@@ -82,6 +73,8 @@ export interface StreamHoldOptions {
   channels: readonly ChannelSub[];
   keepAlive?: KeepAlive;
   nextLink?: Link;
+  /** Where the client request was forwarded: every next link of the chain is checked against it. */
+  requestUrl: URL;
 }
 
 type State = 'starting' | 'holding' | 'fetching' | 'closed';
@@ -102,6 +95,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   /** Cancels the next-link fetch in flight, or the wait before its retry. */
   private fetchAbort: AbortController | undefined;
   private retryTimer: Timer | undefined;
+  private readonly requestUrl: URL;
   private readonly startedAt: number;
   lastWriteTick = 0;
   corkedTick = 0;
@@ -111,6 +105,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
 
   constructor(private readonly deps: StreamHoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
     this.startedAt = deps.clock.now();
+    this.requestUrl = options.requestUrl;
     holdsByResponse.set(res, this);
     res.on('close', onResponseClose); // not once(): that wraps it in a closure per response
     deps.metrics.connections.inc({ kind: 'stream' });
@@ -333,11 +328,12 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     for (let attempt = 0; ; attempt++) {
       const abort = (this.fetchAbort = new AbortController());
       try {
-        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, abort.signal);
+        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, { requestUrl: this.requestUrl, signal: abort.signal });
       } catch (err) {
         if (this.isClosed()) return undefined; // cancelled: the stream ended, not an origin error
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });
-        if (attempt + 1 >= MAX_FETCH_ATTEMPTS) {
+        // A link the outbound policy refused stays refused: no retries.
+        if (attempt + 1 >= MAX_FETCH_ATTEMPTS || (err as { code?: unknown }).code === 'KG_ERR_LINK_REFUSED') {
           this.deps.log.warn({ err: (err as Error).message, url }, 'next link failed; ending stream');
           this.end('origin_error');
           return undefined;

@@ -6,10 +6,15 @@ import type { Instruct } from '../grip/types.js';
 import { gripLastHeaders } from './grip-last.js';
 import { readGripResponse } from './grip-response.js';
 import type { OriginPort } from './origin-client.js';
+import type { OutboundCheck } from './outbound-policy.js';
 
 // Next-link fetches (spec 3.4, 3.6.7): a GET to the link with only Grip-Last (never the
 // client's cookies or credentials), whose body is appended to the stream and whose GRIP
 // headers may change the hold.
+//
+// Every link of a chain is first checked by the outbound policy (SSRF, outbound-policy.ts)
+// against the URL the client request was forwarded to, not the previous page's: a refused link
+// sends nothing and fails with KG_ERR_LINK_REFUSED, which is not retried.
 
 export interface FetchedPage {
   /** Instructions of the fetched response; absent when it carried none. */
@@ -18,17 +23,36 @@ export interface FetchedPage {
   body: Buffer | IncomingMessage;
 }
 
+/** The chain a fetch belongs to. */
+export interface LinkContext {
+  /** Where the client request was forwarded: the policy checks every link against it. */
+  requestUrl: URL;
+  /** Aborted when the stream ends: cancels the origin request. */
+  signal?: AbortSignal;
+}
+
 /** What a stream hold needs to follow its next link. */
 export interface NextLinks {
-  /** Fetches one page; throws a KgError when the origin fails or answers other than 2xx. */
-  fetch(url: string, lastIds: ReadonlyMap<string, string>): Promise<FetchedPage>;
+  /** Fetches one page; throws a KgError when the link is refused, the origin fails or answers other than 2xx. */
+  fetch(url: string, lastIds: ReadonlyMap<string, string>, context: LinkContext): Promise<FetchedPage>;
 }
 
 export class LinkFetcher implements NextLinks {
-  constructor(private readonly origin: Pick<OriginPort, 'request'>, private readonly maxInstructBodyBytes: number) {}
+  /**
+   * `policy` returns the outbound policy, or undefined while it is not built yet (the sidecar's
+   * listener ports are known only once it listens): then every link is refused.
+   */
+  constructor(
+    private readonly origin: Pick<OriginPort, 'request'>,
+    private readonly maxInstructBodyBytes: number,
+    private readonly policy: () => OutboundCheck | undefined,
+  ) {}
 
-  async fetch(url: string, lastIds: ReadonlyMap<string, string>): Promise<FetchedPage> {
-    const res = await this.origin.request({ method: 'GET', url: new URL(url), headers: gripLastHeaders(lastIds) });
+  async fetch(url: string, lastIds: ReadonlyMap<string, string>, context: LinkContext): Promise<FetchedPage> {
+    const target = this.check(url, context.requestUrl);
+    const res = await this.origin.request({
+      method: 'GET', url: target, headers: gripLastHeaders(lastIds), ...(context.signal ? { signal: context.signal } : {}),
+    });
     const code = res.statusCode ?? 0;
     if (code < 200 || code >= 300) {
       res.resume();
@@ -37,5 +61,13 @@ export class LinkFetcher implements NextLinks {
     const headers = rawToList(res.rawHeaders);
     if (!isGripResponse(headers)) return { body: res };
     return readGripResponse(res, headers, { requestUrl: url, maxBodyBytes: this.maxInstructBodyBytes, use: 'stream-page' });
+  }
+
+  private check(url: string, requestUrl: URL): URL {
+    const policy = this.policy();
+    if (policy === undefined) throw new KgError('KG_ERR_LINK_REFUSED', `next link ${url} refused: the outbound policy is not ready`);
+    const decision = policy(url, requestUrl);
+    if (!decision.allowed) throw new KgError('KG_ERR_LINK_REFUSED', `next link refused (${decision.reason}): ${decision.message}`);
+    return decision.url;
   }
 }

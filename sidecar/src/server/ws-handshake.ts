@@ -2,6 +2,7 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { WsSettings } from '../config.js';
+import { headerTextProblem, isHttpToken } from '../grip/http-text.js';
 import { firstHeader, handshakeResponseHeaders, offeredSubprotocols, rejectionResponseHeaders } from '../grip/ws-headers.js';
 import type { HeaderList } from '../grip/types.js';
 import type { OpenRefusal } from '../holds/ws-origin-link.js';
@@ -79,8 +80,11 @@ export class WsHandshake implements WsHandshakePort {
         headers: rejectionResponseHeaders(refusal.reply.headers), body: refusal.reply.body.subarray(0, MAX_REFUSAL_BODY_BYTES),
       }
       : { status: 502, reason: 'Bad Gateway', headers: PROXY_ERROR_HEADERS, body: PROXY_ERROR_TEXT };
-    const lines = [`HTTP/1.1 ${status} ${reason.replace(/[\r\n]/g, ' ') || STATUS_CODES[status] || ''}`];
-    for (const [k, v] of headers) lines.push(`${k}: ${v}`);
+    // Written raw, so held to what Node would write (http-text.ts): a reason it could not write
+    // gives way to the standard phrase, such a header is dropped.
+    const isWritable = reason !== '' && headerTextProblem(reason) === undefined;
+    const lines = [`HTTP/1.1 ${status} ${isWritable ? reason : STATUS_CODES[status] ?? ''}`];
+    for (const [k, v] of headers) if (isHttpToken(k) && headerTextProblem(v) === undefined) lines.push(`${k}: ${v}`);
     lines.push(`Content-Length: ${body.length}`, 'Connection: close', '', '');
     socket.once('finish', destroySocket);
     socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body]));

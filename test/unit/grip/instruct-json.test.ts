@@ -159,15 +159,15 @@ test('rejects a response.code outside 0-999 and a reason with line breaks', (t) 
   for (const v of [1000, -1, 20.5, '200']) {
     t.is(instructError(() => parseJson({ response: { code: v } })), `JSON instruct response.code must be an integer 0-999, got ${JSON.stringify(v)}`);
   }
-  t.is(instructError(() => parseJson({ response: { reason: 'A\r\nX-Evil: 1' } })), 'JSON instruct response.reason contains U+000D at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => parseJson({ response: { reason: 'A\r\nX-Evil: 1' } })), 'JSON instruct response.reason contains U+000D at index 1 (allowed: tab and any char but control chars)');
 });
 
 test('rejects a response.reason or header value with a control char Node cannot write (D1)', (t) => {
   // Each of these crashed the process in writeHead (ERR_INVALID_CHAR) before.
-  t.is(instructError(() => parseJson({ response: { reason: 'O\u0001K' } })), 'JSON instruct response.reason contains U+0001 at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
-  t.is(instructError(() => parseJson({ response: { reason: 'OK\u007f' } })), 'JSON instruct response.reason contains U+007F at index 2 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
-  t.is(instructError(() => parseJson({ response: { headers: { 'X-A': 'a\u0001b' } } })), 'JSON instruct response.headers.X-A header X-A value contains U+0001 at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
-  t.is(instructError(() => parseJson({ response: { headers: [['X-A', '\u007f']] } })), 'JSON instruct response.headers[0] header X-A value contains U+007F at index 0 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => parseJson({ response: { reason: 'O\u0001K' } })), 'JSON instruct response.reason contains U+0001 at index 1 (allowed: tab and any char but control chars)');
+  t.is(instructError(() => parseJson({ response: { reason: 'OK\u007f' } })), 'JSON instruct response.reason contains U+007F at index 2 (allowed: tab and any char but control chars)');
+  t.is(instructError(() => parseJson({ response: { headers: { 'X-A': 'a\u0001b' } } })), 'JSON instruct response.headers.X-A header X-A value contains U+0001 at index 1 (allowed: tab and any char but control chars)');
+  t.is(instructError(() => parseJson({ response: { headers: [['X-A', '\u007f']] } })), 'JSON instruct response.headers[0] header X-A value contains U+007F at index 0 (allowed: tab and any char but control chars)');
 });
 
 test('a reason or header value beyond latin1 is written as its UTF-8 bytes, which Node accepts', (t) => {
@@ -214,7 +214,7 @@ test('rejects malformed response headers', (t) => {
   t.is(instructError(() => parseJson({ response: { headers: [['X']] } })), 'JSON instruct response.headers[0] must be a [name, value] pair, got ["X"]');
   t.is(instructError(() => parseJson({ response: { headers: [['Bad Name', 'v']] } })), 'JSON instruct response.headers[0] header name must be an HTTP token, got "Bad Name"');
   t.is(instructError(() => parseJson({ response: { headers: { X: 1 } } })), 'JSON instruct response.headers.X header X must have a string value, got 1');
-  t.is(instructError(() => parseJson({ response: { headers: { X: 'a\nb' } } })), 'JSON instruct response.headers.X header X value contains U+000A at index 1 (allowed: tab, 0x20-0x7E, 0x80-0xFF)');
+  t.is(instructError(() => parseJson({ response: { headers: { X: 'a\nb' } } })), 'JSON instruct response.headers.X header X value contains U+000A at index 1 (allowed: tab and any char but control chars)');
 });
 
 test('response body-bin wins over body; bad body values are refused', (t) => {

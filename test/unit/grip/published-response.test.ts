@@ -1,4 +1,8 @@
 import test from 'ava';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { flatten } from '../../../sidecar/src/grip/headers.js';
+import { parsePublishItem } from '../../../sidecar/src/grip/publish-item.js';
 import {
   DEFAULT_MAX_PATCHED_BODY_BYTES, buildPublishedResponse, patchJsonBody,
 } from '../../../sidecar/src/grip/published-response.js';
@@ -73,4 +77,20 @@ test('a held body nested too deeply to serialise gives an empty body, not a cras
   const out = patchJsonBody(Buffer.from(deep), [{ op: 'add', path: '/-', value: 1 }]);
   t.is(out.body.length, 0);
   t.is(out.error?.code, 'KG_ERR_PUBLISH_INVALID');
+});
+
+test('an item header value or reason beyond ASCII reaches the client as its UTF-8 bytes, as with Pushpin 1.36 (D9)', async (t) => {
+  const item = parsePublishItem({ channel: 'c', formats: { 'http-response': { reason: 'Prix 5 €', headers: { 'X-Price': '5 €' }, body: 'b' } } });
+  const r = buildPublishedResponse(timeout, item.formats['http-response'] as HttpResponseFormat);
+  const server = createServer((req, res) => { res.writeHead(r.code, r.reason, flatten(r.headers)); res.end(r.body); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const raw = await new Promise<Buffer>((resolve) => {
+    const s = connect((server.address() as AddressInfo).port, '127.0.0.1', () => s.end('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('close', () => resolve(Buffer.concat(chunks)));
+  });
+  t.true(raw.includes(Buffer.from('HTTP/1.1 200 Prix 5 \xe2\x82\xac\r\n', 'latin1')), raw.toString('latin1'));
+  t.true(raw.includes(Buffer.from('\r\nX-Price: 5 \xe2\x82\xac\r\n', 'latin1')), raw.toString('latin1'));
 });

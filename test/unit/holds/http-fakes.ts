@@ -11,7 +11,7 @@ import type { StreamHoldDeps } from '../../../sidecar/src/holds/stream-hold.js';
 import type { PositionedSubscriber, Subscriber } from '../../../sidecar/src/hub/hub.js';
 import type { Logger } from '../../../sidecar/src/log.js';
 import { createMetrics, type Metrics } from '../../../sidecar/src/metrics.js';
-import type { FetchedPage, NextLinks } from '../../../sidecar/src/origin/link-fetch.js';
+import type { FetchedPage, LinkContext, NextLinks } from '../../../sidecar/src/origin/link-fetch.js';
 import type { OriginCall, OriginPort, OriginRequest } from '../../../sidecar/src/origin/origin-client.js';
 import { FakeClock } from './fake-clock.js';
 
@@ -216,12 +216,12 @@ export class FakeOrigin extends EventEmitter implements OriginPort {
 
 /** Next-link fetches the test answers by hand. Emits 'fetch'. */
 export class FakeLinks extends EventEmitter implements NextLinks {
-  readonly fetches: Array<{ url: string; lastIds: Map<string, string>; page: Deferred<FetchedPage>; signal: AbortSignal | undefined }> = [];
+  readonly fetches: Array<{ url: string; lastIds: Map<string, string>; page: Deferred<FetchedPage>; signal: AbortSignal | undefined; requestUrl: URL }> = [];
   private taken = 0;
 
-  fetch(url: string, lastIds: ReadonlyMap<string, string>, signal?: AbortSignal): Promise<FetchedPage> {
+  fetch(url: string, lastIds: ReadonlyMap<string, string>, context: LinkContext): Promise<FetchedPage> {
     const page = deferred<FetchedPage>();
-    this.fetches.push({ url, lastIds: new Map(lastIds), page, signal });
+    this.fetches.push({ url, lastIds: new Map(lastIds), page, signal: context.signal, requestUrl: context.requestUrl });
     this.emit('fetch');
     return page.promise;
   }

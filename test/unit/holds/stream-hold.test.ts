@@ -18,6 +18,9 @@ interface Options {
   maxQueueBytes?: number;
 }
 
+/** Where the stream's client request was forwarded. */
+const REQUEST_URL = new URL('http://origin.test/stream');
+
 function streaming(options: Options = {}) {
   const ports = fakePorts({
     ...(options.maxQueueItems === undefined ? {} : { maxQueueItems: options.maxQueueItems }),
@@ -30,6 +33,7 @@ function streaming(options: Options = {}) {
     channels: options.channels ?? [channel('a')],
     ...(options.keepAlive ? { keepAlive: options.keepAlive } : {}),
     ...(options.nextLink ? { nextLink: options.nextLink } : {}),
+    requestUrl: REQUEST_URL,
   });
   return { ...ports, res, hold };
 }
@@ -104,12 +108,15 @@ test('the next link is fetched after its idle timeout, with Grip-Last, and its p
   const fetch = await links.nextFetch();
   t.is(fetch.url, LINK.url);
   t.deepEqual(fetch.lastIds, new Map([['a', '2']]));
+  t.is(fetch.requestUrl, REQUEST_URL, 'checked against the client request');
   fetch.page.resolve(holdPage('page\n', [channel('a'), channel('c')], { url: 'http://origin.test/next2', timeoutSec: 5 }));
   await until(res, 'data', () => res.body.endsWith('page\n'));
   await settle();
   t.deepEqual(hub.channels(), ['a', 'c']);
   clock.advance(5_000);
-  t.is((await links.nextFetch()).url, 'http://origin.test/next2');
+  const second = await links.nextFetch();
+  t.is(second.url, 'http://origin.test/next2');
+  t.is(second.requestUrl, REQUEST_URL, 'a later link of the chain too, not the page that named it');
 });
 
 test('paged streaming: with no channels the next links are followed until a page has none', async (t) => {

@@ -67,10 +67,24 @@ test('a subprotocol the client did not offer is not chosen', async (t) => {
 test('refuse relays the origin\'s status, reason, headers and body, then closes the socket', async (t) => {
   const { text, destroyed } = await refusalText({
     type: 'refused',
-    reply: { type: 'reply', status: 403, reason: 'Go\r\nAway', headers: [['X-Why', 'policy'], ['Set-Meta-A', 'b']], body: Buffer.from('denied') },
+    reply: { type: 'reply', status: 403, reason: 'Go Away caf\xe9', headers: [['X-Why', 'policy\tnow'], ['Set-Meta-A', 'b']], body: Buffer.from('denied') },
   });
-  t.is(text, 'HTTP/1.1 403 Go  Away\r\nX-Why: policy\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied');
+  t.is(text, 'HTTP/1.1 403 Go Away caf\xe9\r\nX-Why: policy\tnow\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied');
   t.true(destroyed);
+});
+
+test('refuse writes no control chars: a reason Node could not write becomes the standard phrase, such a header is dropped', async (t) => {
+  for (const reason of ['Go\r\nAway', 'Go\nX-Evil: 1', 'bad\u0001', 'nul\u0000', 'del\u007f', 'wide \u20ac']) {
+    const { text } = await refusalText({
+      type: 'refused',
+      reply: {
+        type: 'reply', status: 403, reason,
+        headers: [['X-Ok', 'yes'], ['X-Bad', 'a\r\nX-Evil: 1'], ['X-Ctl', 'a\u0001b'], ['Bad Name', 'v'], ['X-Wide', '\u20ac']],
+        body: Buffer.from('denied'),
+      },
+    });
+    t.is(text, 'HTTP/1.1 403 Forbidden\r\nX-Ok: yes\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied', JSON.stringify(reason));
+  }
 });
 
 test('refuse cuts a refusing origin\'s body at 100,000 bytes', async (t) => {

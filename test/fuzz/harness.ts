@@ -155,14 +155,14 @@ export function clientRequest(base: string, kind: ClientKind, path: string, opts
     destroy = () => ws.terminate();
     ws.on('error', (err) => finish({ closed: err.message }));
     ws.on('unexpected-response', (_req, res) => { finish({ status: res.statusCode ?? 0 }); res.destroy(); ws.terminate(); });
-    ws.on('open', () => { finish({ status: 101 }); ws.send('hello'); setTimeout(() => ws.close(), opts.lingerMs ?? 0); });
+    ws.on('open', () => { finish({ status: 101 }); ws.send('hello'); setTimeout(() => ws.close(), opts.lingerMs ?? 0).unref(); });
     ws.on('close', () => finish({ closed: 'closed' }));
   } else {
     const headers: Record<string, string> = kind === 'sse' ? { Accept: 'text/event-stream' } : {};
     const req = http.request(`${base}${path}`, { method: kind === 'post' ? 'POST' : 'GET', headers, agent: false }, (res) => {
       res.on('data', () => undefined);
       res.on('error', () => undefined);
-      setTimeout(() => req.destroy(), opts.lingerMs ?? 0);
+      setTimeout(() => req.destroy(), opts.lingerMs ?? 0).unref();
       finish({ status: res.statusCode ?? 0 });
     });
     destroy = () => { req.destroy(); };
@@ -184,7 +184,7 @@ export async function settleClients(rig: Rig, clients: Client[]): Promise<{ outc
   while (Date.now() < until && clients.some((c) => !c.settled())) await new Promise((r) => setTimeout(r, 20));
   const pending = clients.filter((c) => !c.settled()).length;
   const held = (await rig.side.sidecar.metrics.connections.get()).values.find((v) => v.labels['kind'] === 'response')?.value ?? 0;
-  for (const c of clients) if (!c.settled()) c.leave();
+  for (const c of clients) c.leave(); // a no-op for those done, except that their sockets close
   return { outcomes: await Promise.all(clients.map((c) => c.done)), unheld: Math.max(0, pending - held) };
 }
 

@@ -71,7 +71,7 @@ test('NATS payloads: no crash, holds released, canary served', async (t) => {
       clientRequest(rig.side.url(''), 'sse', `/a/sse-${ch}`, { lingerMs: 60_000 }),
       clientRequest(rig.side.url(''), 'get', `/a/lp-${ch}`, {}),
     ]);
-    for (const ch of CHANNELS) await waitForSubscribers(rig.side.sidecar.hub, ch, 2, 3000);
+    for (const ch of CHANNELS) await waitForSubscribers(rig.side.sidecar.hub, ch, 2, 15_000);
     for (const [subj, data] of batch) nc.publish(subj, data);
     await nc.flush();
     messages += batch.length;

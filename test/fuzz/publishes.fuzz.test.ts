@@ -118,7 +118,7 @@ test('publishes: only 200 or 4xx, no crash, holds released, canary served', asyn
       clientRequest(rig.side.url(''), 'sse', `/a/sse-${ch}`, { lingerMs: 60_000 }),
       clientRequest(rig.side.url(''), 'get', `/a/lp-${ch}`, { lingerMs: 0 }),
     ]);
-    for (const ch of CHANNELS) await waitForSubscribers(rig.side.sidecar.hub, ch, 3, 3000);
+    for (const ch of CHANNELS) await waitForSubscribers(rig.side.sidecar.hub, ch, 3, 15_000);
     const results = await Promise.all(bodies.map((b) => rig.publishRaw(b)));
     publishes += bodies.length;
     for (const s of results) statuses.set(s, (statuses.get(s) ?? 0) + 1);

@@ -157,7 +157,7 @@ test('origin answers: no crash, no hanging client, every hold released, canary s
     await releaser;
     total += cases.length;
     for (const o of outcomes) {
-      const key = o.hanging ? 'hanging' : o.status !== undefined ? String(o.status) : 'closed';
+      const key = o.hanging ? 'held' : o.status !== undefined ? String(o.status) : `closed(${o.kind})`;
       statuses.set(key, (statuses.get(key) ?? 0) + 1);
     }
     rig.checkNoCrash();

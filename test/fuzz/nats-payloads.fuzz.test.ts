@@ -11,9 +11,6 @@ import { CANARY, CHANNELS, clientRequest, fcOptions, hangingReport, settleClient
 // channels, the canary's included. After each batch: no process error, the sidecar still
 // connected, holds released once clients leave, and the canary still served through NATS.
 
-/** Input classes that hit a defect fixed elsewhere; enable with FUZZ_ENABLE=<key>[,…] or all. */
-const KNOWN_OPEN = {} as const;
-
 const MAX_PAYLOAD = 900_000; // nats-server's default max_payload is 1 MiB
 
 const nearItem = fc.record({
@@ -87,7 +84,8 @@ test('NATS payloads: no crash, holds released, canary served', async (t) => {
     await rig.checkCanary();
   }), fcOptions(BATCHES));
   const invalid = (await rig.side.sidecar.metrics.natsPayloadsInvalid.get()).values[0]?.value ?? 0;
-  t.log(`${runs} batches, ${messages} NATS messages, ${invalid} counted invalid; gated: ${Object.keys(KNOWN_OPEN).join(', ') || 'none'}`);
-  rig.checkNoCrash();
-  t.pass();
+  t.log(`${runs} batches, ${messages} NATS messages, ${invalid} counted invalid`);
+  t.deepEqual(rig.crashes.errors, [], 'no uncaught exception or unhandled rejection');
+  t.true(messages > 0);
+  t.is(rig.side.sidecar.bus.status().type, 'connected', 'the bus is still connected');
 });

@@ -9,11 +9,6 @@ import { CHANNELS, brief, clientRequest, fcOptions, hangingReport, settleClients
 // body limit). After each batch: every publish got 200 or a 4xx, no process error, every
 // client answered or legitimately held, every hold released once clients leave, canary served.
 
-/** Input classes that hit a defect fixed elsewhere; enable with FUZZ_ENABLE=<key>[,…] or all. */
-const KNOWN_OPEN = {} as const;
-const enabled = new Set((process.env['FUZZ_ENABLE'] ?? '').split(',').filter(Boolean));
-void enabled;
-
 const MAX_PUBLISH_BODY = 200_000;
 
 const hostileChar = fc.oneof(
@@ -133,7 +128,8 @@ test('publishes: only 200 or 4xx, no crash, holds released, canary served', asyn
     await rig.checkDrained();
     await rig.checkCanary();
   }), fcOptions(BATCHES));
-  t.log(`${runs} batches, ${publishes} publishes; statuses ${JSON.stringify(Object.fromEntries(statuses))}; gated: ${Object.keys(KNOWN_OPEN).join(', ') || 'none'}`);
-  rig.checkNoCrash();
-  t.pass();
+  t.log(`${runs} batches, ${publishes} publishes; statuses ${JSON.stringify(Object.fromEntries(statuses))}`);
+  t.deepEqual(rig.crashes.errors, [], 'no uncaught exception or unhandled rejection');
+  t.true(publishes > 0);
+  t.deepEqual([...statuses.keys()].filter((s) => s !== 200 && (s < 400 || s >= 500)), [], 'every publish answered 200 or 4xx');
 });

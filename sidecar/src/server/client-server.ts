@@ -183,8 +183,17 @@ export class ClientServer {
     }
     this.options.handleRequest(req, res, target).catch((err: unknown) => {
       log.error({ err }, 'request handling failed');
-      if (!res.headersSent) res.writeHead(500);
-      res.destroy();
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      try {
+        // The reason is given: a bad one left on the response by the failure must not throw again.
+        res.writeHead(500, 'Internal Server Error', ['Content-Type', 'text/plain; charset=utf-8', 'Connection', 'close']);
+        res.end('Internal Server Error\n');
+      } catch {
+        res.destroy();
+      }
     });
   };
 

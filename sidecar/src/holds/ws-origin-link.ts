@@ -187,6 +187,15 @@ export class WsOriginLink implements KeepAliveMember {
         this.owner.originRefused({ type: 'refused', reply: outcome });
         return;
       }
+      // A 200 that is not websocket-events is not an answer to OPEN (an origin that knows nothing of
+      // WebSocket-over-HTTP): 502, as docs/websocket.md says, not a WebSocket opened on it.
+      const contentType = firstHeader(outcome.headers, 'Content-Type');
+      if (!isWsEventsContentType(contentType)) {
+        this.deps.metrics.originErrors.inc({ kind: 'ws' });
+        this.log.warn({ contentType }, 'origin answered WebSocket OPEN with a 200 that is not websocket-events');
+        this.owner.originRefused(OPEN_FAILED);
+        return;
+      }
       const events = this.decodeReply(outcome);
       if (events === undefined) {
         this.owner.originRefused(OPEN_FAILED);

@@ -95,11 +95,13 @@ test('OPEN goes out with the connection id and the replayed handshake headers; a
   t.true(owner.accepted?.headers.some(([k, v]) => k === 'Sec-WebSocket-Extensions' && v === 'grip'));
 });
 
-test('OPEN refusals: the origin\'s own answer, or failed for unreachable, a bad body, or a reply not starting with OPEN', async (t) => {
+test('OPEN refusals: the origin\'s own answer, or failed for unreachable, a bad body, a 200 that is not websocket-events (D19), or a reply not starting with OPEN', async (t) => {
   const cases: Array<[WsOriginOutcome, OpenRefusal['type']]> = [
     [{ type: 'reply', status: 401, reason: 'Unauthorized', headers: [], body: Buffer.from('who?') }, 'refused'],
     [UNREACHABLE, 'failed'],
-    [{ type: 'reply', status: 200, reason: 'OK', headers: [], body: Buffer.from('TEXT 99\r\nshort') }, 'failed'],
+    [{ type: 'reply', status: 200, reason: 'OK', headers: [['Content-Type', 'application/websocket-events']], body: Buffer.from('TEXT 99\r\nshort') }, 'failed'],
+    [{ type: 'reply', status: 200, reason: 'OK', headers: [['Content-Type', 'text/html']], body: Buffer.from('OPEN\r\n') }, 'failed'],
+    [{ type: 'reply', status: 200, reason: 'OK', headers: [], body: Buffer.from('OPEN\r\n') }, 'failed'],
     [eventsReply([text('no OPEN')]), 'failed'],
   ];
   for (const [outcome, expected] of cases) {

@@ -26,9 +26,8 @@ test('headerNameStartsWith compares case-insensitively with "_" as "-"', (t) => 
 test('property: a Grip header in any spelling never passes, other names always do', (t) => {
   const spelling = fc.tuple(fc.constantFrom('Sig', 'Last', 'Hold', 'x'), fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }), fc.boolean())
     .map(([rest, upper, underscore]) => [...'grip'].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join('') + (underscore ? '_' : '-') + rest);
-  fc.assert(fc.property(spelling, fc.stringMatching(/^X-[A-Za-z]{1,8}$/), (grip, other) => {
+  t.notThrows(() => fc.assert(fc.property(spelling, fc.stringMatching(/^X-[A-Za-z]{1,8}$/), (grip, other) => {
     const kept = names([grip, 'v', other, 'w']);
     return kept.length === 1 && kept[0] === other;
-  }));
-  t.pass();
+  })));
 });

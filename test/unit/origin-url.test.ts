@@ -80,7 +80,7 @@ const path = fc.array(segment, { maxLength: 8 }).map((s) => `/${s.join('/')}`);
 const basePath = fc.array(fc.stringMatching(/^[a-z0-9]{1,4}$/), { maxLength: 3 }).map((s) => `/${s.join('/')}`);
 
 test('property: the result is under the base path or the request is refused, and it has no dot segments', (t) => {
-  fc.assert(fc.property(basePath, path, (bp, p) => {
+  t.notThrows(() => fc.assert(fc.property(basePath, path, (bp, p) => {
     const b = new URL(`http://o${bp}`);
     const prefix = b.pathname.endsWith('/') ? b.pathname : `${b.pathname}/`;
     let u: URL;
@@ -92,12 +92,11 @@ test('property: the result is under the base path or the request is refused, and
     const under = `${u.pathname}/`.startsWith(prefix) || u.pathname === b.pathname;
     const dots = u.pathname.split('/').some((s) => /^(\.|%2e){1,2}$/i.test(s));
     return u.host === 'o' && under && !dots;
-  }), { numRuns: 2000 });
-  t.pass();
+  }), { numRuns: 2000 }));
 });
 
 test('property: resolution agrees with the URL parser whenever the path stays inside the base', (t) => {
-  fc.assert(fc.property(basePath, path, (bp, p) => {
+  t.notThrows(() => fc.assert(fc.property(basePath, path, (bp, p) => {
     const b = new URL(`http://o${bp}/`);
     // The WHATWG parser resolves the same dot segments; when it stays under the base, so must we.
     const parsed = new URL(`.${p}`, b);
@@ -109,6 +108,5 @@ test('property: resolution agrees with the URL parser whenever the path stays in
       return true; // stricter than the parser: climbing out and back in is refused
     }
     return u.pathname === parsed.pathname;
-  }), { numRuns: 2000 });
-  t.pass();
+  }), { numRuns: 2000 }));
 });

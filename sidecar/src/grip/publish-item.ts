@@ -119,6 +119,14 @@ const PATCH_OPS = ['add', 'remove', 'replace', 'move', 'copy', 'test'] as const;
 // RFC 6901: empty, or `/`-separated tokens where `~` only starts the escapes `~0` and `~1`.
 const JSON_POINTER = /^(?:\/(?:[^~/]|~[01])*)*$/;
 
+/**
+ * RFC 6902 4.4: a move's `from` may not be a proper prefix of its `path` (moving a value into its
+ * own child would make it contain itself).
+ */
+export function isMoveIntoItself(from: string, path: string): boolean {
+  return path !== from && path.startsWith(`${from}/`);
+}
+
 function pointer(op: Json, key: 'path' | 'from', at: string, path: string): string {
   const v = op[key];
   if (typeof v !== 'string' || !JSON_POINTER.test(v)) {
@@ -146,8 +154,13 @@ function parseBodyPatch(v: unknown, path: string): JsonPatchOperation[] {
       case 'remove':
         return { op: 'remove', path: target };
       case 'move':
-      case 'copy':
-        return { op: op as 'move' | 'copy', from: pointer(raw, 'from', at, path), path: target };
+      case 'copy': {
+        const from = pointer(raw, 'from', at, path);
+        if (op === 'move' && isMoveIntoItself(from, target)) {
+          throw invalid(path, `'${at}' moves ${describeJson(from)} into itself (${describeJson(target)}): RFC 6902 forbids it`);
+        }
+        return { op: op as 'move' | 'copy', from, path: target };
+      }
       default:
         if (raw['value'] === undefined) throw invalid(path, `'${at}.value' is required for ${op}`);
         return { op: op as 'add' | 'replace' | 'test', path: target, value: raw['value'] };

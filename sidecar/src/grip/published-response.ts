@@ -1,7 +1,7 @@
 import jsonPatch from 'fast-json-patch';
 import { KgError } from '../errors.js';
 import { isGripHeader, overlayHeaders, withoutHeaders } from './headers.js';
-import { reasonPhrase } from './publish-item.js';
+import { isMoveIntoItself, reasonPhrase } from './publish-item.js';
 import type { HeaderList, HttpResponseFormat, JsonPatchOperation } from './types.js';
 
 // The response a long-poll client gets when an http-response item is published (spec 3.5):
@@ -92,6 +92,8 @@ export function patchJsonBody(body: Buffer, patch: readonly JsonPatchOperation[]
     for (const [i, op] of patch.entries()) {
       size += growth(doc, op);
       if (size > maxBytes) return over(`at operation ${i} (${op.op} ${op.path})`);
+      // Checked when published too; here as well, since a patch may come from elsewhere.
+      if (op.op === 'move' && isMoveIntoItself(op.from, op.path)) return notApplied(`operation ${i} (move ${op.path}) moves a value into itself`);
       // Values are cloned: the item's operations are shared by every subscriber and must not
       // become part of (and be changed with) one subscriber's document.
       const own = 'value' in op ? { ...op, value: structuredClone(op.value) } : op;
@@ -105,9 +107,9 @@ export function patchJsonBody(body: Buffer, patch: readonly JsonPatchOperation[]
     if (Buffer.byteLength(out) > maxBytes + trailer.length) return over('after the last operation');
     return { body: Buffer.from(out, 'utf8') };
   } catch (err) {
-    // JSON.stringify or structuredClone on a document nested beyond the stack.
-    if (err instanceof RangeError) return notApplied(`the document is nested too deeply to serialise (${err.message})`);
-    throw err;
+    // JSON.stringify or structuredClone on a document nested beyond the stack, or one that the
+    // patch library left circular: that subscriber gets the empty body, fan-out goes on.
+    return notApplied(`the patched document cannot be serialised (${(err as Error).message.split('\n')[0]})`);
   }
 }
 

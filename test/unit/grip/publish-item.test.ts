@@ -123,6 +123,9 @@ test('refuses a body-patch that is not valid RFC 6902 on its face, naming the op
   t.is(invalidMessage(patch([{ op: 'remove', path: '/a~2' }])), `${at}: 'body-patch[0].path' must be a JSON Pointer ("" or starting with "/"), got "/a~2"`);
   t.is(invalidMessage(patch([{ op: 'add', path: '/a' }])), `${at}: 'body-patch[0].value' is required for add`);
   t.is(invalidMessage(patch([{ op: 'remove', path: '/a' }, { op: 'copy', path: '/a' }])), `${at}: 'body-patch[1].from' must be a JSON Pointer ("" or starting with "/"), got nothing`);
+  t.is(invalidMessage(patch([{ op: 'move', from: '', path: '/-' }])), `${at}: 'body-patch[0]' moves "" into itself ("/-"): RFC 6902 forbids it`);
+  t.is(invalidMessage(patch([{ op: 'move', from: '/a', path: '/a/b' }])), `${at}: 'body-patch[0]' moves "/a" into itself ("/a/b"): RFC 6902 forbids it`);
+  t.notThrows(patch([{ op: 'move', from: '/a', path: '/ab' }]), 'a sibling whose name starts the same is no child');
 });
 
 test('encode then parse round-trips a body-patch', (t) => {

@@ -41,6 +41,12 @@ test('body-patch on a body that is not JSON, or a failing patch, gives an empty 
   t.like(failed.error, { code: 'KG_ERR_PUBLISH_INVALID', message: 'body-patch not applied: operation 0 (test /a) failed: Test operation failed' });
 });
 
+test('a move into itself (found by the property test: move "" to "/-" on []) gives an empty body, never a throw', (t) => {
+  const out = patchJsonBody(Buffer.from('[]'), [{ op: 'move', from: '', path: '/-' }]);
+  t.is(out.body.length, 0);
+  t.like(out.error, { code: 'KG_ERR_PUBLISH_INVALID', message: 'body-patch not applied: operation 0 (move /-) moves a value into itself' });
+});
+
 test('25 copies of the document stop as soon as the result could pass the limit, not after building it (D4)', (t) => {
   // Each copy of the root doubles the document: 25 of them made 436 MB for one long-poll.
   const patch: JsonPatchOperation[] = Array.from({ length: 25 }, (_, i) => ({ op: 'copy', from: '', path: `/c${i}` }));

@@ -1,6 +1,7 @@
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import fc from 'fast-check';
+import '../helpers/fc-seed.js';
 import { ErrorCodes, KgError, type ErrorCode } from '../../sidecar/src/errors.js';
 import { flatten } from '../../sidecar/src/grip/headers.js';
 import type { HeaderList } from '../../sidecar/src/grip/types.js';

@@ -1,5 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
+import '../helpers/fc-seed.js';
 import { forwardRequestHeaders, headerNameStartsWith } from '../../sidecar/src/grip/headers.js';
 
 // What of a client's headers reaches the origin (D14: spellings an origin reads as the same name).

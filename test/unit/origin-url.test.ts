@@ -1,5 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
+import '../helpers/fc-seed.js';
 import { isKgError, KgError } from '../../sidecar/src/errors.js';
 import { originUrl } from '../../sidecar/src/origin/origin-url.js';
 

@@ -1,5 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
+import '../helpers/fc-seed.js';
 import { canonicalHost, checkOutboundUrl, createOutboundPolicy, type OutboundPolicyOptions } from '../../sidecar/src/origin/outbound-policy.js';
 
 const listeners = [{ host: '0.0.0.0', port: 7999 }, { host: '127.0.0.1', port: 5561 }];

@@ -6,12 +6,13 @@ import { parse } from 'yaml';
 // @ts-expect-error plain JavaScript example, no types
 import { createExampleOrigin } from '../../examples/origin.js';
 import { createPublisher, publish, sseEvent } from '../../sidecar/src/publish/publisher.js';
-import { openStream, request } from '../helpers/http.js';
+import { openStream, request, type StreamReader } from '../helpers/http.js';
 import { startGateway, type Gateway, type GatewayConsumer, type GatewayRouteSpec } from '../helpers/kong-gateway.js';
 import {
   KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
 } from '../helpers/kong-rpc-driver.js';
 import { startTestSidecar, waitForSubscribers, type TestSidecar } from '../helpers/sidecar.js';
+import { closed, connect, logOf } from '../helpers/ws-origin.js';
 
 // The docker-compose quick start without Docker: every route of kong/kong.yml, read from the file,
 // through the Kong stand-in (key-auth, acl and the grip plugin in the real kong-js-pluginserver)
@@ -154,3 +155,130 @@ test.serial('the publish route refuses a Bearer token or no key (401), an unknow
   const inQuery = await request(q.gateway.url(`/rt/publish/?apikey=${q.publisherKey}`), { method: 'POST', body: '{"items":[]}' });
   t.is(inQuery.status, 401);
 });
+
+// --- every route of kong.yml ----------------------------------------------------------------------
+
+type Check = (q: QuickStart, t: import('ava').ExecutionContext) => Promise<void>;
+
+/** An SSE client on /events through Kong, once the sidecar holds it. */
+async function sseThroughKong(q: QuickStart, t: import('ava').ExecutionContext): Promise<StreamReader> {
+  const stream = await openStream(q.gateway.url(`/events?apikey=${q.webKey}`), { Accept: 'text/event-stream' });
+  t.teardown(async () => { stream.close(); await waitForSubscribers(q.side.sidecar.hub, 'demo', 0); });
+  t.is(stream.res.statusCode, 200);
+  t.is(stream.res.headers['content-type'], 'text/event-stream');
+  await stream.waitFor('"text":"connected"');
+  await waitForSubscribers(q.side.sidecar.hub, 'demo', 1);
+  return stream;
+}
+
+/** What each path of kong.yml must do through Kong with a valid key, by the path as written there. */
+const checks: Record<string, Check> = {
+  '~/$': async (q, t) => {
+    const page = await request(q.gateway.url(`/?apikey=${q.webKey}`));
+    t.is(page.status, 200);
+    t.regex(String(page.headers['content-type']), /^text\/html/);
+    t.regex(page.body, /new EventSource\('\/events' \+ location\.search\)/);
+    t.regex(page.body, /new WebSocket\(.*'\/ws' \+ location\.search\)/);
+    t.is((await request(q.gateway.url(`/nothing-here?apikey=${q.webKey}`))).status, 404, 'only / itself: the regex path is anchored');
+  },
+  '/say': async (q, t) => {
+    const stream = await sseThroughKong(q, t);
+    const said = await request(q.gateway.url(`/say?apikey=${q.webKey}`), { method: 'POST', body: 'hello from the page' });
+    t.is(said.status, 204);
+    await stream.waitFor('"text":"hello from the page"');
+  },
+  '/events': async (q, t) => {
+    const stream = await sseThroughKong(q, t);
+    await publish({ http: { url: q.gateway.url('/rt/'), apiKey: q.publisherKey } }, { channel: 'demo', httpStream: { content: sseEvent({ data: '{"text":"published"}' }) } });
+    await stream.waitFor('data: {"text":"published"}\n\n');
+  },
+  '/poll': async (q, t) => {
+    const pending = request(q.gateway.url(`/poll?apikey=${q.webKey}`));
+    await waitForSubscribers(q.side.sidecar.hub, 'demo', 1);
+    t.is((await request(q.gateway.url(`/say?apikey=${q.webKey}`), { method: 'POST', body: 'for the poll' })).status, 204);
+    const res = await pending;
+    t.is(res.status, 200);
+    t.deepEqual(JSON.parse(res.body), { messages: ['for the poll'] });
+    await waitForSubscribers(q.side.sidecar.hub, 'demo', 0);
+  },
+  '/ws': async (q, t) => {
+    const url = q.gateway.url(`/ws?apikey=${q.webKey}`);
+    const [a, b] = [await connect(url), await connect(url)];
+    t.teardown(() => { a.terminate(); b.terminate(); });
+    const [logA, logB] = [logOf(a), logOf(b)];
+    t.is(JSON.parse((await logA.waitForCount(1))[0] as string).text, 'welcome to #chat');
+    await logB.waitForCount(1);
+    await waitForSubscribers(q.side.sidecar.hub, 'chat', 2);
+    a.send('hi from a');
+    for (const log of [logA, logB]) t.is(JSON.parse((await log.waitForCount(2))[1] as string).text, 'hi from a');
+    b.send('');
+    t.regex(JSON.parse((await logB.waitForCount(3))[2] as string).text, /message must be 1-2000 bytes/, 'an empty message is answered to its sender only');
+    const bye = closed(a);
+    a.close(4000, 'bye');
+    t.is((await bye).code, 4000);
+    b.close();
+    await waitForSubscribers(q.side.sidecar.hub, 'chat', 0);
+    t.is(logA.messages.length, 2);
+  },
+  '/rt/publish': async (q, t) => {
+    const stream = await sseThroughKong(q, t);
+    const body = JSON.stringify({ items: [{ channel: 'demo', formats: { 'http-stream': { content: 'data: {"text":"curl"}\n\n' } } }] });
+    // The README's curl line: header apikey, POST to /rt/publish/.
+    const res = await request(q.gateway.url('/rt/publish/'), { method: 'POST', headers: { apikey: q.publisherKey }, body });
+    t.is(res.status, 200, res.body);
+    await stream.waitFor('data: {"text":"curl"}\n\n');
+    t.is((await request(q.gateway.url('/rt/publish/'), { headers: { apikey: q.publisherKey } })).status, 404, 'methods: [POST] only');
+  },
+};
+
+const ymlRoutes = (kongYml['services'] as Doc[]).flatMap((s) => (s['routes'] as Doc[]).map((r) => ({
+  service: s['name'] as string, name: r['name'] as string, paths: r['paths'] as string[], methods: (r['methods'] ?? ['GET']) as string[],
+  plugins: new Map(((s['plugins'] ?? []) as Doc[]).map((p) => [p['name'] as string, (p['config'] ?? {}) as Doc])),
+})));
+
+test('kong.yml has routes, and this test has a check for every path they route', (t) => {
+  t.true(ymlRoutes.length >= 4);
+  for (const r of ymlRoutes) for (const p of r.paths) t.truthy(checks[p], `route ${r.name}: no check for path ${p}`);
+});
+
+/** A concrete request path for a kong.yml path: a regex path is only ever ~/$ (the page) here. */
+function pathFor(p: string): string {
+  if (!p.startsWith('~')) return p;
+  if (p !== '~/$') throw new Error(`no request path for the regex path ${p}`);
+  return '/';
+}
+
+for (const route of ymlRoutes) {
+  for (const path of route.paths) {
+    test.serial(`route ${route.name} (${path}) works through Kong with a key`, async (t) => {
+      const check = checks[path];
+      if (check === undefined) return t.fail(`no check for ${path}`);
+      await check(await quickStart(), t);
+    });
+  }
+  test.serial(`route ${route.name} refuses what its plugins promise`, async (t) => {
+    const q = await quickStart();
+    const keyAuth = route.plugins.get('key-auth');
+    const acl = route.plugins.get('acl');
+    t.truthy(keyAuth, `${route.name} has key-auth`);
+    for (const path of route.paths) {
+      const url = pathFor(path);
+      const method = route.methods[0] as string;
+      const send = (query: string, headers: Record<string, string> = {}) => request(q.gateway.url(url + query), { method, headers, body: method === 'POST' ? '{"items":[]}' : undefined });
+      const none = await send('');
+      t.is(none.status, 401, `${url} without a key`);
+      t.deepEqual(JSON.parse(none.body), { message: 'No API key found in request' });
+      t.is((await send('', { apikey: 'not-a-key' })).status, 401, `${url} with an unknown key`);
+      if (keyAuth?.['key_in_query'] === false) t.is((await send(`?apikey=${q.publisherKey}`)).status, 401, `${url}: key_in_query is off`);
+      if (acl !== undefined) {
+        const refused = await send('', { apikey: q.webKey });
+        t.is(refused.status, 403, `${url}: a consumer outside ${acl['allow']}`);
+        t.deepEqual(JSON.parse(refused.body), { message: 'You cannot consume this service' });
+      }
+    }
+    if (route.paths.includes('/ws')) {
+      const refused = await connect(q.gateway.url('/ws')).then(() => 'opened', (err: Error) => err.message);
+      t.regex(refused, /401/, 'a WebSocket handshake without a key');
+    }
+  });
+}

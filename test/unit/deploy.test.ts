@@ -194,3 +194,20 @@ test('the sidecar image\'s health check command fails while NATS is unreachable 
   t.teardown(() => ready.close());
   t.is(await run(ready.sidecar.controlPort), 0);
 });
+
+test('compose: the origin container (examples/ on a bare node image, no node_modules) imports only Node built-ins', (t) => {
+  const origin = compose['services']['origin'] as Doc;
+  t.deepEqual(origin['volumes'], ['./examples:/app/examples:ro'], 'only examples/ is mounted');
+  const seen = new Set<string>();
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const m of text(file).matchAll(/^\s*import\s[^'"]*?['"]([^'"]+)['"]/gm)) {
+      const spec = m[1] as string;
+      if (spec.startsWith('./')) visit(`examples/${spec.slice(2)}`);
+      else t.true(spec.startsWith('node:'), `${file} imports ${spec}, which the origin container does not have`);
+    }
+  };
+  visit((origin['command'] as string[])[1] as string);
+  t.true(seen.has('examples/origin.js'));
+});

@@ -1,7 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { parse } from 'yaml';
+import { request } from '../helpers/http.js';
+import { startTestSidecar } from '../helpers/sidecar.js';
 
 // The deployment files checked against each other without a Docker engine: kong.conf and the
 // Kong image's environment say the same thing, the image puts files where the wrapper and Kong
@@ -155,4 +157,57 @@ test('compose: the origin kong.yml names is the compose origin service on its po
     t.is(url.port, origin['environment']['ORIGIN_PORT']);
   }
   t.true(existsSync(new URL(`examples/${(origin['command'] as string[])[1]?.replace(/^examples\//, '')}`, root)));
+});
+
+/** The sidecar image's HEALTHCHECK: its options and its exec-form command. */
+function sidecarHealthcheck(): { options: string; cmd: string[] } {
+  const m = /^HEALTHCHECK (.*?)\s*CMD (\[.*\])$/m.exec(sidecarDockerfile.replace(/\\\n\s*/g, ''));
+  if (!m) throw new Error('docker/sidecar.Dockerfile has no exec-form HEALTHCHECK');
+  return { options: m[1] as string, cmd: JSON.parse(m[2] as string) as string[] };
+}
+
+test('the sidecar image is healthy only when ready (/readyz: NATS connected, not draining), and Kong waits for it', (t) => {
+  const { options, cmd } = sidecarHealthcheck();
+  t.regex(options, /--interval=\d+s/);
+  t.deepEqual(cmd.slice(0, 2), ['node', '-e']);
+  t.regex(cmd[2] as string, /'http:\/\/127\.0\.0\.1:5561\/readyz'/);
+  t.notRegex(cmd[2] as string, /healthz/, '/healthz stays 200 while NATS is down');
+  t.is(dockerEnv(sidecarDockerfile).get('GRIP_CONTROL'), '0.0.0.0:5561');
+  const kong = compose['services']['kong'] as Doc;
+  for (const s of ['sidecar-1', 'sidecar-2']) t.deepEqual(kong['depends_on'][s], { condition: 'service_healthy' }, s);
+  // Kong's own health check of the publish upstream asks the same question.
+  const control = (kongYml['upstreams'] as Doc[]).find((u) => u['name'] === 'grip-control') as Doc;
+  t.is(control['healthchecks']['active']['http_path'], '/readyz');
+});
+
+test('the sidecar image\'s health check command fails while NATS is unreachable and passes on a ready sidecar', async (t) => {
+  const { cmd } = sidecarHealthcheck();
+  const run = (port: number) => new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, ['-e', (cmd[2] as string).replace('127.0.0.1:5561', `127.0.0.1:${port}`)], { stdio: 'ignore' });
+    child.once('exit', (code) => resolve(code));
+  });
+  const down = await startTestSidecar({ origin: 'http://127.0.0.1:1', nats: 'nats://127.0.0.1:1' });
+  t.teardown(() => down.close());
+  t.is((await request(`${down.controlUri}healthz`)).status, 200, 'liveness holds: why /healthz is the wrong check');
+  t.is(await run(down.sidecar.controlPort), 1);
+  const ready = await startTestSidecar({ origin: 'http://127.0.0.1:1' });
+  t.teardown(() => ready.close());
+  t.is(await run(ready.sidecar.controlPort), 0);
+});
+
+test('compose: the origin container (examples/ on a bare node image, no node_modules) imports only Node built-ins', (t) => {
+  const origin = compose['services']['origin'] as Doc;
+  t.deepEqual(origin['volumes'], ['./examples:/app/examples:ro'], 'only examples/ is mounted');
+  const seen = new Set<string>();
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const m of text(file).matchAll(/^\s*import\s[^'"]*?['"]([^'"]+)['"]/gm)) {
+      const spec = m[1] as string;
+      if (spec.startsWith('./')) visit(`examples/${spec.slice(2)}`);
+      else t.true(spec.startsWith('node:'), `${file} imports ${spec}, which the origin container does not have`);
+    }
+  };
+  visit((origin['command'] as string[])[1] as string);
+  t.true(seen.has('examples/origin.js'));
 });

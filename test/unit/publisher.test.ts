@@ -1,6 +1,6 @@
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
-import { sseEvent, subjectFor, toPublishItems } from '../../sidecar/src/publish/publisher.js';
+import { createPublisher, credentialHeader, sseEvent, subjectFor, toPublishItems } from '../../sidecar/src/publish/publisher.js';
 
 test('sseEvent writes the event, id and one data line per line of data', (t) => {
   t.is(sseEvent({ data: 'hi' }), 'data: hi\n\n');
@@ -64,4 +64,24 @@ test('subjectFor gives the escaped subject under the default or a given prefix',
   t.is(subjectFor('user.42'), 'grip.ch.user%2E42');
   t.is(subjectFor('room 1', 'app.rt'), 'app.rt.room%201');
   t.throws(() => subjectFor('x', 'a.*'), { message: /must be dot-separated tokens/ });
+});
+
+test('an HTTP target sends a Bearer token or a key-auth key, apikey by default', (t) => {
+  t.deepEqual(credentialHeader({ url: 'http://x/', token: 't0k' }), ['Authorization', 'Bearer t0k']);
+  t.deepEqual(credentialHeader({ url: 'http://x/', apiKey: 'k3y' }), ['apikey', 'k3y']);
+  t.deepEqual(credentialHeader({ url: 'http://x/', apiKey: 'k3y', apiKeyHeader: 'X-Publish-Key' }), ['X-Publish-Key', 'k3y']);
+  t.is(credentialHeader({ url: 'http://x/' }), undefined);
+});
+
+test('an HTTP target with both credentials, an empty one or a bad header name is refused when the publisher is made', (t) => {
+  const refused = (http: Record<string, unknown>, message: RegExp) =>
+    t.throws(() => createPublisher({ http: { url: 'http://127.0.0.1:1/', ...http } }), { code: 'KG_ERR_CONFIG_INVALID', message });
+  refused({ token: 't', apiKey: 'k' }, /either token \(Bearer\) or apiKey \(key-auth\), not both/);
+  refused({ token: '' }, /token must be a non-empty string/);
+  refused({ apiKey: '' }, /apiKey must be a non-empty string/);
+  refused({ apiKey: 'k\r\nX-Evil: 1' }, /must not contain CR, LF or NUL/);
+  refused({ apiKey: 'k', apiKeyHeader: 'api key' }, /apiKeyHeader must be a header name/);
+  refused({ apiKey: 'k', apiKeyHeader: '' }, /apiKeyHeader must be a header name/);
+  refused({ apiKeyHeader: 'apikey' }, /apiKeyHeader needs apiKey/);
+  t.notThrows(() => createPublisher({ http: { url: 'http://127.0.0.1:1/', apiKey: 'k' } }));
 });

@@ -65,11 +65,36 @@ export interface NatsTarget {
 }
 
 export interface HttpTarget {
-  /** The sidecar's control URL (e.g. http://127.0.0.1:5561/) or a Kong route to it. */
+  /**
+   * The sidecar's control URL (e.g. http://127.0.0.1:5561/) or a Kong route to it (e.g.
+   * http://kong:8000/rt/ for kong.yml's /rt/publish route); items are posted to `<url>publish/`.
+   */
   url: string;
   /** Sent as `Authorization: Bearer <token>` (the sidecar's --publish-token). */
   token?: string;
+  /** A key for a route guarded by Kong's key-auth, sent in the header `apiKeyHeader`. Not with `token`. */
+  apiKey?: string;
+  /** The header that carries `apiKey` (one of key-auth's `key_names`); default `apikey`. */
+  apiKeyHeader?: string;
   timeoutMs?: number;
+}
+
+/** The credential header an HTTP target sends, if any; throws KG_ERR_CONFIG_INVALID for a bad combination. */
+export function credentialHeader(target: HttpTarget): [string, string] | undefined {
+  const invalid = (message: string) => new KgError('KG_ERR_CONFIG_INVALID', `http: ${message}`);
+  if (target.token !== undefined && target.apiKey !== undefined) throw invalid('give either token (Bearer) or apiKey (key-auth), not both');
+  if (target.apiKeyHeader !== undefined && target.apiKey === undefined) throw invalid('apiKeyHeader needs apiKey');
+  if (target.token !== undefined) {
+    if (typeof target.token !== 'string' || target.token === '') throw invalid('token must be a non-empty string');
+    return ['Authorization', `Bearer ${target.token}`];
+  }
+  if (target.apiKey === undefined) return undefined;
+  if (typeof target.apiKey !== 'string' || target.apiKey === '') throw invalid('apiKey must be a non-empty string');
+  const header = target.apiKeyHeader ?? 'apikey';
+  // An HTTP token (RFC 9110 field-name): what fetch would otherwise reject at the first publish.
+  if (typeof header !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header)) throw invalid(`apiKeyHeader must be a header name, got ${JSON.stringify(header)}`);
+  if (/[\r\n\0]/.test(target.apiKey)) throw invalid('apiKey must not contain CR, LF or NUL');
+  return [header, target.apiKey];
 }
 
 export type PublisherOptions = ({ nats: NatsTarget } | { http: HttpTarget }) & {
@@ -181,8 +206,10 @@ class NatsPublisher implements Publisher {
 
 class HttpPublisher implements Publisher {
   private readonly endpoint: string;
+  private readonly credential: [string, string] | undefined;
 
   constructor(private readonly target: HttpTarget) {
+    this.credential = credentialHeader(target);
     const base = target.url.endsWith('/') ? target.url : `${target.url}/`;
     this.endpoint = new URL('publish/', base).href;
   }
@@ -190,7 +217,7 @@ class HttpPublisher implements Publisher {
   async publish(items: ItemInput | readonly ItemInput[]): Promise<void> {
     const body = JSON.stringify({ items: toPublishItems(items).map((item) => encodePublishItem(item, true)) });
     const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/plain' };
-    if (this.target.token !== undefined) headers['Authorization'] = `Bearer ${this.target.token}`;
+    if (this.credential !== undefined) headers[this.credential[0]] = this.credential[1];
     let res: Response;
     try {
       res = await fetch(this.endpoint, {
@@ -209,6 +236,7 @@ class HttpPublisher implements Publisher {
       case 400:
         throw new KgError('KG_ERR_PUBLISH_INVALID', message);
       case 401:
+      case 403:
         throw new KgError('KG_ERR_PUBLISH_UNAUTHORIZED', message);
       default:
         throw new KgError('KG_ERR_BUS_UNAVAILABLE', message);

@@ -15,8 +15,14 @@ const ATTRIBUTES = new Set([
   'elements', 'keys', 'values', 'fields',
 ]);
 
-/** Problems with the schema itself (what Kong's MetaSchema would refuse at startup). */
-export function checkSchemaDefinition(fields: SchemaFields, path = 'config'): string[] {
+/** Attributes older Kongs' metaschema does not know (and so refuse the whole schema for): the first version that has them. */
+export const ATTRIBUTE_SINCE: Readonly<Record<string, readonly [number, number]>> = { description: [3, 4] };
+
+/**
+ * Problems with the schema itself (what Kong's MetaSchema would refuse at startup). `kong`:
+ * the Kong version to check for (default 3.9).
+ */
+export function checkSchemaDefinition(fields: SchemaFields, path = 'config', kong: readonly [number, number] = [3, 9]): string[] {
   const problems: string[] = [];
   for (const entry of fields) {
     const names = Object.keys(entry);
@@ -24,7 +30,12 @@ export function checkSchemaDefinition(fields: SchemaFields, path = 'config'): st
     const name = names[0] as string;
     const f = entry[name] as Field;
     const where = `${path}.${name}`;
-    for (const attr of Object.keys(f)) if (!ATTRIBUTES.has(attr)) problems.push(`${where}: unknown attribute ${attr}`);
+    for (const attr of Object.keys(f)) {
+      const since = ATTRIBUTE_SINCE[attr];
+      if (!ATTRIBUTES.has(attr) || (since !== undefined && (kong[0] < since[0] || (kong[0] === since[0] && kong[1] < since[1])))) {
+        problems.push(`${where}: unknown attribute ${attr}`);
+      }
+    }
     if (!TYPES.has(f['type'] as string)) problems.push(`${where}: type must be one of ${[...TYPES].join(', ')}`);
     const d = f['description'];
     if (d !== undefined && (typeof d !== 'string' || d.length < 10 || d.length > 500)) problems.push(`${where}: description must be 10-500 characters`);
@@ -32,7 +43,7 @@ export function checkSchemaDefinition(fields: SchemaFields, path = 'config'): st
       try { luaPatternToRegExp(f['match'] as string); } catch (err) { problems.push(`${where}: ${(err as Error).message}`); }
     }
     if (f['default'] !== undefined) problems.push(...validateValue(f, f['default'], `${where} (default)`));
-    if (f['type'] === 'record' && Array.isArray(f['fields'])) problems.push(...checkSchemaDefinition(f['fields'] as SchemaFields, where));
+    if (f['type'] === 'record' && Array.isArray(f['fields'])) problems.push(...checkSchemaDefinition(f['fields'] as SchemaFields, where, kong));
   }
   return problems;
 }

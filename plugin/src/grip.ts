@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { parseOriginUrl } from '../../sidecar/src/kong/handoff-format.js';
+import { LIMITS, ORIGIN_SHAPE, parseOriginUrl } from '../../sidecar/src/kong/handoff-format.js';
 import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js';
 
 // The `grip` Kong plugin, run by kong-js-pluginserver (kong-pdk). It makes a route realtime by
@@ -37,6 +37,11 @@ export const Version = '0.1.0';
  */
 export const Priority = 850;
 
+/** Kong versions this plugin runs on: __plugin_id and kong.plugin.get_id exist from 3.4. */
+export const SUPPORTED_KONG = '3.4 to 3.9';
+/** Shortest secret the plugin and the sidecars (kong.secret) accept, counted as Kong's len_min counts: bytes. */
+export const SECRET_MIN_BYTES = 32;
+
 /**
  * Kong schema DSL (becomes the plugin's config.fields). What the schema cannot express (and a
  * vault reference skips): configProblem. No `description` attributes: Kong < 3.4 refuses the
@@ -55,7 +60,7 @@ export const Schema = [
       required: true,
       referenceable: true,
       encrypted: true,
-      len_min: 32,
+      len_min: SECRET_MIN_BYTES,
       len_max: 1024,
     },
   },
@@ -64,8 +69,11 @@ export const Schema = [
       type: 'string',
       required: true,
       len_min: 8,
-      len_max: 2048,
-      match: '^https?://',
+      len_max: LIMITS.originChars,
+      // parseOriginUrl's shape rules, the same patterns (ORIGIN_SHAPE); only host and port
+      // syntax is left to the plugin's start (a broken instance answering 500).
+      match_all: ORIGIN_SHAPE.mustMatch.map((r) => ({ pattern: r.lua, err: r.err })),
+      match_none: ORIGIN_SHAPE.mustNotMatch.map((r) => ({ pattern: r.lua, err: r.err })),
     },
   },
   {
@@ -113,11 +121,6 @@ const defaultEnv: PluginEnv = {
 
 const INTERNAL_ERROR = { message: 'An unexpected error occurred' };
 const STALE_INSTANCE = { message: 'Service temporarily unavailable, retry' };
-
-/** Kong versions this plugin runs on: __plugin_id and kong.plugin.get_id exist from 3.4. */
-export const SUPPORTED_KONG = '3.4 to 3.9';
-/** Shortest secret the plugin and the sidecars (kong.secret) accept, counted as Kong's len_min counts: bytes. */
-export const SECRET_MIN_BYTES = 32;
 
 /**
  * What makes a config unusable, or undefined when it is usable. Kong validated the fields

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { parseOriginUrl } from '../../sidecar/src/kong/handoff-format.js';
+import { LIMITS, ORIGIN_SHAPE, parseOriginUrl } from '../../sidecar/src/kong/handoff-format.js';
 import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js';
 
 // The `grip` Kong plugin, run by kong-js-pluginserver (kong-pdk). It makes a route realtime by
@@ -23,6 +23,8 @@ import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js
 //   3. kong.service.request.set_headers({...})   the token plus every cleared header, in one call
 // The refusal paths stay within three too: get_id, worker_events.post, response.exit for a
 // stale instance; the calls made so far plus response.exit when get_id or get_consumer fails.
+// An instance whose config is unusable (see configProblem) answers 500 naming the problem:
+// response.exit alone without __plugin_id (Kong < 3.4), get_id then exit otherwise.
 // (A failing set_headers would make four, but Kong never hands such a failure back: a Lua error
 // in a PDK call ends the request on Kong's side, and Kong drops the error half of `nil, err`.)
 
@@ -35,7 +37,22 @@ export const Version = '0.1.0';
  */
 export const Priority = 850;
 
-/** Kong schema DSL (becomes the plugin's config.fields). Cross-field rules: see the constructor. */
+/** Kong versions this plugin runs on: __plugin_id and kong.plugin.get_id exist from 3.4. */
+export const SUPPORTED_KONG = '3.4 to 3.9';
+/** Shortest secret the plugin and the sidecars (kong.secret) accept, counted as Kong's len_min counts: bytes. */
+export const SECRET_MIN_BYTES = 32;
+
+/**
+ * Kong schema DSL (becomes the plugin's config.fields). What the schema cannot express (and a
+ * vault reference skips): configProblem. No `description` attributes: Kong < 3.4 refuses the
+ * whole schema for them, and then could not even load the plugin to answer the clear 500 that
+ * names the supported versions. The fields are documented in docs/kong.md:
+ * - secret: HMAC-SHA256 key for the handoff token, the sidecars' kong.secret; use a vault
+ *   reference such as {vault://env/grip-handoff-secret}. No default.
+ * - origin: base URL of the GRIP origin this route serves (http://origin:8080,
+ *   https://api.internal/app); no credentials, query or fragment; on the sidecars' allow-list.
+ * - forward_consumer: sign the consumer Kong's auth plugins found (one PDK round trip).
+ */
 export const Schema = [
   {
     secret: {
@@ -43,9 +60,8 @@ export const Schema = [
       required: true,
       referenceable: true,
       encrypted: true,
-      len_min: 32,
+      len_min: SECRET_MIN_BYTES,
       len_max: 1024,
-      description: 'Shared secret for the HMAC-SHA256 handoff token; the sidecars are configured with the same value (kong.secret). Use a vault reference such as {vault://env/grip-handoff-secret}. No default: it must be set.',
     },
   },
   {
@@ -53,9 +69,11 @@ export const Schema = [
       type: 'string',
       required: true,
       len_min: 8,
-      len_max: 2048,
-      match: '^https?://',
-      description: 'Base URL of the GRIP origin this route serves, e.g. http://origin:8080 or https://api.internal/app. The sidecar forwards the request path under it and only accepts origins on its allow-list. No credentials, query or fragment. No default.',
+      len_max: LIMITS.originChars,
+      // parseOriginUrl's shape rules, the same patterns (ORIGIN_SHAPE); only host and port
+      // syntax is left to the plugin's start (a broken instance answering 500).
+      match_all: ORIGIN_SHAPE.mustMatch.map((r) => ({ pattern: r.lua, err: r.err })),
+      match_none: ORIGIN_SHAPE.mustNotMatch.map((r) => ({ pattern: r.lua, err: r.err })),
     },
   },
   {
@@ -63,7 +81,6 @@ export const Schema = [
       type: 'boolean',
       required: true,
       default: true,
-      description: 'Pass the consumer that Kong authentication plugins found (id, username, custom_id) to the origin in the signed token. Costs one PDK round trip per request; turn off on routes without authentication.',
     },
   },
 ] as const;
@@ -105,28 +122,65 @@ const defaultEnv: PluginEnv = {
 const INTERNAL_ERROR = { message: 'An unexpected error occurred' };
 const STALE_INSTANCE = { message: 'Service temporarily unavailable, retry' };
 
+/**
+ * What makes a config unusable, or undefined when it is usable. Kong validated the fields
+ * against Schema before StartInstance, but a vault reference skips the validators, an older
+ * Kong sends no __plugin_id, and a config can come from elsewhere (tests, a future Kong).
+ */
+export function configProblem(config: unknown): string | undefined {
+  if (typeof config !== 'object' || config === null) return 'the plugin configuration is not an object';
+  const c = config as Record<string, unknown>;
+  if (typeof c['__plugin_id'] !== 'string' || c['__plugin_id'] === '') {
+    return `this Kong does not send __plugin_id; supported Kong versions are ${SUPPORTED_KONG}`;
+  }
+  const secret = c['secret'];
+  if (typeof secret !== 'string' || Buffer.byteLength(secret, 'utf8') < SECRET_MIN_BYTES) {
+    return `config.secret must be at least ${SECRET_MIN_BYTES} bytes (got ${typeof secret === 'string' ? `${Buffer.byteLength(secret, 'utf8')}` : typeof secret}); check the vault reference it comes from`;
+  }
+  try {
+    parseOriginUrl('config.origin', c['origin']);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (typeof c['forward_consumer'] !== 'boolean') return 'config.forward_consumer must be a boolean';
+  return undefined;
+}
+
 export class Plugin {
   private readonly config: GripConfig;
-  private readonly pluginId: string;
+  private readonly pluginId: string | null;
   private readonly env: PluginEnv;
+  /** Set when the config is unusable: every request is answered 500 with this text. */
+  private readonly broken: string | undefined;
 
   constructor(config: GripConfig, env: PluginEnv = defaultEnv) {
-    // Kong validated the fields against Schema; here only what a JS schema cannot express. A
-    // throw fails StartInstance, so requests on this route get a 500 instead of a bad token.
-    try {
-      parseOriginUrl('origin', config.origin);
-    } catch (err) {
-      throw new Error(`grip plugin config: ${(err as Error).message}`);
-    }
-    if (typeof config.__plugin_id !== 'string' || config.__plugin_id === '') {
-      throw new Error('grip plugin config: __plugin_id is missing; Kong 3.9 or later is required (it identifies this configuration)');
-    }
-    this.config = config;
-    this.pluginId = config.__plugin_id;
+    // Never throws. kong-pdk turns a throw here into a failed StartInstance; Kong then fails the
+    // request without a useful answer, never caches an instance, and retries (and logs) on every
+    // request. Instead an unusable config makes a "broken" instance: one log line now, and a 500
+    // naming the problem on each request.
     this.env = env;
+    this.config = config;
+    const id = (config as { __plugin_id?: unknown } | null)?.__plugin_id;
+    this.pluginId = typeof id === 'string' && id !== '' ? id : null;
+    let problem: string | undefined;
+    try {
+      problem = configProblem(config);
+    } catch (err) {
+      problem = `the plugin configuration could not be read: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    this.broken = problem === undefined ? undefined : `kong-grip: ${problem}`;
+    if (this.broken !== undefined) {
+      try {
+        env.log(`${this.broken}; this instance answers every request with 500`);
+      } catch { /* logging must not fail the instance */ }
+    }
   }
 
   async access(kong: GripPdk): Promise<void> {
+    if (this.broken !== undefined) {
+      await this.refuseBroken(kong);
+      return;
+    }
     try {
       // Instance check (kong.md 1.5). kong-js-pluginserver numbers instances 0, 1, 2, ... per
       // process. After it restarts, a Kong worker may still hold instance id N for route A while
@@ -139,11 +193,10 @@ export class Plugin {
       // starts a fresh instance with the right config.
       const runningFor = await kong.plugin.get_id();
       if (runningFor !== this.pluginId) {
-        this.env.log(`instance config is for plugin ${this.pluginId} but Kong ran it for ${String(runningFor)}; resetting cached instances`);
-        await kong.worker_events.post('plugin_server', 'reset_instances', { plugin_name: Name });
-        await kong.response.exit(503, STALE_INSTANCE, { 'Retry-After': '1' });
+        await this.resetStale(kong, runningFor);
         return;
       }
+      const pluginId = this.pluginId as string;
       const consumer = this.config.forward_consumer ? consumerFromKong(await kong.client.get_consumer()) : null;
       const headers = handoffHeaders({
         iat: Math.floor(this.env.nowMs() / 1000),
@@ -151,7 +204,7 @@ export class Plugin {
         origin: this.config.origin,
         routeId: this.config.route_id ?? null,
         serviceId: this.config.service_id ?? null,
-        pluginId: this.pluginId,
+        pluginId,
         consumer,
       }, this.config.secret);
       await kong.service.request.set_headers(headers);
@@ -161,5 +214,32 @@ export class Plugin {
       this.env.log(`access failed: ${err instanceof Error ? err.message : String(err)}`);
       await kong.response.exit(500, INTERNAL_ERROR);
     }
+  }
+
+  /**
+   * A broken instance: 500 naming the problem. When its config names a plugin entity, it first
+   * makes the instance check, so a stale instance id (another route's broken config) resets
+   * Kong's caches instead of failing a route whose own config is fine. Kong < 3.4 sends no
+   * __plugin_id and has no kong.plugin.get_id: one call, the exit.
+   */
+  private async refuseBroken(kong: GripPdk): Promise<void> {
+    try {
+      if (this.pluginId !== null) {
+        const runningFor = await kong.plugin.get_id();
+        if (runningFor !== this.pluginId) {
+          await this.resetStale(kong, runningFor);
+          return;
+        }
+      }
+    } catch (err) {
+      this.env.log(`access failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    await kong.response.exit(500, { message: this.broken });
+  }
+
+  private async resetStale(kong: GripPdk, runningFor: unknown): Promise<void> {
+    this.env.log(`instance config is for plugin ${String(this.pluginId)} but Kong ran it for ${String(runningFor)}; resetting cached instances`);
+    await kong.worker_events.post('plugin_server', 'reset_instances', { plugin_name: Name });
+    await kong.response.exit(503, STALE_INSTANCE, { 'Retry-After': '1' });
   }
 }

@@ -15,8 +15,14 @@ const ATTRIBUTES = new Set([
   'elements', 'keys', 'values', 'fields',
 ]);
 
-/** Problems with the schema itself (what Kong's MetaSchema would refuse at startup). */
-export function checkSchemaDefinition(fields: SchemaFields, path = 'config'): string[] {
+/** Attributes older Kongs' metaschema does not know (and so refuse the whole schema for): the first version that has them. */
+export const ATTRIBUTE_SINCE: Readonly<Record<string, readonly [number, number]>> = { description: [3, 4] };
+
+/**
+ * Problems with the schema itself (what Kong's MetaSchema would refuse at startup). `kong`:
+ * the Kong version to check for (default 3.9).
+ */
+export function checkSchemaDefinition(fields: SchemaFields, path = 'config', kong: readonly [number, number] = [3, 9]): string[] {
   const problems: string[] = [];
   for (const entry of fields) {
     const names = Object.keys(entry);
@@ -24,15 +30,36 @@ export function checkSchemaDefinition(fields: SchemaFields, path = 'config'): st
     const name = names[0] as string;
     const f = entry[name] as Field;
     const where = `${path}.${name}`;
-    for (const attr of Object.keys(f)) if (!ATTRIBUTES.has(attr)) problems.push(`${where}: unknown attribute ${attr}`);
+    for (const attr of Object.keys(f)) {
+      const since = ATTRIBUTE_SINCE[attr];
+      if (!ATTRIBUTES.has(attr) || (since !== undefined && (kong[0] < since[0] || (kong[0] === since[0] && kong[1] < since[1])))) {
+        problems.push(`${where}: unknown attribute ${attr}`);
+      }
+    }
     if (!TYPES.has(f['type'] as string)) problems.push(`${where}: type must be one of ${[...TYPES].join(', ')}`);
     const d = f['description'];
     if (d !== undefined && (typeof d !== 'string' || d.length < 10 || d.length > 500)) problems.push(`${where}: description must be 10-500 characters`);
-    if (f['match'] !== undefined) {
-      try { luaPatternToRegExp(f['match'] as string); } catch (err) { problems.push(`${where}: ${(err as Error).message}`); }
+    for (const attr of ['match', 'not_match'] as const) {
+      if (f[attr] === undefined) continue;
+      try { luaPatternToRegExp(f[attr] as string); } catch (err) { problems.push(`${where}: ${attr}: ${(err as Error).message}`); }
+    }
+    for (const attr of ['match_all', 'match_none'] as const) {
+      const list = f[attr];
+      if (list === undefined) continue;
+      // metaschema: an array of records { pattern: string (required), err: string }.
+      if (!Array.isArray(list)) { problems.push(`${where}: ${attr} must be an array`); continue; }
+      for (const m of list as unknown[]) {
+        const rule = m as Record<string, unknown>;
+        if (typeof m !== 'object' || m === null || typeof rule['pattern'] !== 'string' || (rule['err'] !== undefined && typeof rule['err'] !== 'string')
+          || Object.keys(rule).some((k) => k !== 'pattern' && k !== 'err')) {
+          problems.push(`${where}: ${attr} entries must be { pattern, err }`);
+          continue;
+        }
+        try { luaPatternToRegExp(rule['pattern']); } catch (err) { problems.push(`${where}: ${attr}: ${(err as Error).message}`); }
+      }
     }
     if (f['default'] !== undefined) problems.push(...validateValue(f, f['default'], `${where} (default)`));
-    if (f['type'] === 'record' && Array.isArray(f['fields'])) problems.push(...checkSchemaDefinition(f['fields'] as SchemaFields, where));
+    if (f['type'] === 'record' && Array.isArray(f['fields'])) problems.push(...checkSchemaDefinition(f['fields'] as SchemaFields, where, kong));
   }
   return problems;
 }
@@ -70,9 +97,19 @@ function validateValue(f: Field, value: unknown, where: string): string[] {
   switch (f['type']) {
     case 'string': {
       if (typeof value !== 'string') return [`${where}: expected a string`];
-      if (typeof f['len_min'] === 'number' && value.length < f['len_min']) problems.push(`${where}: length must be at least ${f['len_min']}`);
-      if (typeof f['len_max'] === 'number' && value.length > f['len_max']) problems.push(`${where}: length must be at most ${f['len_max']}`);
+      // Kong measures a string with Lua's # operator: bytes, not characters.
+      const len = Buffer.byteLength(value, 'utf8');
+      if (typeof f['len_min'] === 'number' && len < f['len_min']) problems.push(`${where}: length must be at least ${f['len_min']}`);
+      if (typeof f['len_max'] === 'number' && len > f['len_max']) problems.push(`${where}: length must be at most ${f['len_max']}`);
       if (typeof f['match'] === 'string' && !luaPatternToRegExp(f['match']).test(value)) problems.push(`${where}: invalid value: ${value}`);
+      if (typeof f['not_match'] === 'string' && luaPatternToRegExp(f['not_match']).test(value)) problems.push(`${where}: invalid value: ${value}`);
+      // value:match(pattern) for each entry; the first failing entry's err is the error.
+      for (const m of (f['match_all'] ?? []) as Array<{ pattern: string; err?: string }>) {
+        if (!luaPatternToRegExp(m.pattern).test(value)) { problems.push(`${where}: ${m.err ?? 'invalid value'}`); break; }
+      }
+      for (const m of (f['match_none'] ?? []) as Array<{ pattern: string; err?: string }>) {
+        if (luaPatternToRegExp(m.pattern).test(value)) { problems.push(`${where}: ${m.err ?? 'invalid value'}`); break; }
+      }
       if (typeof f['starts_with'] === 'string' && !value.startsWith(f['starts_with'])) problems.push(`${where}: should start with: ${f['starts_with']}`);
       break;
     }

@@ -74,12 +74,47 @@ test.serial('StartInstance gets the JSON config with defaults applied and Kong k
   t.regex(err.message, /^no plugin instance #/, 'the text Kong looks for to restart instances');
 });
 
-test.serial('a config the constructor refuses makes StartInstance fail, so Kong answers 500 rather than proxying', async (t) => {
+test.serial('Kong < 3.4 (no __plugin_id) and an unusable origin: StartInstance answers, access exits 500 naming the problem, one log line, the server keeps serving', async (t) => {
   const s = await setup();
   t.teardown(() => s.close());
   const kong = s.driver();
-  const err = await t.throwsAsync(kong.startInstance('grip', kongPluginConfig(s.info, { secret: SECRET, origin: 'http://origin:8080/?q=1' }, ROUTE_A)));
-  t.regex(err.message, /grip plugin config: origin must be/);
+  const { __plugin_id: _p, ...old } = kongPluginConfig(s.info, { secret: SECRET, origin: 'http://origin:8080' }, ROUTE_A);
+  const cases = [
+    { name: 'no __plugin_id', config: old, pluginId: null, body: 'kong-grip: this Kong does not send __plugin_id; supported Kong versions are 3.4 to 3.9', methods: ['kong.response.exit'] },
+    {
+      name: 'origin with a query',
+      config: kongPluginConfig(s.info, { secret: SECRET, origin: 'http://origin:8080/?q=1' }, ROUTE_B),
+      pluginId: ROUTE_B.pluginId,
+      body: 'kong-grip: config.origin must be an http:// or https:// URL without credentials, query or fragment',
+      methods: ['kong.plugin.get_id', 'kong.response.exit'],
+    },
+  ];
+  for (const c of cases) {
+    const started = await kong.startInstance('grip', c.config);
+    t.true(Number.isInteger(started.Id), `${c.name}: StartInstance answered`);
+    for (let i = 0; i < 3; i++) {
+      // Kong < 3.4 has no kong.plugin.get_id; the broken instance does not call it without __plugin_id.
+      const req = new FakeKongRequest({ pluginId: c.pluginId ?? 'unused', consumer: CONSUMER });
+      const run = await kong.runPhase(started.Id, 'access', req);
+      t.deepEqual(req.methods(), c.methods, c.name);
+      t.is(run.roundTrips, c.methods.length, `${c.name}: HandleEvent plus the Steps before exit`);
+      t.is(req.exit?.status, 500, c.name);
+      t.true(String((req.exit?.body as { message?: unknown } | undefined)?.message).startsWith(c.body), `${c.name}: ${JSON.stringify(req.exit?.body)}`);
+      t.false(req.headers.has('kong-grip-handoff'), c.name);
+    }
+    const line = await s.server.waitForOutput(new RegExp(`\\[grip\\] ${c.body.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+    t.regex(line, /this instance answers every request with 500/);
+    t.is(s.server.output.filter((l) => l.includes(c.body)).length, 1, `${c.name}: logged once per instance, not per request`);
+  }
+  t.false(s.server.output.some((l) => /unhandled exception|Error:/.test(l)), s.server.output.join('\n'));
+
+  // The same server process still starts and serves a good instance.
+  const good = await kong.startInstance('grip', kongPluginConfig(s.info, { secret: SECRET, origin: 'http://origin:8080' }, ROUTE_A));
+  const req = new FakeKongRequest({ pluginId: ROUTE_A.pluginId, consumer: CONSUMER });
+  await kong.runPhase(good.Id, 'access', req);
+  t.deepEqual(req.methods(), ['kong.plugin.get_id', 'kong.client.get_consumer', 'kong.service.request.set_headers']);
+  const v = verifyHandoff(req.upstreamHeaders(), { secret: SECRET, allowedOrigins: ['http://origin:8080'], maxAgeSec: 30, now: Date.now() });
+  t.is(v.identity.pluginId, ROUTE_A.pluginId);
 });
 
 test.serial('access with a consumer: three PDK calls, four round trips, and a token the sidecar accepts', async (t) => {

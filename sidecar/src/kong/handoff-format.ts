@@ -207,7 +207,28 @@ function name(where: string, v: unknown): string | null {
   return v;
 }
 
-/** Parses a base URL the format accepts: http(s), no credentials, query or fragment. */
+/**
+ * The shape of an origin URL, the part of parseOriginUrl's rules a pattern can say. Each rule is
+ * written twice, as the same pattern: `lua` for the grip plugin's Kong schema (match_all /
+ * match_none: Kong refuses the config at load time) and `re` for parseOriginUrl (the plugin at
+ * start, the sidecar's allow-list and tokens). A unit test checks the two agree, and that the
+ * schema refuses whatever parseOriginUrl refuses except host and port syntax (the URL parse),
+ * which no pattern states. Printable ASCII only, so Kong's byte length is the string length.
+ */
+export const ORIGIN_SHAPE = {
+  mustMatch: [
+    { lua: '^https?://[^/]', re: /^https?:\/\/[^/]/, err: 'must start with http:// or https:// (lower case) and a host' },
+  ],
+  mustNotMatch: [
+    { lua: '@', re: /@/, err: 'must not contain credentials (user:pass@)' },
+    { lua: '%?', re: /\?/, err: 'must not contain a query (?)' },
+    { lua: '#', re: /#/, err: 'must not contain a fragment (#)' },
+    { lua: '\\', re: /\\/, err: 'must not contain a backslash' },
+    { lua: '[^!-~]', re: /[^!-~]/, err: 'must be printable ASCII without spaces (an international host name in punycode)' },
+  ],
+} as const;
+
+/** Parses a base URL the format accepts: http(s), no credentials, query or fragment, and ORIGIN_SHAPE. */
 export function parseOriginUrl(where: string, v: unknown): URL {
   if (typeof v !== 'string' || v.length > LIMITS.originChars) {
     throw new HandoffError('malformed', `${where} must be a URL of at most ${LIMITS.originChars} characters, got ${JSON.stringify(v)}`);
@@ -217,6 +238,10 @@ export function parseOriginUrl(where: string, v: unknown): URL {
     url = new URL(v);
   } catch {
     throw new HandoffError('malformed', `${where} must be an absolute http:// or https:// URL, got ${JSON.stringify(v)}`);
+  }
+  const broken = ORIGIN_SHAPE.mustMatch.find((r) => !r.re.test(v)) ?? ORIGIN_SHAPE.mustNotMatch.find((r) => r.re.test(v));
+  if (broken !== undefined) {
+    throw new HandoffError('malformed', `${where} must be an http:// or https:// URL without credentials, query or fragment (it ${broken.err}), got ${JSON.stringify(v)}`);
   }
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== ''
     || url.search !== '' || url.hash !== '' || v.includes('?') || v.includes('#')) {

@@ -46,12 +46,11 @@ test('access is the only phase: no response (buffered proxying), rewrite or log'
   t.deepEqual(defined, ['access']);
 });
 
-test('every Schema field has a type, a 10-500 character description, and a default or required; strings have bounds', (t) => {
+test('every Schema field has a type and a default or required, and no description (Kong < 3.4 refuses it); strings have bounds', (t) => {
   for (const entry of Schema) {
     const [[name, field]] = Object.entries(entry) as [[string, Record<string, unknown>]];
     t.is(typeof field['type'], 'string', name);
-    const d = field['description'];
-    t.true(typeof d === 'string' && d.length >= 10 && d.length <= 500, `${name} description`);
+    t.false('description' in field, `${name}: a description would make Kong < 3.4 refuse the schema instead of answering the version 500`);
     t.true('default' in field || field['required'] === true, `${name} default or required`);
     if (field['type'] === 'string') {
       t.is(typeof field['len_min'], 'number', `${name} len_min`);
@@ -162,15 +161,51 @@ test('a consumer whose fields break the token format gives a 500, not a token', 
   t.is(kong.calls.length, 3);
 });
 
-test('the constructor refuses an origin the sidecar could never accept, naming the problem', (t) => {
-  for (const origin of ['http://u:p@origin/', 'http://origin/?q=1', 'http://origin/#f', 'ftp://origin/', 'origin:8080']) {
-    const err = t.throws(() => new Plugin(config({ origin }), quietEnv()));
-    t.regex(err?.message ?? '', /^grip plugin config: origin must be/, origin);
+test('an unusable config never throws: the instance logs the problem once and answers every request 500 naming it', async (t) => {
+  const { __plugin_id: _p, ...noId } = config();
+  const cases: Array<[string, unknown, RegExp, string[]]> = [
+    ['no __plugin_id (Kong < 3.4)', noId, /^kong-grip: this Kong does not send __plugin_id; supported Kong versions are 3\.4 to 3\.9$/, ['kong.response.exit']],
+    ['__plugin_id null', config({ __plugin_id: null }), /does not send __plugin_id/, ['kong.response.exit']],
+    ['origin with credentials', config({ origin: 'http://u:p@origin/' }), /^kong-grip: config\.origin must be an http:\/\/ or https:\/\/ URL without credentials/, ['kong.plugin.get_id', 'kong.response.exit']],
+    ['origin with a query', config({ origin: 'http://origin/?q=1' }), /^kong-grip: config\.origin must be/, ['kong.plugin.get_id', 'kong.response.exit']],
+    ['origin with a fragment', config({ origin: 'http://origin/#f' }), /^kong-grip: config\.origin must be/, ['kong.plugin.get_id', 'kong.response.exit']],
+    ['ftp origin', config({ origin: 'ftp://origin/' }), /^kong-grip: config\.origin must be/, ['kong.plugin.get_id', 'kong.response.exit']],
+    ['relative origin', config({ origin: 'origin:8080' }), /^kong-grip: config\.origin must be/, ['kong.plugin.get_id', 'kong.response.exit']],
+    ['short secret (a vault reference skips the schema)', config({ secret: 'x'.repeat(31) }), /^kong-grip: config\.secret must be at least 32 bytes \(got 31\)/, ['kong.plugin.get_id', 'kong.response.exit']],
+    ['not an object', null, /^kong-grip: the plugin configuration is not an object$/, ['kong.response.exit']],
+  ];
+  for (const [name, cfg, message, methods] of cases) {
+    const env = quietEnv();
+    const plugin = new Plugin(cfg as GripConfig, env);
+    t.is(env.lines.length, 1, `${name}: one line at start`);
+    for (let i = 0; i < 3; i++) {
+      const kong = new FakePdk({ pluginId: PLUGIN_ID, consumer: consumerRow });
+      await plugin.access(kong);
+      t.deepEqual(kong.methods(), methods, name);
+      t.is(kong.exit?.status, 500, name);
+      const body = (kong.exit?.body as { message: string }).message;
+      t.regex(body, message, name);
+      t.is(env.lines[0], `${body}; this instance answers every request with 500`, name);
+      t.false('kong-grip-handoff' in kong.upstreamHeaders, name);
+    }
+    t.is(env.lines.length, 1, `${name}: no line per request`);
   }
 });
 
-test('the constructor refuses a config without __plugin_id (the instance check needs it)', (t) => {
-  const { __plugin_id: _p, ...rest } = config();
-  t.throws(() => new Plugin(rest, quietEnv()), { message: /__plugin_id is missing/ });
-  t.throws(() => new Plugin(config({ __plugin_id: null }), quietEnv()), { message: /__plugin_id is missing/ });
+test('a broken instance that Kong runs for another plugin entity resets the caches like a good one (503), not 500', async (t) => {
+  const env = quietEnv();
+  const plugin = new Plugin(config({ secret: 'short' }), env);
+  const kong = new FakePdk({ pluginId: 'another-plugin-entity-id' });
+  await plugin.access(kong);
+  t.deepEqual(kong.methods(), ['kong.plugin.get_id', 'kong.worker_events.post', 'kong.response.exit']);
+  t.is(kong.exit?.status, 503);
+});
+
+test('the log line and the 500 never contain the secret', async (t) => {
+  const secret = 'a-secret-that-is-too-short';
+  const env = quietEnv();
+  const kong = new FakePdk({ pluginId: PLUGIN_ID });
+  await new Plugin(config({ secret }), env).access(kong);
+  t.false(env.lines.join('\n').includes(secret));
+  t.false(JSON.stringify(kong.exit).includes(secret));
 });

@@ -1,5 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import { Plugin, SECRET_MIN_BYTES, Schema, configProblem, type GripConfig } from '../../../plugin/src/grip.js';
 import { LIMITS, ORIGIN_SHAPE, parseOriginUrl } from '../../../sidecar/src/kong/handoff-format.js';
 import { FakePdk } from '../../helpers/fake-pdk.js';

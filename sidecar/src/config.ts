@@ -40,7 +40,7 @@ export interface Limits {
 }
 
 export interface KongConfig {
-  /** Shared with the grip plugin's `secret` (at least 32 characters, like the plugin's schema). */
+  /** Shared with the grip plugin's `secret` (at least 32 bytes, as the plugin's schema counts). */
   secret: string;
   /** Origin base URLs a handoff may name (scheme, host, port, path prefix). At least one. */
   allowedOrigins: string[];
@@ -245,7 +245,7 @@ export const USAGE = `Usage: grip-sidecar [options]
   --nats URL[,URL...]     use NATS at these servers as the bus (default: in-process bus)
   --nats-prefix PREFIX    NATS subject prefix for channels (default grip.ch.)
   --kong-secret SECRET    Kong mode: accept only requests handed off by the grip plugin
-                          (the same secret as the plugin's, at least 32 characters)
+                          (the same secret as the plugin's, at least 32 bytes)
   --kong-allowed-origins URL[,URL...]
                           Kong mode: origins a handoff may name (or kong.allowedOrigins)
   --workers N             worker processes (default: number of cores with NATS, else 1)
@@ -344,6 +344,19 @@ function httpUrl(key: string, v: unknown, problems: Problems): string | undefine
   }
   problems.add(key, 'must be an http:// or https:// URL', v);
   return undefined;
+}
+
+/**
+ * A secret (key, token): at least `minBytes` bytes of UTF-8, as Kong's schema and the grip plugin
+ * count them. A refused value is described by its length only, never shown.
+ */
+function secret(key: string, v: unknown, problems: Problems, minBytes: number): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || Buffer.byteLength(v) < minBytes) {
+    problems.list.push(`${key} must be a string of at least ${minBytes} bytes, got ${typeof v === 'string' ? `${Buffer.byteLength(v)} bytes` : typeof v}`);
+    return undefined;
+  }
+  return v;
 }
 
 function str(key: string, v: unknown, problems: Problems, minLength = 1): string | undefined {
@@ -456,9 +469,9 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
   };
   const origin = httpUrl('origin', raw['origin'], problems);
   if (origin !== undefined) config.origin = origin;
-  const sigKey = str('sigKey', raw['sigKey'], problems);
+  const sigKey = secret('sigKey', raw['sigKey'], problems, 1);
   if (sigKey !== undefined) config.sigKey = sigKey;
-  const publishToken = str('publishToken', raw['publishToken'], problems, 8);
+  const publishToken = secret('publishToken', raw['publishToken'], problems, 8);
   if (publishToken !== undefined) config.publishToken = publishToken;
 
   const nats = raw['nats'];
@@ -501,7 +514,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
 
   const kongRaw = typeof raw['kong'] === 'object' ? section('kong', raw['kong'], problems) : {};
   unknownKeys('kong.', kongRaw, ['secret', 'allowedOrigins', 'maxAgeSec', 'replayCacheSize'], problems);
-  const kongSecret = str('kong.secret', raw['kongSecret'] ?? kongRaw['secret'], problems, 32);
+  const kongSecret = secret('kong.secret', raw['kongSecret'] ?? kongRaw['secret'], problems, 32);
   if (kongSecret !== undefined) {
     const fromFlag = raw['kongAllowedOrigins'];
     const allowed = typeof fromFlag === 'string'

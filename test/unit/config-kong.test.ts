@@ -26,9 +26,15 @@ test('the allow-list flag or variable replaces the file\'s list', (t) => {
   t.deepEqual(c.kong?.allowedOrigins, ['http://env:2']);
 });
 
-test('a secret shorter than the plugin accepts (32) is refused', (t) => {
-  t.regex(configError(() => loadConfig({ env: {}, argv: ['--kong-secret', 'short-secret-1234', '--kong-allowed-origins', 'http://o:1'] })),
-    /kong.secret must be a string of at least 32 characters/);
+test('a secret shorter than the plugin accepts (32 bytes) is refused, and the message does not show it', (t) => {
+  const message = configError(() => loadConfig({ env: {}, argv: ['--kong-secret', 'short-secret-1234', '--kong-allowed-origins', 'http://o:1'] }));
+  t.regex(message, /kong.secret must be a string of at least 32 bytes, got 17 bytes/);
+  t.notRegex(message, /short-secret-1234/);
+});
+
+test('the secret is counted in bytes, as Kong and the plugin count it: 16 two-byte characters are enough', (t) => {
+  const c = loadConfig({ env: {}, argv: ['--kong-secret', 'é'.repeat(16), '--kong-allowed-origins', 'http://o:1'] });
+  t.is(c.kong?.secret, 'é'.repeat(16));
 });
 
 test('Kong mode without an allow-list is refused instead of refusing every request', (t) => {

@@ -72,9 +72,9 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       help: 'Handed-off requests refused (503) because the fleet-wide nonce store (NATS JetStream KV) did not answer',
       registers: [registry],
     }),
-    handoffStoreAvailable: new Gauge({
-      name: 'kong_grip_handoff_store_available',
-      help: 'Kong mode: 1 while the fleet-wide nonce store answers (or has not failed yet), 0 during an outage',
+    handoffStoreOutage: new Gauge({
+      name: 'kong_grip_handoff_store_outage',
+      help: 'Kong mode: 1 while the fleet-wide nonce store does not answer (handed-off requests get 503), else 0; summed over workers',
       registers: [registry],
     }),
     handoffRejected: new Counter({

@@ -95,7 +95,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     servers: config.nats?.servers ?? [], maxAgeSec: config.kong.maxAgeSec,
     reconnectWaitMs: config.nats?.reconnectWaitMs ?? 1000, metrics, log: log.child({ component: 'nonces' }),
   });
-  if (nonceStore !== undefined) metrics.handoffStoreAvailable.set(1);
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
     keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),

@@ -70,6 +70,11 @@ export class KvClaims implements FleetClaims {
       }
       this.nc = nc;
       this.isConnected = true;
+      // Open (or create) the bucket now, so the first claim does not pay for it.
+      this.bucket(nc).catch((err: unknown) => {
+        this.kv = undefined;
+        this.options.log.warn({ err: String(err) }, 'fleet claims: the KV bucket could not be opened yet');
+      });
       void (async () => {
         for await (const s of nc.status()) {
           if (s.type === 'disconnect') this.isConnected = false;
@@ -88,6 +93,12 @@ export class KvClaims implements FleetClaims {
   }
 
   async claim(key: string): Promise<ClaimResult> {
+    if (this.nc === undefined && !this.isClosed) {
+      // Just started: wait for the first connection, at most one timeout.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.connecting, new Promise((resolve) => { timer = setTimeout(resolve, this.timeoutMs); })]);
+      clearTimeout(timer);
+    }
     const nc = this.nc;
     if (nc === undefined || !this.isConnected) throw new ClaimsUnavailable('not connected to NATS');
     let timer: NodeJS.Timeout | undefined;
@@ -124,11 +135,8 @@ export class KvClaims implements FleetClaims {
     this.isClosed = true;
     const nc = this.nc;
     this.nc = undefined;
+    // A connect still under way closes its connection when it completes (start()).
     if (nc !== undefined) await nc.close().catch(() => undefined);
-    else if (this.isConnected === false) {
-      // A connect still under way closes itself when it completes (start()).
-    }
-    void this.connecting;
   }
 }
 

@@ -32,7 +32,7 @@ export class FleetNonceStore implements NonceStore {
       const result = await this.claims.claim(nonce);
       if (this.isOutage) {
         this.isOutage = false;
-        this.metrics.handoffStoreAvailable.set(1);
+        this.metrics.handoffStoreOutage.set(0);
         this.log.info('handoff nonce store available again');
       }
       return result === 'claimed';
@@ -40,7 +40,7 @@ export class FleetNonceStore implements NonceStore {
       this.metrics.handoffStoreUnavailable.inc();
       if (!this.isOutage) {
         this.isOutage = true;
-        this.metrics.handoffStoreAvailable.set(0);
+        this.metrics.handoffStoreOutage.set(1);
         this.log.error({ code: 'KG_ERR_HANDOFF_CAPACITY', err: err instanceof Error ? err.message : String(err) },
           'handoff nonce store unavailable: refusing handed-off requests until it answers again');
       }

@@ -540,6 +540,9 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     if (config.origin !== undefined) {
       problems.list.push('origin (standalone mode) and kong.secret (Kong mode) exclude each other: in Kong mode each request names its origin in the handoff');
     }
+    if (raw['nats'] === undefined) {
+      problems.list.push('kong.secret (Kong mode) needs nats (--nats URL, a nats-server with JetStream, nats-server -js): every handoff nonce is claimed once for the whole fleet in a JetStream key-value bucket (docs/kong.md, "Replays")');
+    }
   }
   if (config.origin === undefined && config.kong === undefined) {
     problems.list.push('origin is required (--origin URL) unless Kong mode is on (--kong-secret)');

@@ -67,6 +67,16 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_nats_payloads_invalid_total', help: 'NATS messages dropped because they were not valid publish items',
       registers: [registry],
     }),
+    handoffStoreUnavailable: new Counter({
+      name: 'kong_grip_handoff_store_unavailable_total',
+      help: 'Handed-off requests refused (503) because the fleet-wide nonce store (NATS JetStream KV) did not answer',
+      registers: [registry],
+    }),
+    handoffStoreOutage: new Gauge({
+      name: 'kong_grip_handoff_store_outage',
+      help: 'Kong mode: 1 while the fleet-wide nonce store does not answer (handed-off requests get 503), else 0; summed over workers',
+      registers: [registry],
+    }),
     handoffRejected: new Counter({
       name: 'kong_grip_handoff_rejected_total', help: 'Client requests refused in Kong mode, by handoff failure',
       labelNames: ['reason'] as const, registers: [registry],

@@ -10,7 +10,8 @@ import { HoldRegistry } from './holds/hold-registry.js';
 import { KeepAliveWheel } from './holds/keep-alive-wheel.js';
 import { ProxySession, type ProxySessionDeps } from './holds/proxy-session.js';
 import { Hub } from './hub/hub.js';
-import { HandoffVerifier } from './kong/handoff-verifier.js';
+import { HandoffVerifier, type NonceStore } from './kong/handoff-verifier.js';
+import { FleetNonceStore } from './kong/nonce-store.js';
 import { createLogger, type Logger } from './log.js';
 import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { GripSigner } from './origin/grip-sig.js';
@@ -38,6 +39,8 @@ export interface SidecarOptions {
    * primary serves it for all of them (cluster.ts).
    */
   serveControl?: boolean;
+  /** Kong mode's fleet-wide nonce store; defaults to the JetStream KV store on config.nats (tests pass a fake). */
+  nonceStore?: NonceStore & { close?(): Promise<void> };
 }
 
 export interface Sidecar {
@@ -87,6 +90,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   };
   const publishGate = new PublishGate();
   const admission = new Admission(config.limits.maxConnections);
+  // Kong mode: every accepted nonce is claimed once for the whole fleet (loadConfig requires NATS).
+  const nonceStore = config.kong === undefined ? undefined : options.nonceStore ?? FleetNonceStore.connect({
+    servers: config.nats?.servers ?? [], maxAgeSec: config.kong.maxAgeSec,
+    reconnectWaitMs: config.nats?.reconnectWaitMs ?? 1000, metrics, log: log.child({ component: 'nonces' }),
+  });
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
     keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),
@@ -99,7 +107,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     clock: systemClock,
     // Kong mode: the origin and the caller's identity come from the grip plugin's signed handoff.
     resolveTarget: createTargetResolver({
-      handoff: config.kong === undefined ? undefined : new HandoffVerifier(config.kong),
+      handoff: config.kong === undefined ? undefined : new HandoffVerifier(config.kong, nonceStore),
       origin: config.origin === undefined ? undefined : new URL(config.origin),
       metrics, log,
     }),
@@ -152,6 +160,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     clearTimeout(deadline);
     if (!isDrained) log.warn({ drainMs, open: clientServer.openRequests, ws: wsUpgrades.sessionCount }, 'drain time over; cutting remaining connections');
     await clientServer.cut();
+    await nonceStore?.close?.();
     // A publish whose body is still arriving is cut (it was not accepted: no 200); one that was
     // received is handed to the bus before the bus closes, however late.
     await control?.close();

@@ -6,6 +6,10 @@ import { signHandoff } from '../../sidecar/src/kong/handoff-format.js';
 import { PATH_OUTSIDE_BASE_TEXT } from '../../sidecar/src/origin/origin-url.js';
 import { listenHttp } from '../helpers/http.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
+import { useKongNats } from '../helpers/kong-nats.js';
+
+// Kong mode needs NATS with JetStream (the fleet-wide nonce store): one server for the file.
+const kongNats = useKongNats();
 
 // The client boundary, probed with raw sockets: HTTP clients normalise paths and header names
 // themselves, so what an attacker sends has to be written byte for byte.
@@ -81,7 +85,7 @@ test('standalone: dot segments that stay inside the base path are resolved there
 test('Kong mode: a path climbing past the handoff origin\'s base path gets 400, plain and as a WebSocket upgrade', async (t) => {
   const origin = await recordingOrigin();
   const base = `${origin.url}/api`;
-  const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [base] } });
+  const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [base] } });
   t.teardown(async () => { await side.close(); await origin.close(); });
   const port = side.sidecar.clientPort;
   for (const path of CLIMBING) {
@@ -120,7 +124,7 @@ test('standalone: identity and Grip headers in any spelling never reach the orig
 
 test('Kong mode: only the verified identity headers reach the origin, whatever the client spelled', async (t) => {
   const origin = await recordingOrigin();
-  const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [origin.url] } });
+  const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] } });
   t.teardown(async () => { await side.close(); await origin.close(); });
   const token = signHandoff({
     iat: Math.floor(Date.now() / 1000), nonce: randomBytes(16).toString('base64url'), origin: origin.url,

@@ -6,7 +6,11 @@ import {
   KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
 } from '../helpers/kong-rpc-driver.js';
 import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
+import { useKongNats } from '../helpers/kong-nats.js';
 import { connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin.js';
+
+// Kong mode needs NATS with JetStream (the fleet-wide nonce store): one server for the file.
+const kongNats = useKongNats();
 
 // A WebSocket through Kong: the upgrade passes key-auth and the grip plugin's access phase in the
 // real plugin server, is tunnelled to the sidecar in Kong mode, and every WebSocket-over-HTTP
@@ -19,7 +23,7 @@ const BOB: GatewayConsumer = { id: 'b0b00000-0000-4000-8000-000000000002', usern
 
 test('a WebSocket held through Kong echoes, receives publishes, and the origin sees the verified consumer on every request', async (t) => {
   const origin = await startWsOrigin(echoHandler({ onOpen: (ws) => ws.subscribe('room') }));
-  const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY });
+  const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY });
   const plugins = await makePluginsDir();
   const prefix = makePrefix();
   const { infos } = await queryPluginInfo(plugins.dir);

@@ -9,6 +9,10 @@ import {
   KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo, type PluginServer,
 } from '../helpers/kong-rpc-driver.js';
 import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
+import { useKongNats } from '../helpers/kong-nats.js';
+
+// Kong mode needs NATS with JetStream (the fleet-wide nonce store): one server for the file.
+const kongNats = useKongNats();
 
 // End to end in Kong mode: client → gateway (key-auth, then the grip plugin's access phase in
 // the real kong-js-pluginserver, its effects applied) → sidecar with --kong-secret → a GRIP
@@ -56,7 +60,7 @@ const setup = async (options: { pluginOrigin?: string; ownPluginServer?: boolean
     },
     '/plain': (req, res) => { res.end('plain\n'); },
   });
-  const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY });
+  const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY });
   const common = await sharedServer();
   let own: { server: PluginServer; prefix: { remove(): void } } | undefined;
   if (options.ownPluginServer) {

@@ -12,7 +12,11 @@ import {
   KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
 } from '../helpers/kong-rpc-driver.js';
 import { startTestSidecar, waitForSubscribers, type TestSidecar } from '../helpers/sidecar.js';
+import { useKongNats } from '../helpers/kong-nats.js';
 import { closed, connect, logOf } from '../helpers/ws-origin.js';
+
+// Kong mode needs NATS with JetStream (the fleet-wide nonce store): one server for the file.
+const kongNats = useKongNats();
 
 // The docker-compose quick start without Docker: every route of kong/kong.yml, read from the file,
 // through the Kong stand-in (key-auth, acl and the grip plugin in the real kong-js-pluginserver)
@@ -65,7 +69,7 @@ async function startQuickStart(): Promise<QuickStart> {
     await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
     closers.push(() => new Promise<void>((resolve) => { origin.closeAllConnections(); origin.close(() => resolve()); }));
     const originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
-    const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [originUrl] } });
+    const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [originUrl] } });
     closers.push(() => side.close());
     example = createExampleOrigin({ publishUrl: `${side.controlUri}publish/` }) as http.Server;
 

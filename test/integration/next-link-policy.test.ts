@@ -4,6 +4,10 @@ import { signHandoff } from '../../sidecar/src/kong/handoff-format.js';
 import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { listenHttp, request } from '../helpers/http.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
+import { useKongNats } from '../helpers/kong-nats.js';
+
+// Kong mode needs NATS with JetStream (the fleet-wide nonce store): one server for the file.
+const kongNats = useKongNats();
 
 // D6: a Grip-Link rel=next is fetched with the sidecar's network position and its Grip-Sig, so
 // it must stay on the request's origin (or, in Kong mode, under kong.allowedOrigins) and never
@@ -109,7 +113,7 @@ test('Kong mode: a next link under kong.allowedOrigins is followed, one outside 
     '/to-allowed': (req, res) => { res.setHeader('Grip-Link', `<${other.url}/allowed>; rel=next`); res.end('one\n'); },
     '/to-outside': (req, res) => { res.setHeader('Grip-Link', `<${outside.url}/x>; rel=next`); res.end('one\n'); },
   });
-  const side = await startTestSidecar({ kongSecret: SECRET, kong: { allowedOrigins: [origin.url, other.url] }, sigKey: TEST_SIG_KEY });
+  const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url, other.url] }, sigKey: TEST_SIG_KEY });
   t.teardown(async () => { await side.close(); await origin.close(); await other.close(); await outside.close(); });
   const allowed = await request(side.url('/to-allowed'), { headers: { 'Kong-Grip-Handoff': handoff(origin.url) } });
   t.is(allowed.status, 200);

@@ -6,9 +6,11 @@ import { loadConfig } from '../../sidecar/src/config.js';
 // --kong-allowed-origins / GRIP_KONG_ALLOWED_ORIGINS, kong.maxAgeSec, kong.replayCacheSize.
 
 const SECRET = 'kong-mode-config-test-secret-0123456789';
+/** Kong mode needs NATS (the fleet-wide nonce store). */
+const NATS = ['--nats', 'nats://127.0.0.1:4222'];
 
 test('flags turn Kong mode on with the documented defaults; no standalone origin is needed', (t) => {
-  const c = loadConfig({ env: {}, argv: ['--kong-secret', SECRET, '--kong-allowed-origins', 'http://origin:8080, https://api.test/app'] });
+  const c = loadConfig({ env: {}, argv: [...NATS, '--kong-secret', SECRET, '--kong-allowed-origins', 'http://origin:8080, https://api.test/app'] });
   t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080', 'https://api.test/app'], maxAgeSec: 30, replayCacheSize: 500_000 });
   t.is(c.origin, undefined);
   t.true(Object.isFrozen(c.kong));
@@ -16,13 +18,13 @@ test('flags turn Kong mode on with the documented defaults; no standalone origin
 
 test('the secret from the environment and the rest from the file combine', (t) => {
   const file = yamlFile('kong:\n  allowedOrigins: [http://origin:8080]\n  maxAgeSec: 10\n  replayCacheSize: 5000\n');
-  const c = loadConfig({ env: { GRIP_KONG_SECRET: SECRET }, argv: ['--config', file] });
+  const c = loadConfig({ env: { GRIP_KONG_SECRET: SECRET }, argv: [...NATS, '--config', file] });
   t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080'], maxAgeSec: 10, replayCacheSize: 5000 });
 });
 
 test('the allow-list flag or variable replaces the file\'s list', (t) => {
   const file = yamlFile(`kong:\n  secret: ${SECRET}\n  allowedOrigins: [http://file:1]\n`);
-  const c = loadConfig({ env: { GRIP_KONG_ALLOWED_ORIGINS: 'http://env:2' }, argv: ['--config', file] });
+  const c = loadConfig({ env: { GRIP_KONG_ALLOWED_ORIGINS: 'http://env:2' }, argv: [...NATS, '--config', file] });
   t.deepEqual(c.kong?.allowedOrigins, ['http://env:2']);
 });
 
@@ -33,8 +35,15 @@ test('a secret shorter than the plugin accepts (32 bytes) is refused, and the me
 });
 
 test('the secret is counted in bytes, as Kong and the plugin count it: 16 two-byte characters are enough', (t) => {
-  const c = loadConfig({ env: {}, argv: ['--kong-secret', 'é'.repeat(16), '--kong-allowed-origins', 'http://o:1'] });
+  const c = loadConfig({ env: {}, argv: [...NATS, '--kong-secret', 'é'.repeat(16), '--kong-allowed-origins', 'http://o:1'] });
   t.is(c.kong?.secret, 'é'.repeat(16));
+});
+
+test('Kong mode without NATS is refused: the nonce store that makes a token single-use fleet-wide lives in JetStream', (t) => {
+  const message = configError(() => loadConfig({ env: {}, argv: ['--kong-secret', SECRET, '--kong-allowed-origins', 'http://o:1'] }));
+  t.regex(message, /kong.secret \(Kong mode\) needs nats \(--nats URL, a nats-server with JetStream/);
+  t.notRegex(message, new RegExp(SECRET));
+  t.notThrows(() => loadConfig({ env: { NATS_URL: 'nats://n:4222' }, argv: ['--kong-secret', SECRET, '--kong-allowed-origins', 'http://o:1'] }));
 });
 
 test('Kong mode without an allow-list is refused instead of refusing every request', (t) => {

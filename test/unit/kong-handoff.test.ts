@@ -3,7 +3,7 @@ import { isKgError, KgError } from '../../sidecar/src/errors.js';
 import { KONG_IDENTITY_HEADERS, signHandoff, type HandoffClaims } from '../../sidecar/src/kong/handoff-format.js';
 import {
   CLOCK_SKEW_SEC, HandoffVerifier, ReplayCache, compileAllowedOrigins, handoffFailureReason, isHandoffOwnedHeader,
-  verifyHandoff, type HandoffOptions,
+  verifyHandoff, type HandoffOptions, type NonceStore,
 } from '../../sidecar/src/kong/handoff-verifier.js';
 import { HANDOFF_VECTORS, VECTOR_SECRET } from '../helpers/handoff-vectors.js';
 
@@ -160,11 +160,75 @@ test('a full replay cache refuses new tokens with 503 KG_ERR_HANDOFF_CAPACITY in
   t.is(reason, 'replay_cache_full');
 });
 
-test('HandoffVerifier keeps one replay cache sized to maxAgeSec plus the clock skew', (t) => {
+test('HandoffVerifier keeps one replay cache sized to maxAgeSec plus the clock skew', async (t) => {
   const verifier = new HandoffVerifier({ secret: [VECTOR_SECRET], allowedOrigins: ['http://origin.internal:8080'], maxAgeSec: 20, replayCacheSize: 10 });
   t.is(verifier.replayCache.windowSec, 20 + CLOCK_SKEW_SEC);
-  t.is(verifier.verify(headersWith(withConsumer.token), withConsumer.claims.iat * 1000).origin.host, 'origin.internal:8080');
-  t.is(refusal(t, () => verifier.verify(headersWith(withConsumer.token), withConsumer.claims.iat * 1000)).reason, 'replayed');
+  t.is((await verifier.verify(headersWith(withConsumer.token), withConsumer.claims.iat * 1000)).origin.host, 'origin.internal:8080');
+  const err = await t.throwsAsync(verifier.verify(headersWith(withConsumer.token), withConsumer.claims.iat * 1000));
+  t.is(handoffFailureReason(err), 'replayed');
+});
+
+/** A fleet nonce store in memory; `fail` makes it unavailable. */
+class FakeStore implements NonceStore {
+  readonly claimed = new Set<string>();
+  calls = 0;
+  fail = false;
+  async claimNonce(nonce: string): Promise<boolean> {
+    this.calls++;
+    if (this.fail) throw new Error('store down');
+    if (this.claimed.has(nonce)) return false;
+    this.claimed.add(nonce);
+    return true;
+  }
+}
+
+const verifierOn = (store: NonceStore): HandoffVerifier =>
+  new HandoffVerifier({ secret: [VECTOR_SECRET], allowedOrigins: ['http://origin.internal:8080'], maxAgeSec: 30, replayCacheSize: 10 }, store);
+const atIat = withConsumer.claims.iat * 1000;
+
+test('HandoffVerifier claims the nonce in the fleet store after the local checks, once', async (t) => {
+  const store = new FakeStore();
+  const v = verifierOn(store);
+  t.is((await v.verify(headersWith(withConsumer.token), atIat)).origin.host, 'origin.internal:8080');
+  t.deepEqual([...store.claimed], [withConsumer.claims.nonce]);
+  // Replayed to the same process: refused by the local cache, no round trip.
+  t.is(handoffFailureReason(await t.throwsAsync(v.verify(headersWith(withConsumer.token), atIat))), 'replayed');
+  t.is(store.calls, 1);
+});
+
+test('HandoffVerifier: forged, expired and foreign-origin tokens cost no store round trip', async (t) => {
+  const store = new FakeStore();
+  const v = verifierOn(store);
+  const [payload, mac] = withConsumer.token.slice(3).split('.');
+  const forged = `v1.${payload}.${mac!.startsWith('A') ? 'B' : 'A'}${mac!.slice(1)}`;
+  t.is(handoffFailureReason(await t.throwsAsync(v.verify(headersWith(forged), atIat))), 'bad_signature');
+  t.is(handoffFailureReason(await t.throwsAsync(v.verify(headersWith(withConsumer.token), atIat + 60_000))), 'expired');
+  const foreign = signHandoff({ ...withConsumer.claims, origin: 'http://elsewhere:8080' }, VECTOR_SECRET);
+  t.is(handoffFailureReason(await t.throwsAsync(v.verify(headersWith(foreign), atIat))), 'origin_not_allowed');
+  t.is(handoffFailureReason(await t.throwsAsync(v.verify({}, atIat))), 'missing');
+  t.is(store.calls, 0);
+});
+
+test('HandoffVerifier: a nonce another process claimed is refused as replayed (401)', async (t) => {
+  const store = new FakeStore();
+  store.claimed.add(withConsumer.claims.nonce); // claimed by another worker or sidecar
+  const err = await t.throwsAsync(verifierOn(store).verify(headersWith(withConsumer.token), atIat));
+  t.true(isKgError(err, 'KG_ERR_HANDOFF_INVALID'));
+  t.is((err as KgError).status, 401);
+  t.is(handoffFailureReason(err), 'replayed');
+});
+
+test('HandoffVerifier fails closed when the store is unavailable (503), and the token stays usable', async (t) => {
+  const store = new FakeStore();
+  store.fail = true;
+  const v = verifierOn(store);
+  const err = await t.throwsAsync(v.verify(headersWith(withConsumer.token), atIat));
+  t.true(isKgError(err, 'KG_ERR_HANDOFF_CAPACITY'));
+  t.is((err as KgError).status, 503);
+  t.is(handoffFailureReason(err), 'store_unavailable');
+  // Not accepted, so not remembered locally: once the store is back the same token passes.
+  store.fail = false;
+  t.is((await v.verify(headersWith(withConsumer.token), atIat)).origin.host, 'origin.internal:8080');
 });
 
 test('owned headers: every Kong-Grip-* name and the Kong identity headers, in any case', (t) => {

@@ -86,6 +86,8 @@ export const HandoffFailure = {
   Replayed: 'replayed',
   OriginNotAllowed: 'origin_not_allowed',
   ReplayCacheFull: 'replay_cache_full',
+  /** The fleet-wide nonce store (NATS JetStream KV) could not answer: refused, fail closed. */
+  StoreUnavailable: 'store_unavailable',
 } as const;
 export type HandoffFailure = (typeof HandoffFailure)[keyof typeof HandoffFailure];
 

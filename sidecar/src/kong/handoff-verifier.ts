@@ -68,6 +68,11 @@ export class ReplayCache {
     return this.current.size + this.previous.size;
   }
 
+  /** Forgets a nonce claimed here whose fleet-wide claim could not be made (store unavailable). */
+  release(nonce: string): void {
+    this.current.delete(nonce);
+  }
+
   /** Remembers `nonce`. Throws HandoffError replayed / replay_cache_full. */
   claim(nonce: string, nowSec: number): void {
     if (nowSec >= this.generationStartSec + this.windowSec) {
@@ -137,22 +142,55 @@ export function verifyHandoff(headers: IncomingHttpHeaders, options: HandoffOpti
   return checkHandoff(headers, options, compileAllowedOrigins(options.allowedOrigins));
 }
 
-/** The sidecar's long-lived verifier: options parsed once, one replay cache. */
+/**
+ * The fleet-wide half of the replay check: claims a nonce for every process of every sidecar
+ * (kong/nonce-store.ts on NATS JetStream KV). Resolves true when the nonce was free, false when
+ * it was already claimed; rejects when the store cannot answer (the request is then refused).
+ */
+export interface NonceStore {
+  claimNonce(nonce: string): Promise<boolean>;
+}
+
+/**
+ * The sidecar's long-lived verifier: options parsed once, one local replay cache and, in
+ * production, the fleet-wide nonce store. The local checks (signature, age, origin, local replay
+ * cache) come first, so a forged or locally replayed token costs no round trip.
+ */
 export class HandoffVerifier {
   private readonly allowed: AllowedOrigin[];
   readonly replayCache: ReplayCache;
 
-  constructor(private readonly options: { secret: string | readonly string[]; allowedOrigins: readonly string[]; maxAgeSec: number; replayCacheSize: number }) {
+  constructor(
+    private readonly options: { secret: string | readonly string[]; allowedOrigins: readonly string[]; maxAgeSec: number; replayCacheSize: number },
+    private readonly store?: NonceStore,
+  ) {
     this.allowed = compileAllowedOrigins(options.allowedOrigins);
     this.replayCache = new ReplayCache(options.maxAgeSec + CLOCK_SKEW_SEC, options.replayCacheSize);
   }
 
-  verify(headers: IncomingHttpHeaders, nowMs: number): VerifiedHandoff {
-    return checkHandoff(headers, { ...this.options, now: nowMs, replayCache: this.replayCache }, this.allowed);
+  /** Rejects with a KgError (KG_ERR_HANDOFF_INVALID, or KG_ERR_HANDOFF_CAPACITY for a full cache or an unavailable store). */
+  async verify(headers: IncomingHttpHeaders, nowMs: number): Promise<VerifiedHandoff> {
+    let nonce = '';
+    const verified = checkHandoff(headers, { ...this.options, now: nowMs, replayCache: this.replayCache }, this.allowed, (n) => { nonce = n; });
+    if (this.store === undefined) return verified;
+    let isFree: boolean;
+    try {
+      isFree = await this.store.claimNonce(nonce);
+    } catch (err) {
+      this.replayCache.release(nonce); // not accepted: the same token may be retried here
+      throw handoffKgError(new HandoffError('store_unavailable', `the fleet-wide nonce store is unavailable: ${err instanceof Error ? err.message : String(err)}`));
+    }
+    if (!isFree) throw handoffKgError(new HandoffError('replayed', `${HANDOFF_HEADER} nonce was already used (by another process of the fleet)`));
+    return verified;
   }
 }
 
-function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, allowed: readonly AllowedOrigin[]): VerifiedHandoff {
+function handoffKgError(err: HandoffError): KgError {
+  const isCapacity = err.reason === 'replay_cache_full' || err.reason === 'store_unavailable';
+  return new KgError(isCapacity ? 'KG_ERR_HANDOFF_CAPACITY' : 'KG_ERR_HANDOFF_INVALID', err.message, { cause: err });
+}
+
+function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, allowed: readonly AllowedOrigin[], onNonce?: (nonce: string) => void): VerifiedHandoff {
   try {
     const raw = headers[HANDOFF_HEADER.toLowerCase()];
     if (raw === undefined || raw === '') throw new HandoffError('missing', `request has no ${HANDOFF_HEADER} header`);
@@ -175,15 +213,14 @@ function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, all
     }
     // Last, so a token refused for another reason does not use up its nonce.
     options.replayCache?.claim(claims.nonce, nowSec);
+    onNonce?.(claims.nonce);
 
     const identity: HandoffIdentity = {
       consumer: claims.consumer, routeId: claims.routeId, serviceId: claims.serviceId, pluginId: claims.pluginId,
     };
     return { origin, identity, headersForOrigin: identityHeaders(identity) };
   } catch (err) {
-    if (err instanceof HandoffError) {
-      throw new KgError(err.reason === 'replay_cache_full' ? 'KG_ERR_HANDOFF_CAPACITY' : 'KG_ERR_HANDOFF_INVALID', err.message, { cause: err });
-    }
+    if (err instanceof HandoffError) throw handoffKgError(err);
     throw err;
   }
 }

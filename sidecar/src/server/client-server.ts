@@ -2,7 +2,7 @@ import http, { type IncomingMessage, type Server, type ServerResponse } from 'no
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Limits } from '../config.js';
-import { isKgError, type KgError } from '../errors.js';
+import { isKgError } from '../errors.js';
 import type { Clock } from '../holds/clock.js';
 import type { HoldRegistry } from '../holds/hold-registry.js';
 import type { Logger } from '../log.js';
@@ -38,7 +38,8 @@ export interface ClientServerOptions {
   limits: Pick<Limits, 'maxIdleConnections' | 'headerTimeoutMs' | 'requestBodyTimeoutMs'>;
   /** The idle deadline's timer. */
   clock: Clock;
-  resolveTarget: (req: IncomingMessage) => RequestTarget;
+  /** Asynchronous in Kong mode (the fleet-wide nonce claim); rejects with a KgError to refuse. */
+  resolveTarget: (req: IncomingMessage) => RequestTarget | Promise<RequestTarget>;
   /** Carries out one admitted plain request; its response's 'close' ends the admission. */
   handleRequest: (req: IncomingMessage, res: ServerResponse, target: RequestTarget) => Promise<void>;
   wsUpgrades: WsUpgradeHandler;
@@ -173,14 +174,31 @@ export class ClientServer {
       this.refuse(req, res, refusal);
       return;
     }
+    // Registered before routing: a client that leaves while its handoff is being claimed still
+    // releases its admission.
     res.on('close', this.onResponseClosed); // emitted once; on() needs no wrapper per response
-    let target: RequestTarget;
-    try {
-      target = this.options.resolveTarget(req);
-    } catch (err) {
-      this.refuse(req, res, refusalFor(err as KgError));
-      return;
-    }
+    this.target(req).then((target) => {
+      // The client left while the target was resolved: its 'close' already released the slot.
+      if (res.destroyed || req.socket.destroyed) return;
+      this.handle(req, res, target);
+    }, (err: unknown) => {
+      if (res.destroyed) return;
+      if (isKgError(err)) {
+        this.refuse(req, res, refusalFor(err));
+        return;
+      }
+      log.error({ err }, 'request routing failed');
+      this.refuse(req, res, { status: 500, text: 'Internal Server Error\n', headers: ['Connection', 'close'], outcome: 'error' });
+    });
+  };
+
+  /** The resolver's answer as a promise, a synchronous throw included. */
+  private target(req: IncomingMessage): Promise<RequestTarget> {
+    return new Promise((resolve) => resolve(this.options.resolveTarget(req)));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse, target: RequestTarget): void {
+    const { log } = this.options;
     this.options.handleRequest(req, res, target).catch((err: unknown) => {
       log.error({ err }, 'request handling failed');
       if (res.headersSent) {
@@ -195,7 +213,7 @@ export class ClientServer {
         res.destroy();
       }
     });
-  };
+  }
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const { admission, metrics, log, wsUpgrades } = this.options;
@@ -215,18 +233,25 @@ export class ClientServer {
       writeRefusalToSocket(socket, refusal);
       return;
     }
-    let target: RequestTarget;
-    try {
-      target = this.options.resolveTarget(req);
-    } catch (err) {
+    // Node stops reading an upgraded socket (readableFlowing = null): what the client sends
+    // meanwhile waits in the socket for the upgrade handler.
+    this.target(req).then((target) => {
+      if (socket.destroyed) {
+        admission.release('ws'); // the client left while its handoff was being claimed
+        return;
+      }
+      wsUpgrades.start(req, socket, head, target);
+    }, (err: unknown) => {
       admission.release('ws');
-      if (!isKgError(err)) throw err;
+      if (!isKgError(err)) {
+        log.error({ err }, 'upgrade routing failed');
+        socket.destroy();
+        return;
+      }
       const routed = refusalFor(err);
       metrics.requests.inc({ outcome: routed.outcome });
       writeRefusalToSocket(socket, routed);
-      return;
-    }
-    wsUpgrades.start(req, socket, head, target);
+    });
   };
 
   private refuse(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {

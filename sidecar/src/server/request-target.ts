@@ -27,8 +27,11 @@ export interface RequestTargetOptions {
   log: Logger;
 }
 
-/** Returns the resolver; it throws a KgError whose message is safe to show the client. */
-export function createTargetResolver(options: RequestTargetOptions): (req: IncomingMessage) => RequestTarget {
+/**
+ * Returns the resolver; it rejects with a KgError whose message is safe to show the client.
+ * Asynchronous because Kong mode claims each nonce in the fleet-wide store (after the local checks).
+ */
+export function createTargetResolver(options: RequestTargetOptions): (req: IncomingMessage) => Promise<RequestTarget> {
   const { handoff, origin, metrics, log } = options;
   // Counted and logged here. The error the client gets carries only a generic text: the
   // client learns nothing about why.
@@ -38,17 +41,18 @@ export function createTargetResolver(options: RequestTargetOptions): (req: Incom
     const e = err as KgError;
     const isCapacity = e.code === 'KG_ERR_HANDOFF_CAPACITY';
     metrics.handoffRejected.inc({ reason });
-    log[isCapacity ? 'error' : 'warn']({ code: e.code, reason, err: e.message, remote: req.socket.remoteAddress }, 'handoff refused');
+    // An unavailable nonce store is logged once per outage by the store, not per request.
+    if (reason !== 'store_unavailable') log[isCapacity ? 'error' : 'warn']({ code: e.code, reason, err: e.message, remote: req.socket.remoteAddress }, 'handoff refused');
     return new KgError(e.code, isCapacity ? HANDOFF_CAPACITY_TEXT : HANDOFF_REFUSED_TEXT, { cause: err });
   };
-  return (req) => {
+  return async (req) => {
     // Headers only a verified handoff may set are dropped in both modes, so an origin behind a
     // sidecar can always trust Kong-Grip-* identity headers.
     const headers = forwardRequestHeaders(req.rawHeaders).filter(([name]) => !isHandoffOwnedHeader(name));
     if (handoff !== undefined) {
       let verified: VerifiedHandoff;
       try {
-        verified = handoff.verify(req.headers, Date.now());
+        verified = await handoff.verify(req.headers, Date.now());
       } catch (err) {
         throw refused(req, err);
       }

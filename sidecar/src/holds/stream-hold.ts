@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { flatten } from '../grip/headers.js';
 import type { ChannelSub, HeaderList, KeepAlive, Link, PublishItem } from '../grip/types.js';
+import { isKgError } from '../errors.js';
 import type { PositionedSubscriber } from '../hub/hub.js';
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
@@ -333,7 +334,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
         if (this.isClosed()) return undefined; // cancelled: the stream ended, not an origin error
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });
         // A link the outbound policy refused stays refused: no retries.
-        if (attempt + 1 >= MAX_FETCH_ATTEMPTS || (err as { code?: unknown }).code === 'KG_ERR_LINK_REFUSED') {
+        if (attempt + 1 >= MAX_FETCH_ATTEMPTS || isKgError(err, 'KG_ERR_LINK_REFUSED')) {
           this.deps.log.warn({ err: (err as Error).message, url }, 'next link failed; ending stream');
           this.end('origin_error');
           return undefined;

@@ -8,9 +8,13 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 // with the sidecar. It must import nothing but Node built-ins (a unit test enforces that) and do
 // no I/O; randomness and the clock come in as arguments.
 //
-// Token: `v1.<payload>.<mac>`
+// Token: `v1.<payload>.<mac>` or `v2.<payload>.<mac>`
 //   payload = base64url(UTF-8 canonical JSON of the claims, keys in the fixed order below)
-//   mac     = base64url(HMAC-SHA256(secret, "v1." + payload))
+//   mac     = base64url(HMAC-SHA256(secret, "<version>." + payload))
+// Versioning rule: a new field makes a new version, and every earlier version stays readable
+// (a sidecar upgraded first still accepts tokens from a plugin not yet upgraded). v2 adds
+// `limits` (the realtime limits of the plugin config); v1 reads as limits all 0 (unlimited).
+// The signer writes v1 when every limit is 0, so configs without limits keep their exact bytes.
 // The MAC covers the transmitted bytes, so a verifier never re-encodes; the canonical order only
 // makes signing deterministic (test vectors). The version is inside the MAC'd text, so a token
 // cannot be re-labelled as another version.
@@ -18,6 +22,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 /** Request header carrying the token from Kong to the sidecar. Stripped before the origin. */
 export const HANDOFF_HEADER = 'Kong-Grip-Handoff';
 export const HANDOFF_VERSION = 'v1';
+/** The version with `limits`; signed only when a limit is set. */
+export const HANDOFF_VERSION_LIMITS = 'v2';
 
 /**
  * Headers the sidecar sets on requests to the origin from a verified token, and nothing else
@@ -62,6 +68,19 @@ export interface HandoffConsumer {
   customId: string | null;
 }
 
+/**
+ * The realtime limits of the plugin config the token was signed with (0 = unlimited): the
+ * fleet-wide concurrent connections per consumer, and the client → origin WebSocket message
+ * rate and burst per connection.
+ */
+export interface HandoffLimits {
+  maxConnectionsPerConsumer: number;
+  wsMessagesPerSecond: number;
+  wsBurst: number;
+}
+
+export const NO_LIMITS: HandoffLimits = Object.freeze({ maxConnectionsPerConsumer: 0, wsMessagesPerSecond: 0, wsBurst: 0 });
+
 export interface HandoffClaims {
   /** Issued-at, whole seconds since the epoch (Kong node clock). */
   iat: number;
@@ -75,6 +94,8 @@ export interface HandoffClaims {
   pluginId: string;
   /** The consumer Kong's auth plugins authenticated, or null. */
   consumer: HandoffConsumer | null;
+  /** Absent or all 0: no limits (a v1 token). */
+  limits?: HandoffLimits;
 }
 
 export const HandoffFailure = {
@@ -106,16 +127,30 @@ export const LIMITS = {
   nameChars: 1024,
   nonceMinChars: 16,
   nonceMaxChars: 64,
+  /** Largest value of each limit (the plugin schema's `between`). */
+  maxConnectionsPerConsumer: 1_000_000,
+  wsMessagesPerSecond: 100_000,
+  wsBurst: 1_000_000,
 } as const;
 
 const ID_RE = /^[A-Za-z0-9._:-]+$/;
 const NONCE_RE = /^[A-Za-z0-9_-]+$/;
 const B64URL_RE = /^[A-Za-z0-9_-]+$/;
 
-/** The claims as canonical JSON: fixed key order, nulls explicit, no whitespace. */
+/** True when some limit is set: the token needs v2. */
+export function hasLimits(limits: HandoffLimits | undefined): limits is HandoffLimits {
+  return limits !== undefined && (limits.maxConnectionsPerConsumer !== 0 || limits.wsMessagesPerSecond !== 0 || limits.wsBurst !== 0);
+}
+
+/** The version a token of these claims is signed as. */
+export function handoffVersionFor(claims: HandoffClaims): string {
+  return hasLimits(claims.limits) ? HANDOFF_VERSION_LIMITS : HANDOFF_VERSION;
+}
+
+/** The claims as canonical JSON: fixed key order, nulls explicit, no whitespace; `limits` last, only in v2. */
 export function encodeHandoffPayload(claims: HandoffClaims): string {
   const c = claims.consumer;
-  return JSON.stringify({
+  const doc: Record<string, unknown> = {
     iat: claims.iat,
     nonce: claims.nonce,
     origin: claims.origin,
@@ -123,7 +158,10 @@ export function encodeHandoffPayload(claims: HandoffClaims): string {
     service: claims.serviceId,
     plugin: claims.pluginId,
     consumer: c === null ? null : { id: c.id, username: c.username, custom_id: c.customId },
-  });
+  };
+  const l = claims.limits;
+  if (hasLimits(l)) doc['limits'] = { max_connections: l.maxConnectionsPerConsumer, ws_mps: l.wsMessagesPerSecond, ws_burst: l.wsBurst };
+  return JSON.stringify(doc);
 }
 
 function mac(secret: string, signedText: string): Buffer {
@@ -133,9 +171,10 @@ function mac(secret: string, signedText: string): Buffer {
 /** Builds the token. Throws HandoffError(malformed) if the claims break the format's rules. */
 export function signHandoff(claims: HandoffClaims, secret: string): string {
   const json = encodeHandoffPayload(claims);
+  const version = handoffVersionFor(claims);
   // Sign only what a verifier would accept: a bad value is a bug on the signing side.
-  validateClaims(JSON.parse(json) as unknown);
-  const signedText = `${HANDOFF_VERSION}.${Buffer.from(json, 'utf8').toString('base64url')}`;
+  validateClaims(JSON.parse(json) as unknown, version);
+  const signedText = `${version}.${Buffer.from(json, 'utf8').toString('base64url')}`;
   const token = `${signedText}.${mac(secret, signedText).toString('base64url')}`;
   if (token.length > LIMITS.tokenChars) {
     throw new HandoffError('malformed', `handoff token would be ${token.length} characters, at most ${LIMITS.tokenChars} are allowed`);
@@ -152,8 +191,8 @@ export function openHandoff(token: string, secrets: readonly string[]): HandoffC
     throw new HandoffError('malformed', `${HANDOFF_HEADER} is ${token.length} characters, at most ${LIMITS.tokenChars} are allowed`);
   }
   const parts = token.split('.');
-  if (parts.length !== 3 || parts[0] !== HANDOFF_VERSION) {
-    throw new HandoffError('malformed', `${HANDOFF_HEADER} must be "${HANDOFF_VERSION}.<payload>.<mac>"`);
+  if (parts.length !== 3 || (parts[0] !== HANDOFF_VERSION && parts[0] !== HANDOFF_VERSION_LIMITS)) {
+    throw new HandoffError('malformed', `${HANDOFF_HEADER} must be "${HANDOFF_VERSION}.<payload>.<mac>" or "${HANDOFF_VERSION_LIMITS}.<payload>.<mac>"`);
   }
   const [version, payload, macText] = parts as [string, string, string];
   if (!B64URL_RE.test(payload) || !B64URL_RE.test(macText)) {
@@ -174,10 +213,12 @@ export function openHandoff(token: string, secrets: readonly string[]): HandoffC
   } catch {
     throw new HandoffError('malformed', `${HANDOFF_HEADER} payload is not JSON`);
   }
-  return validateClaims(doc);
+  return validateClaims(doc, version);
 }
 
 const CLAIM_KEYS = ['iat', 'nonce', 'origin', 'route', 'service', 'plugin', 'consumer'];
+const CLAIM_KEYS_V2 = [...CLAIM_KEYS, 'limits'];
+const LIMIT_KEYS = ['max_connections', 'ws_mps', 'ws_burst'];
 const CONSUMER_KEYS = ['id', 'username', 'custom_id'];
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -252,9 +293,31 @@ export function parseOriginUrl(where: string, v: unknown): URL {
   return url;
 }
 
-function validateClaims(doc: unknown): HandoffClaims {
+function limit(where: string, v: unknown, max: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) {
+    throw new HandoffError('malformed', `${where} must be an integer 0-${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function validateLimits(v: unknown): HandoffLimits {
+  const where = `${HANDOFF_HEADER} limits`;
+  if (!isRecord(v)) throw new HandoffError('malformed', `${where} must be an object`);
+  exactKeys(where, v, LIMIT_KEYS);
+  const limits = {
+    maxConnectionsPerConsumer: limit(`${where}.max_connections`, v['max_connections'], LIMITS.maxConnectionsPerConsumer),
+    wsMessagesPerSecond: limit(`${where}.ws_mps`, v['ws_mps'], LIMITS.wsMessagesPerSecond),
+    wsBurst: limit(`${where}.ws_burst`, v['ws_burst'], LIMITS.wsBurst),
+  };
+  // v2 exists to carry limits: all 0 is signed as v1, so a v2 without any is not a token we make.
+  if (!hasLimits(limits)) throw new HandoffError('malformed', `${where} are all 0; such a token is signed as ${HANDOFF_VERSION}`);
+  return limits;
+}
+
+function validateClaims(doc: unknown, version: string): HandoffClaims {
   if (!isRecord(doc)) throw new HandoffError('malformed', `${HANDOFF_HEADER} payload must be a JSON object`);
-  exactKeys(`${HANDOFF_HEADER} payload`, doc, CLAIM_KEYS);
+  const isV2 = version === HANDOFF_VERSION_LIMITS;
+  exactKeys(`${HANDOFF_HEADER} payload`, doc, isV2 ? CLAIM_KEYS_V2 : CLAIM_KEYS);
   const iat = doc['iat'];
   if (typeof iat !== 'number' || !Number.isSafeInteger(iat) || iat < 0) {
     throw new HandoffError('malformed', `${HANDOFF_HEADER} iat must be a non-negative integer (seconds), got ${JSON.stringify(iat)}`);
@@ -276,7 +339,7 @@ function validateClaims(doc: unknown): HandoffClaims {
       customId: name(`${HANDOFF_HEADER} consumer.custom_id`, c['custom_id']),
     };
   }
-  return {
+  const claims: HandoffClaims = {
     iat,
     nonce,
     origin: origin as string,
@@ -285,4 +348,6 @@ function validateClaims(doc: unknown): HandoffClaims {
     pluginId: id(`${HANDOFF_HEADER} plugin`, doc['plugin'], false) as string,
     consumer,
   };
+  if (isV2) claims.limits = validateLimits(doc['limits']);
+  return claims;
 }

@@ -4,7 +4,7 @@ import { headerNameStartsWith } from '../grip/headers.js';
 import type { HeaderList } from '../grip/types.js';
 import {
   HANDOFF_HEADER, HandoffError, ORIGIN_IDENTITY_HEADERS, OWNED_HEADER_PREFIX,
-  openHandoff, parseOriginUrl, type HandoffConsumer,
+  NO_LIMITS, openHandoff, parseOriginUrl, type HandoffConsumer, type HandoffLimits,
 } from './handoff-format.js';
 
 // Kong mode's gate: every client request must carry a handoff token from the grip plugin
@@ -21,6 +21,8 @@ export interface HandoffIdentity {
   routeId: string | null;
   serviceId: string | null;
   pluginId: string;
+  /** The plugin config's realtime limits (all 0 for a v1 token). */
+  limits: HandoffLimits;
 }
 
 export interface VerifiedHandoff {
@@ -217,6 +219,7 @@ function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, all
 
     const identity: HandoffIdentity = {
       consumer: claims.consumer, routeId: claims.routeId, serviceId: claims.serviceId, pluginId: claims.pluginId,
+      limits: claims.limits ?? NO_LIMITS,
     };
     return { origin, identity, headersForOrigin: identityHeaders(identity) };
   } catch (err) {

@@ -48,6 +48,16 @@ export interface KongConfig {
   maxAgeSec: number;
   /** Nonces remembered against replay; when full, new requests get 503 (see docs/errors.md). */
   replayCacheSize: number;
+  /** max_connections_per_consumer: how long a process's connection counts last unrenewed (a dead process's slots return within it). */
+  connectionLeaseSec: number;
+}
+
+/** Usage metering on NATS (docs/kong.md, "Usage metering"); on by default in Kong mode. */
+export interface UsageConfig {
+  /** Length of a period: its records are published when it ends. */
+  intervalSec: number;
+  /** NATS subject of the records. */
+  subject: string;
 }
 
 export interface HoldDefaults {
@@ -142,6 +152,8 @@ export interface Config {
   ws: WsSettings;
   sequencing: SequencingConfig;
   shutdown: ShutdownConfig;
+  /** Absent: usage is not metered. */
+  usage?: UsageConfig;
 }
 
 /** SIGTERM handling: stop accepting, end held connections, then exit. */
@@ -310,7 +322,7 @@ function readFileValues(path: string): RawConfig {
 }
 
 const FILE_KEYS = new Set(['listen', 'control', 'origin', 'sigKey', 'sigIss', 'publishToken', 'nats', 'kong', 'kongSecret', 'kongAllowedOrigins',
-  'workers', 'logLevel', 'limits', 'hold', 'ws', 'sequencing', 'shutdown']);
+  'workers', 'logLevel', 'limits', 'hold', 'ws', 'sequencing', 'shutdown', 'usage']);
 
 class Problems {
   readonly list: string[] = [];
@@ -513,7 +525,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
   }
 
   const kongRaw = typeof raw['kong'] === 'object' ? section('kong', raw['kong'], problems) : {};
-  unknownKeys('kong.', kongRaw, ['secret', 'allowedOrigins', 'maxAgeSec', 'replayCacheSize'], problems);
+  unknownKeys('kong.', kongRaw, ['secret', 'allowedOrigins', 'maxAgeSec', 'replayCacheSize', 'connectionLeaseSec'], problems);
   const kongSecret = secret('kong.secret', raw['kongSecret'] ?? kongRaw['secret'], problems, 32);
   if (kongSecret !== undefined) {
     const fromFlag = raw['kongAllowedOrigins'];
@@ -536,6 +548,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
       allowedOrigins: Array.isArray(allowed) ? allowed.map(String) : [],
       maxAgeSec: int('kong.maxAgeSec', kongRaw['maxAgeSec'], 1, 3600, 30, problems),
       replayCacheSize: int('kong.replayCacheSize', kongRaw['replayCacheSize'], 1000, 100_000_000, 500_000, problems),
+      connectionLeaseSec: int('kong.connectionLeaseSec', kongRaw['connectionLeaseSec'], 2, 3600, 15, problems),
     };
     if (config.origin !== undefined) {
       problems.list.push('origin (standalone mode) and kong.secret (Kong mode) exclude each other: in Kong mode each request names its origin in the handoff');
@@ -547,11 +560,35 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
   if (config.origin === undefined && config.kong === undefined) {
     problems.list.push('origin is required (--origin URL) unless Kong mode is on (--kong-secret)');
   }
+  const usage = usageConfig(raw['usage'], config, problems);
+  if (usage !== undefined) config.usage = usage;
 
   if (problems.list.length > 0) {
     throw new KgError('KG_ERR_CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
   }
   return deepFreeze(config);
+}
+
+/** `usage`: { enabled (default: on in Kong mode), intervalSec (60), subject (grip.usage) }; needs NATS. */
+function usageConfig(v: unknown, config: Config, problems: Problems): UsageConfig | undefined {
+  const raw = section('usage', v, problems);
+  unknownKeys('usage.', raw, ['enabled', 'intervalSec', 'subject'], problems);
+  const enabled = bool('usage.enabled', raw['enabled'], config.kong !== undefined, problems);
+  const intervalSec = int('usage.intervalSec', raw['intervalSec'], 1, 86_400, 60, problems);
+  const subject = raw['subject'] ?? 'grip.usage';
+  if (typeof subject !== 'string' || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(subject)) {
+    problems.add('usage.subject', 'must be a NATS subject without wildcards, such as "grip.usage"', subject);
+  }
+  if (!enabled) return undefined;
+  if (config.nats === undefined) {
+    if (raw['enabled'] !== undefined) problems.list.push('usage.enabled needs nats (--nats URL): usage records are published on NATS');
+    return undefined;
+  }
+  // Under a channel or event prefix, the records would be read as publishes or events.
+  for (const prefix of [config.nats.subjectPrefix, config.nats.subscriptionEventPrefix, config.nats.jetstream?.republishPrefix]) {
+    if (prefix !== undefined && `${String(subject)}.`.startsWith(prefix)) problems.add('usage.subject', `must not be under the NATS prefix ${prefix}`, subject);
+  }
+  return { intervalSec, subject: String(subject) };
 }
 
 /** A subject prefix setting, normalised (final `.`), or the fallback with a problem noted. */

@@ -14,6 +14,8 @@ export const ErrorCodes = {
   KG_ERR_PUBLISH_UNAUTHORIZED: { status: 401, summary: 'a publish lacked valid credentials' },
   KG_ERR_HANDOFF_INVALID: { status: 401, summary: 'a request lacked a valid Kong handoff token' },
   KG_ERR_HANDOFF_CAPACITY: { status: 503, summary: 'the handoff replay cache is full, or the fleet-wide nonce store (NATS JetStream KV) does not answer; the request is refused rather than accepted unchecked' },
+  KG_ERR_QUOTA_EXCEEDED: { status: 429, summary: 'Kong mode: the consumer already holds max_connections_per_consumer connections across the fleet' },
+  KG_ERR_WS_RATE_LIMITED: { status: 0, summary: 'a WebSocket client sent more messages than ws_messages_per_second / ws_burst allow; closed with 1008' },
   KG_ERR_TOO_MANY_CONNECTIONS: { status: 503, summary: 'the connection limit is reached' },
   KG_ERR_NATS_PAYLOAD_INVALID: { status: 0, summary: 'a NATS message was not a valid publish item' },
   KG_ERR_BUS_UNAVAILABLE: { status: 503, summary: 'the bus (NATS) is not connected, so a publish cannot be accepted' },

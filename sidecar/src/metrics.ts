@@ -6,7 +6,9 @@ export type HoldKindLabel = 'response' | 'stream' | 'ws';
 export type CloseReason =
   | 'published' | 'timeout' | 'client_gone' | 'closed_by_publish' | 'completed' | 'slow_consumer' | 'origin_error' | 'shutdown' | 'error'
   // WebSocket sessions: a clean client close, a CLOSE/DISCONNECT from the origin, an OPEN the origin refused.
-  | 'client_closed' | 'origin_closed' | 'rejected';
+  | 'client_closed' | 'origin_closed' | 'rejected'
+  // WebSocket sessions closed with 1008 for sending over ws_messages_per_second / ws_burst.
+  | 'rate_limited';
 
 export function createMetrics(options: { collectDefaults?: boolean } = {}) {
   const registry = new Registry();
@@ -80,6 +82,44 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
     handoffRejected: new Counter({
       name: 'kong_grip_handoff_rejected_total', help: 'Client requests refused in Kong mode, by handoff failure',
       labelNames: ['reason'] as const, registers: [registry],
+    }),
+    // Realtime API management (docs/kong.md): connection quotas, WebSocket message limits, usage.
+    // No consumer label: per-consumer figures go to NATS (grip.usage), totals stay here.
+    quotaRefused: new Counter({
+      name: 'kong_grip_quota_refused_total',
+      help: 'Connections refused (429) because their consumer held max_connections_per_consumer across the fleet',
+      registers: [registry],
+    }),
+    quotaStoreUnavailable: new Counter({
+      name: 'kong_grip_quota_store_unavailable_total',
+      help: 'Connections admitted without the quota check because the fleet-wide lease store (NATS JetStream KV) did not answer',
+      registers: [registry],
+    }),
+    quotaStoreOutage: new Gauge({
+      name: 'kong_grip_quota_store_outage',
+      help: '1 while the fleet-wide lease store does not answer (quotas not enforced), else 0; summed over workers',
+      registers: [registry],
+    }),
+    wsRateLimited: new Counter({
+      name: 'kong_grip_ws_rate_limited_total',
+      help: 'WebSocket connections closed with 1008 for sending more than ws_messages_per_second / ws_burst',
+      registers: [registry],
+    }),
+    usageMessages: new Counter({
+      name: 'kong_grip_usage_messages_total', help: 'Published messages delivered to clients, as metered (added when each usage period closes)',
+      registers: [registry],
+    }),
+    usageBytes: new Counter({
+      name: 'kong_grip_usage_bytes_total', help: 'Bytes of published content delivered to clients, as metered (added when each usage period closes)',
+      registers: [registry],
+    }),
+    usageConnectionSeconds: new Counter({
+      name: 'kong_grip_usage_connection_seconds_total', help: 'Connection time of metered connections (added when each usage period closes)',
+      registers: [registry],
+    }),
+    usageRecords: new Counter({
+      name: 'kong_grip_usage_records_total', help: 'Usage records published on NATS, by result (published, failed)',
+      labelNames: ['result'] as const, registers: [registry],
     }),
     sequencerItems: new Counter({
       name: 'kong_grip_sequencer_items_total',

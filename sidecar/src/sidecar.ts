@@ -23,6 +23,8 @@ import { PublishGate, startControlServer, type ControlServer } from './publish/c
 import { Admission } from './server/admission.js';
 import { ClientServer } from './server/client-server.js';
 import { createTargetResolver } from './server/request-target.js';
+import { ConnectionQuota } from './quota/connection-quota.js';
+import { UsagePublisher } from './usage/usage-publisher.js';
 import { WsUpgradeHandler } from './server/ws-upgrade.js';
 
 // Wires one sidecar together: the client server, the control server, the bus, the hub, the
@@ -41,6 +43,8 @@ export interface SidecarOptions {
   serveControl?: boolean;
   /** Kong mode's fleet-wide nonce store; defaults to the JetStream KV store on config.nats (tests pass a fake). */
   nonceStore?: NonceStore & { close?(): Promise<void> };
+  /** Kong mode's connection quota; defaults to leases in JetStream KV on config.nats (tests pass another). */
+  quota?: ConnectionQuota;
 }
 
 export interface Sidecar {
@@ -95,6 +99,16 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     servers: config.nats?.servers ?? [], maxAgeSec: config.kong.maxAgeSec,
     reconnectWaitMs: config.nats?.reconnectWaitMs ?? 1000, metrics, log: log.child({ component: 'nonces' }),
   });
+  // Kong mode: max_connections_per_consumer, counted for the whole fleet (docs/kong.md, "Connection quota").
+  const quota = config.kong === undefined ? undefined : options.quota ?? ConnectionQuota.connect({
+    servers: config.nats?.servers ?? [], leaseSec: config.kong.connectionLeaseSec,
+    reconnectWaitMs: config.nats?.reconnectWaitMs ?? 1000, metrics, log: log.child({ component: 'quota' }),
+  });
+  // Usage records per consumer and channel on NATS (docs/kong.md, "Usage metering").
+  const usage = config.usage === undefined || config.nats === undefined ? undefined : new UsagePublisher({
+    servers: config.nats.servers, settings: config.usage, sidecar: `${hostname()}:${process.pid}`,
+    reconnectWaitMs: config.nats.reconnectWaitMs, metrics, log: log.child({ component: 'usage' }),
+  });
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
     keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),
@@ -109,6 +123,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     resolveTarget: createTargetResolver({
       handoff: config.kong === undefined ? undefined : new HandoffVerifier(config.kong, nonceStore),
       origin: config.origin === undefined ? undefined : new URL(config.origin),
+      ...(quota !== undefined ? { quota } : {}),
+      ...(usage !== undefined ? { openUsage: (consumer: string | null) => usage.open(consumer) } : {}),
       metrics, log,
     }),
     handleRequest: (req, res, target) => new ProxySession(sessions, req, res, target).run(),
@@ -161,6 +177,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     if (!isDrained) log.warn({ drainMs, open: clientServer.openRequests, ws: wsUpgrades.sessionCount }, 'drain time over; cutting remaining connections');
     await clientServer.cut();
     await nonceStore?.close?.();
+    // Every connection has ended: their slots are given back, and the last usage period is complete.
+    await Promise.all([quota?.close(), usage?.close()]);
     // A publish whose body is still arriving is cut (it was not accepted: no 200); one that was
     // received is handed to the bus before the bus closes, however late.
     await control?.close();

@@ -312,6 +312,7 @@ export class ProxySession implements OriginReask {
         timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: Buffer.isBuffer(body) ? body : EMPTY },
         reask: this,
         checkPosition,
+        usage: this.target.connection?.usage,
       });
       // Keeps listening: the long-poll may retry or refresh, which the client's departure cancels.
       this.deps.metrics.requests.inc({ outcome: 'hold_response' });
@@ -325,6 +326,7 @@ export class ProxySession implements OriginReask {
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
         requestUrl: this.target.url,
+        usage: this.target.connection?.usage,
       };
       this.finished(); // the stream hold cancels its own origin reads from here
       new StreamHold(this.deps.streamHolds, this.res, options);

@@ -6,6 +6,7 @@ import type { PositionedSubscriber } from '../hub/hub.js';
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
+import type { ConnectionUsage } from '../usage/usage-ledger.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
 import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
 
@@ -72,6 +73,8 @@ export interface ResponseHoldOptions {
   reask: OriginReask;
   /** Compare prev-ids with the channels' positions; off for the answer to a position recovery, so it cannot loop. */
   checkPosition: boolean;
+  /** The connection's usage meter: a published response counts as one message of its body's bytes. */
+  usage?: ConnectionUsage | undefined;
 }
 
 export class ResponseHold implements PositionedSubscriber {
@@ -115,7 +118,7 @@ export class ResponseHold implements PositionedSubscriber {
         } else {
           this.deps.metrics.messagesSent.inc({ kind: 'response' });
         }
-        this.finish('published', response);
+        this.finish('published', response, item.channel);
         return;
       }
       case 'hint':
@@ -180,7 +183,8 @@ export class ResponseHold implements PositionedSubscriber {
     this.options.reask.retry(gripLast, isPositionRecovery);
   }
 
-  private finish(reason: CloseReason, response: ResponseParts): void {
+  /** `channel`: the published item's, metered once the response is written. */
+  private finish(reason: CloseReason, response: ResponseParts, channel?: string): void {
     if (this.state === 'closed') return;
     const headers = flatten(response.headers);
     headers.push('Content-Length', String(response.body.length));
@@ -194,6 +198,7 @@ export class ResponseHold implements PositionedSubscriber {
       this.res.destroy();
       return;
     }
+    if (channel !== undefined) this.options.usage?.delivered(channel, response.body.length);
     this.release(reason);
   }
 

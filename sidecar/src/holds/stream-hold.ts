@@ -8,6 +8,7 @@ import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
 import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
+import type { ConnectionUsage } from '../usage/usage-ledger.js';
 import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
 import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
@@ -76,6 +77,8 @@ export interface StreamHoldOptions {
   nextLink?: Link;
   /** Where the client request was forwarded: every next link of the chain is checked against it. */
   requestUrl: URL;
+  /** The connection's usage meter: each published item written counts, with its content's bytes. */
+  usage?: ConnectionUsage | undefined;
 }
 
 type State = 'starting' | 'holding' | 'fetching' | 'closed';
@@ -98,6 +101,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private retryTimer: Timer | undefined;
   private readonly requestUrl: URL;
   private readonly startedAt: number;
+  private readonly usage: ConnectionUsage | undefined;
   lastWriteTick = 0;
   corkedTick = 0;
   keepAliveMark = 0;
@@ -107,6 +111,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   constructor(private readonly deps: StreamHoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
     this.startedAt = deps.clock.now();
     this.requestUrl = options.requestUrl;
+    this.usage = options.usage;
     holdsByResponse.set(res, this);
     res.on('close', onResponseClose); // not once(): that wraps it in a closure per response
     deps.metrics.connections.inc({ kind: 'stream' });
@@ -200,6 +205,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
         else this.lastIds?.delete(item.channel);
         this.deps.countStreamSent();
         this.deps.chunks.write(this.res, format.content, this);
+        this.usage?.delivered(item.channel, format.content.length);
         this.afterWrite(true);
         this.nextLinkTimer?.refresh();
         return;

@@ -14,7 +14,8 @@ import type { Hub, Subscriber } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
-import type { RequestTarget } from '../server/request-target.js';
+import type { RequestTarget, TargetConnection } from '../server/request-target.js';
+import type { ConnectionUsage } from '../usage/usage-ledger.js';
 import type { Clock, Timer } from './clock.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origin-link.js';
@@ -109,6 +110,8 @@ const MAX_FILTERS = 5;
 /** 1014 Bad Gateway (RFC 6455 registry): the origin failed or answered something unusable. */
 const CLOSE_ORIGIN_FAILED = 1014;
 const CLOSE_INTERNAL = 1011;
+/** 1008 Policy Violation: the client broke the route's message limit. */
+const CLOSE_POLICY_VIOLATION = 1008;
 const DISCONNECT: WsEvent = { type: 'DISCONNECT' };
 const CLOSE_NO_STATUS: WsEvent = { type: 'CLOSE', reason: '' };
 // Errors on a socket being torn down have no one left to tell.
@@ -154,9 +157,29 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   keepAliveSlot = -1;
   private delayedFrame: Buffer | undefined;
   private delayedTimer: Timer | undefined;
+  /** Quota slot and usage meter (Kong mode, metering); ended with the session. */
+  private readonly connection: TargetConnection | undefined;
+  private readonly usage: ConnectionUsage | undefined;
+  /**
+   * ws_messages_per_second / ws_burst: a token bucket of client messages (0 = no limit). Plain
+   * numbers on the session, refilled when a message comes: no timer, no allocation.
+   */
+  private readonly ratePerMs: number;
+  private readonly burst: number;
+  private tokens: number;
+  private tokensAt: number;
 
   constructor(private readonly deps: WsSessionDeps, upgrade: WsUpgrade) {
     this.startedAt = deps.clock.now();
+    this.connection = upgrade.target.connection;
+    this.usage = this.connection?.usage;
+    const limits = upgrade.target.identity?.limits;
+    const perSecond = limits?.wsMessagesPerSecond ?? 0;
+    this.ratePerMs = perSecond / 1000;
+    // ws_burst 0: a burst of one second's worth.
+    this.burst = perSecond === 0 ? 0 : limits?.wsBurst || perSecond;
+    this.tokens = this.burst;
+    this.tokensAt = this.startedAt;
     this.socket = upgrade.socket;
     this.opening = { req: upgrade.req, head: upgrade.head, clientHeaders: upgrade.target.headers, earlyData: undefined, earlyBytes: 0 };
     this.log = deps.log.child({ connId: this.connectionId, holdKind: 'ws', route: upgrade.target.url.pathname });
@@ -267,7 +290,30 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   private fromClient(event: WsEvent): void {
     // After a detach client traffic is dropped (spec 7.3); closing still relays until the reply.
     if (this.state !== 'open' && this.state !== 'closing') return;
+    if (this.burst > 0 && (event.type === 'TEXT' || event.type === 'BINARY') && !this.takeToken()) {
+      this.rateLimited();
+      return;
+    }
     this.link.send(event);
+  }
+
+  /** One message's token from the bucket, refilled for the time since the last one; false when empty. */
+  private takeToken(): boolean {
+    const now = this.deps.clock.now();
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.tokensAt) * this.ratePerMs);
+    this.tokensAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** Over ws_messages_per_second / ws_burst: 1008 (policy violation) to the client, CLOSE with the same to the origin. */
+  private rateLimited(): void {
+    const reason = truncateCloseReason(`message rate limit exceeded (ws_messages_per_second ${Math.round(this.ratePerMs * 1000)}, ws_burst ${this.burst})`);
+    this.deps.metrics.wsRateLimited.inc();
+    this.log.info({ code: 'KG_ERR_WS_RATE_LIMITED', burst: this.burst }, 'client over the WebSocket message rate; closed with 1008');
+    this.close('rate_limited', { type: 'close', code: CLOSE_POLICY_VIOLATION, reason },
+      this.state === 'open' ? { type: 'CLOSE', code: CLOSE_POLICY_VIOLATION, reason } : undefined);
   }
 
   pauseClient(): void {
@@ -430,7 +476,10 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
           this.log.debug({ channel: item.channel }, 'published control frame over 125 bytes dropped');
           return;
         }
-        if (this.write(frame)) this.deps.countSent();
+        if (this.write(frame)) {
+          this.deps.countSent();
+          this.usage?.delivered(item.channel, format.content.length);
+        }
         return;
       }
       case 'close': {
@@ -572,6 +621,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     const durationSec = (this.deps.clock.now() - this.startedAt) / 1000;
     this.deps.metrics.holdDuration.observe({ kind: 'ws' }, durationSec);
     if (wasOpen) this.log.debug({ reason, durationMs: Math.round(durationSec * 1000) }, 'hold closed');
+    this.connection?.end();
     this.deps.onClosed(this);
     this.link.close(farewell);
   }

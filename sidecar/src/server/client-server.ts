@@ -11,7 +11,7 @@ import { IdleConnections, type Admission } from './admission.js';
 import {
   BODY_TIMEOUT_OUTCOME, HEADER_TIMEOUT, IDLE_LIMIT_OUTCOME, refusalFor, writeRefusal, writeRefusalToSocket, type Refusal,
 } from './refusals.js';
-import type { RequestTarget } from './request-target.js';
+import type { RequestTarget, TargetConnection } from './request-target.js';
 import type { WsUpgradeHandler } from './ws-upgrade.js';
 
 // The client-facing HTTP server: admits each request or WebSocket upgrade (Admission), routes
@@ -179,7 +179,14 @@ export class ClientServer {
     res.on('close', this.onResponseClosed); // emitted once; on() needs no wrapper per response
     this.target(req).then((target) => {
       // The client left while the target was resolved: its 'close' already released the slot.
-      if (res.destroyed || req.socket.destroyed) return;
+      if (res.destroyed || req.socket.destroyed) {
+        target.connection?.end();
+        return;
+      }
+      if (target.connection !== undefined) {
+        (res as ResponseWithConnection)[kTargetConnection] = target.connection;
+        res.on('close', onTargetResponseClosed);
+      }
       this.handle(req, res, target);
     }, (err: unknown) => {
       if (res.destroyed) return;
@@ -238,6 +245,7 @@ export class ClientServer {
     this.target(req).then((target) => {
       if (socket.destroyed) {
         admission.release('ws'); // the client left while its handoff was being claimed
+        target.connection?.end();
         return;
       }
       wsUpgrades.start(req, socket, head, target);
@@ -300,6 +308,14 @@ function onTrackedSocketClosed(this: TrackedSocket): void {
 
 function onTrackedSocketError(this: TrackedSocket, err: NodeJS.ErrnoException): void {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') this[kConnection]?.owner.bodyTimedOut();
+}
+
+const kTargetConnection = Symbol('kong-grip.targetConnection');
+type ResponseWithConnection = ServerResponse & { [kTargetConnection]?: TargetConnection };
+
+/** A counted or metered request's response closed: its quota slot and meter end with it. */
+function onTargetResponseClosed(this: ResponseWithConnection): void {
+  this[kTargetConnection]?.end();
 }
 
 function onTrackedResponseClosed(this: ServerResponse): void {

@@ -1,6 +1,7 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { KgError } from '../errors.js';
+import { QUOTA_RETRY_AFTER_SEC } from '../quota/connection-quota.js';
 
 // Every answer the client server gives before a request reaches the origin, written once for
 // plain requests (a ServerResponse) and WebSocket upgrades (the raw socket) alike.
@@ -46,7 +47,8 @@ export const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests
 /** A KgError raised while routing a request (handoff, origin), as the client sees it. */
 export function refusalFor(err: KgError): Refusal {
   const headers = err.code === 'KG_ERR_HANDOFF_INVALID' ? ['WWW-Authenticate', 'Kong-Grip-Handoff']
-    : err.code === 'KG_ERR_HANDOFF_CAPACITY' ? ['Retry-After', '1'] : [];
+    : err.code === 'KG_ERR_HANDOFF_CAPACITY' ? ['Retry-After', '1']
+      : err.code === 'KG_ERR_QUOTA_EXCEEDED' ? ['Retry-After', String(QUOTA_RETRY_AFTER_SEC)] : [];
   return { status: err.status || 400, text: `${err.message}\n`, headers, outcome: err.code ?? 'error' };
 }
 

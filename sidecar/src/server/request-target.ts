@@ -2,10 +2,12 @@ import type { IncomingMessage } from 'node:http';
 import { KgError } from '../errors.js';
 import { forwardRequestHeaders } from '../grip/headers.js';
 import type { HeaderList } from '../grip/types.js';
-import { handoffFailureReason, isHandoffOwnedHeader, type HandoffVerifier, type VerifiedHandoff } from '../kong/handoff-verifier.js';
+import { handoffFailureReason, isHandoffOwnedHeader, type HandoffIdentity, type HandoffVerifier, type VerifiedHandoff } from '../kong/handoff-verifier.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { originUrl } from '../origin/origin-url.js';
+import type { ConnectionQuota, QuotaSlot } from '../quota/connection-quota.js';
+import type { ConnectionUsage } from '../usage/usage-ledger.js';
 import { HANDOFF_CAPACITY_TEXT, HANDOFF_REFUSED_TEXT } from './refusals.js';
 
 // Where a client request goes and with which headers, for plain requests and WebSocket
@@ -16,6 +18,25 @@ export interface RequestTarget {
   url: URL;
   /** Headers for the origin, already cleaned by the forwarding rules. */
   headers: HeaderList;
+  /** Kong mode: the caller and the limits signed for it. */
+  identity?: HandoffIdentity;
+  /** The connection's quota slot and usage meter, when either applies; end() once it closes. */
+  connection?: TargetConnection;
+}
+
+/** What a connection holds until it ends: its quota slot, its usage meter. */
+export class TargetConnection {
+  private isEnded = false;
+
+  constructor(private readonly slot: QuotaSlot | undefined, readonly usage: ConnectionUsage | undefined) {}
+
+  /** The connection has ended: the slot goes back, the meter stops. Once; later calls do nothing. */
+  end(): void {
+    if (this.isEnded) return;
+    this.isEnded = true;
+    this.slot?.release();
+    this.usage?.close();
+  }
 }
 
 export interface RequestTargetOptions {
@@ -23,6 +44,10 @@ export interface RequestTargetOptions {
   handoff: HandoffVerifier | undefined;
   /** The standalone origin; absent in Kong mode. */
   origin: URL | undefined;
+  /** Kong mode: max_connections_per_consumer across the fleet; absent where no quota applies (tests). */
+  quota?: ConnectionQuota;
+  /** Usage metering: opens a meter for a connection of a consumer (null: anonymous). */
+  openUsage?: (consumer: string | null) => ConnectionUsage;
   metrics: Metrics;
   log: Logger;
 }
@@ -32,7 +57,7 @@ export interface RequestTargetOptions {
  * Asynchronous because Kong mode claims each nonce in the fleet-wide store (after the local checks).
  */
 export function createTargetResolver(options: RequestTargetOptions): (req: IncomingMessage) => Promise<RequestTarget> {
-  const { handoff, origin, metrics, log } = options;
+  const { handoff, origin, quota, openUsage, metrics, log } = options;
   // Counted and logged here. The error the client gets carries only a generic text: the
   // client learns nothing about why.
   const refused = (req: IncomingMessage, err: unknown): unknown => {
@@ -56,12 +81,20 @@ export function createTargetResolver(options: RequestTargetOptions): (req: Incom
       } catch (err) {
         throw refused(req, err);
       }
-      return { url: originUrl(verified.origin, req.url), headers: [...headers, ...verified.headersForOrigin] };
+      const url = originUrl(verified.origin, req.url);
+      // Last: a request refused for another reason takes no slot. Rejects (429) over the quota.
+      const slot = await quota?.admit(verified.identity);
+      const usage = openUsage?.(verified.identity.consumer?.id ?? null);
+      const target: RequestTarget = { url, headers: [...headers, ...verified.headersForOrigin], identity: verified.identity };
+      if (slot !== undefined || usage !== undefined) target.connection = new TargetConnection(slot, usage);
+      return target;
     }
     if (origin === undefined) {
       // loadConfig never allows this; fail closed all the same.
       throw new KgError('KG_ERR_HANDOFF_INVALID', 'no origin configured for requests without a Kong handoff');
     }
-    return { url: originUrl(origin, req.url), headers };
+    const target: RequestTarget = { url: originUrl(origin, req.url), headers };
+    if (openUsage !== undefined) target.connection = new TargetConnection(undefined, openUsage(null));
+    return target;
   };
 }

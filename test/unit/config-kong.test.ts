@@ -11,7 +11,9 @@ const NATS = ['--nats', 'nats://127.0.0.1:4222'];
 
 test('flags turn Kong mode on with the documented defaults; no standalone origin is needed', (t) => {
   const c = loadConfig({ env: {}, argv: [...NATS, '--kong-secret', SECRET, '--kong-allowed-origins', 'http://origin:8080, https://api.test/app'] });
-  t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080', 'https://api.test/app'], maxAgeSec: 30, replayCacheSize: 500_000 });
+  t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080', 'https://api.test/app'], maxAgeSec: 30, replayCacheSize: 500_000, connectionLeaseSec: 15 });
+  // Kong mode meters usage by default (docs/kong.md, "Usage metering").
+  t.deepEqual(c.usage, { intervalSec: 60, subject: 'grip.usage' });
   t.is(c.origin, undefined);
   t.true(Object.isFrozen(c.kong));
 });
@@ -19,7 +21,7 @@ test('flags turn Kong mode on with the documented defaults; no standalone origin
 test('the secret from the environment and the rest from the file combine', (t) => {
   const file = yamlFile('kong:\n  allowedOrigins: [http://origin:8080]\n  maxAgeSec: 10\n  replayCacheSize: 5000\n');
   const c = loadConfig({ env: { GRIP_KONG_SECRET: SECRET }, argv: [...NATS, '--config', file] });
-  t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080'], maxAgeSec: 10, replayCacheSize: 5000 });
+  t.deepEqual(c.kong, { secret: SECRET, allowedOrigins: ['http://origin:8080'], maxAgeSec: 10, replayCacheSize: 5000, connectionLeaseSec: 15 });
 });
 
 test('the allow-list flag or variable replaces the file\'s list', (t) => {
@@ -67,4 +69,25 @@ test('bad maxAgeSec, replayCacheSize and unknown kong keys are named', (t) => {
   t.regex(message, /kong.maxAgeSec must be an integer 1-3600, got 0/);
   t.regex(message, /kong.replayCacheSize must be an integer 1000-100000000, got 10/);
   t.regex(message, /kong.ttl is not a known setting/);
+});
+
+test('usage metering: off by default outside Kong mode, settings checked, needs NATS, its subject kept apart from channel subjects', (t) => {
+  const standalone = loadConfig({ env: {}, argv: ['--origin', 'http://origin:8080'] });
+  t.is(standalone.usage, undefined);
+  const withNats = loadConfig({ env: {}, argv: [...NATS, '--origin', 'http://origin:8080'], overrides: { usage: { enabled: true, intervalSec: 5, subject: 'billing.realtime' } } });
+  t.deepEqual(withNats.usage, { intervalSec: 5, subject: 'billing.realtime' });
+  const off = loadConfig({ env: {}, argv: [...NATS, '--kong-secret', SECRET, '--kong-allowed-origins', 'http://o:1'], overrides: { usage: { enabled: false } } });
+  t.is(off.usage, undefined);
+  const err = t.throws(() => loadConfig({ env: {}, argv: ['--origin', 'http://origin:8080'], overrides: { usage: { enabled: true } } }));
+  t.regex(err.message, /usage\.enabled needs nats/);
+  const bad = t.throws(() => loadConfig({
+    env: {}, argv: [...NATS, '--kong-secret', SECRET, '--kong-allowed-origins', 'http://o:1'],
+    overrides: { usage: { intervalSec: 0, subject: 'grip.ch.usage', extra: 1 }, kong: { connectionLeaseSec: 1 } },
+  }));
+  t.regex(bad.message, /usage\.intervalSec must be an integer 1-86400/);
+  t.regex(bad.message, /usage\.subject must not be under the NATS prefix grip\.ch\./);
+  t.regex(bad.message, /usage\.extra is not a known setting/);
+  t.regex(bad.message, /kong\.connectionLeaseSec must be an integer 2-3600/);
+  t.regex(t.throws(() => loadConfig({ env: {}, argv: [...NATS, '--origin', 'http://o:1'], overrides: { usage: { enabled: true, subject: 'grip.>' } } })).message,
+    /usage\.subject must be a NATS subject without wildcards/);
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { LIMITS, ORIGIN_SHAPE, parseOriginUrl } from '../../sidecar/src/kong/handoff-format.js';
+import { LIMITS, NO_LIMITS, ORIGIN_SHAPE, parseOriginUrl, type HandoffLimits } from '../../sidecar/src/kong/handoff-format.js';
 import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js';
 
 // The `grip` Kong plugin, run by kong-js-pluginserver (kong-pdk). It makes a route realtime by
@@ -52,6 +52,9 @@ export const SECRET_MIN_BYTES = 32;
  * - origin: base URL of the GRIP origin this route serves (http://origin:8080,
  *   https://api.internal/app); no credentials, query or fragment; on the sidecars' allow-list.
  * - forward_consumer: sign the consumer Kong's auth plugins found (one PDK round trip).
+ * - max_connections_per_consumer, ws_messages_per_second, ws_burst: realtime limits, 0 = none,
+ *   signed into the handoff (v2) and enforced by the sidecars. Kong cannot check one field
+ *   against another in a JS plugin's schema: configProblem refuses a quota without forward_consumer.
  */
 export const Schema = [
   {
@@ -83,6 +86,30 @@ export const Schema = [
       default: true,
     },
   },
+  {
+    max_connections_per_consumer: {
+      type: 'integer',
+      required: true,
+      default: 0,
+      between: [0, LIMITS.maxConnectionsPerConsumer],
+    },
+  },
+  {
+    ws_messages_per_second: {
+      type: 'integer',
+      required: true,
+      default: 0,
+      between: [0, LIMITS.wsMessagesPerSecond],
+    },
+  },
+  {
+    ws_burst: {
+      type: 'integer',
+      required: true,
+      default: 0,
+      between: [0, LIMITS.wsBurst],
+    },
+  },
 ] as const;
 
 /** The config Kong sends to StartInstance: our fields with defaults applied, plus Kong's bookkeeping keys. */
@@ -90,6 +117,10 @@ export interface GripConfig {
   secret: string;
   origin: string;
   forward_consumer: boolean;
+  /** Absent in configs stored before these fields existed: 0. */
+  max_connections_per_consumer?: number;
+  ws_messages_per_second?: number;
+  ws_burst?: number;
   route_id?: string | null;
   service_id?: string | null;
   consumer_id?: string | null;
@@ -143,11 +174,41 @@ export function configProblem(config: unknown): string | undefined {
     return (err as Error).message;
   }
   if (typeof c['forward_consumer'] !== 'boolean') return 'config.forward_consumer must be a boolean';
+  return limitsProblem(c);
+}
+
+/** The realtime limits' rules, including those between fields that Kong's schema cannot state. */
+function limitsProblem(c: Record<string, unknown>): string | undefined {
+  const bounds = {
+    max_connections_per_consumer: LIMITS.maxConnectionsPerConsumer, ws_messages_per_second: LIMITS.wsMessagesPerSecond, ws_burst: LIMITS.wsBurst,
+  } as const;
+  for (const [field, max] of Object.entries(bounds)) {
+    const v = c[field];
+    if (v !== undefined && v !== null && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max)) {
+      return `config.${field} must be an integer 0-${max}`;
+    }
+  }
+  if ((Number(c['max_connections_per_consumer']) || 0) > 0 && c['forward_consumer'] !== true) {
+    return 'config.max_connections_per_consumer counts connections per consumer and needs forward_consumer: true';
+  }
+  if ((Number(c['ws_burst']) || 0) > 0 && !((Number(c['ws_messages_per_second']) || 0) > 0)) {
+    return 'config.ws_burst needs ws_messages_per_second above 0';
+  }
   return undefined;
+}
+
+/** The config's limits as the handoff carries them (absent fields: 0). */
+export function limitsFromConfig(config: GripConfig): HandoffLimits {
+  return {
+    maxConnectionsPerConsumer: config.max_connections_per_consumer ?? 0,
+    wsMessagesPerSecond: config.ws_messages_per_second ?? 0,
+    wsBurst: config.ws_burst ?? 0,
+  };
 }
 
 export class Plugin {
   private readonly config: GripConfig;
+  private readonly limits: HandoffLimits;
   private readonly pluginId: string | null;
   private readonly env: PluginEnv;
   /** Set when the config is unusable: every request is answered 500 with this text. */
@@ -169,6 +230,8 @@ export class Plugin {
       problem = `the plugin configuration could not be read: ${err instanceof Error ? err.message : String(err)}`;
     }
     this.broken = problem === undefined ? undefined : `kong-grip: ${problem}`;
+    // A broken instance signs nothing, so its limits are never read.
+    this.limits = this.broken === undefined ? limitsFromConfig(config) : NO_LIMITS;
     if (this.broken !== undefined) {
       try {
         env.log(`${this.broken}; this instance answers every request with 500`);
@@ -206,6 +269,7 @@ export class Plugin {
         serviceId: this.config.service_id ?? null,
         pluginId,
         consumer,
+        limits: this.limits,
       }, this.config.secret);
       await kong.service.request.set_headers(headers);
     } catch (err) {

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import test from 'ava';
+import { createLogger, type Logger } from '../../sidecar/src/log.js';
 import { signHandoff, type HandoffLimits } from '../../sidecar/src/kong/handoff-format.js';
 import { listenHttp, openStream, request, type StreamReader } from '../helpers/http.js';
 import { NatsServer, waitUntil } from '../helpers/nats-server.js';
@@ -180,3 +182,55 @@ test('cost of the quota check: p50 of 200 sequential handed-off requests with an
   t.regex(metrics, /^kong_grip_quota_refused_total 0$/m);
   t.regex(metrics, /^kong_grip_quota_store_unavailable_total 0$/m);
 });
+
+test('a lease store outage (nats-server stopped) admits without the quota, counted and logged once; enforced again once it answers', async (t) => {
+  const nats = await NatsServer.start({ jetstream: true });
+  t.teardown(() => nats.dispose());
+  const origin = await startOrigin();
+  t.teardown(() => origin.close());
+  const lines: Array<Record<string, unknown>> = [];
+  // The nonce store (which fails closed) is replaced, so only the lease store sees the outage.
+  const side = await startTestSidecar({
+    nats: { servers: nats.url, reconnectWaitMs: 100 }, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, usage: { enabled: false }, logLevel: 'info',
+  }, { nonceStore: { claimNonce: () => Promise.resolve(true) }, log: captureLog(lines) });
+  t.teardown(() => side.close());
+  const one = limitsOf(1);
+  const openHere = async (consumer: string): Promise<StreamReader> => {
+    const s = await openStream(side.url('/sse'), { 'Kong-Grip-Handoff': tokenFor(origin.url, consumer, one) });
+    streams.push(s);
+    if (s.res.statusCode === 200) await s.waitFor('event: open');
+    else await s.waitForEnd();
+    return s;
+  };
+  t.is((await openHere('dave')).res.statusCode, 200);
+  t.is((await openHere('dave')).res.statusCode, 429);
+
+  await nats.stop();
+  for (let i = 0; i < 3; i++) t.is((await openHere('dave')).res.statusCode, 200, 'admitted uncounted during the outage');
+  const metrics = await side.sidecar.metrics.registry.metrics();
+  t.regex(metrics, /^kong_grip_quota_store_unavailable_total 3$/m);
+  t.regex(metrics, /^kong_grip_quota_store_outage 1$/m);
+  const outageLine = 'connection lease store unavailable: connection quotas are not enforced until it answers again';
+  t.is(lines.filter((l) => l['msg'] === outageLine).length, 1, 'logged once per outage');
+
+  await nats.restart();
+  // erin has no connection yet: her first open is counted again, her second refused.
+  await waitUntil('the lease store answers again', async () => {
+    await openHere(`probe-${randomBytes(4).toString('hex')}`);
+    return /^kong_grip_quota_store_outage 0$/m.test(await side.sidecar.metrics.registry.metrics());
+  }, 20_000);
+  t.is((await openHere('erin')).res.statusCode, 200);
+  t.is((await openHere('erin')).res.statusCode, 429);
+  t.is(lines.filter((l) => l['msg'] === 'connection lease store available again: connection quotas enforced').length, 1);
+});
+
+/** A logger that keeps its JSON lines. */
+function captureLog(lines: Array<Record<string, unknown>>): Logger {
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return createLogger('info', sink);
+}

@@ -49,12 +49,16 @@ interface Readiness { workers: Array<{ pid: number }> }
 async function startFleet(t: { teardown(fn: () => unknown): void }, nats: NatsServer, originUrl: string): Promise<SidecarProcess[]> {
   const args = ['--nats', nats.url, '--kong-secret', SECRET, '--kong-allowed-origins', originUrl, '--workers', '2'];
   const yaml = `kong:\n  connectionLeaseSec: ${LEASE_SEC}\nusage:\n  enabled: false\n`;
-  const sides = await Promise.all([SidecarProcess.start(args, { yaml }), SidecarProcess.start(args, { yaml })]);
-  for (const side of sides) t.teardown(() => side.stop().then(() => undefined));
+  // Both are stopped at the end even when the other failed to start.
+  const started = await Promise.allSettled([SidecarProcess.start(args, { yaml }), SidecarProcess.start(args, { yaml })]);
+  for (const s of started) if (s.status === 'fulfilled') t.teardown(() => s.value.stop().then(() => undefined));
+  const sides = started.map((s) => { if (s.status === 'rejected') throw s.reason; return s.value; });
   await Promise.all(sides.map((side) => waitForReadiness(side, true)));
   return sides;
 }
 
+// Every test here is serial: they share this list, and fleets of processes starting at once
+// on a busy machine would time out.
 const streams: StreamReader[] = [];
 test.afterEach.always(() => {
   for (const s of streams.splice(0)) s.close();
@@ -68,7 +72,7 @@ async function open(side: SidecarProcess, originUrl: string, consumer: string | 
   return s;
 }
 
-test('the quota holds across two sidecars of two workers: N+1th refused with 429 before the origin, others unaffected, a close frees a slot, a killed sidecar\'s slots return within the lease', async (t) => {
+test.serial('the quota holds across two sidecars of two workers: N+1th refused with 429 before the origin, others unaffected, a close frees a slot, a killed sidecar\'s slots return within the lease', async (t) => {
   const nats = await NatsServer.start({ jetstream: true });
   t.teardown(() => nats.dispose());
   const origin = await startOrigin();
@@ -125,7 +129,7 @@ test('the quota holds across two sidecars of two workers: N+1th refused with 429
   t.true(back <= LEASE_SEC * 1000 + 1500, `returned within the lease time (plus one renewal and a retry): ${back} ms`);
 });
 
-test('accuracy under a burst: 40 simultaneous opens of one consumer on four workers admit exactly the limit, every round', async (t) => {
+test.serial('accuracy under a burst: 40 simultaneous opens of one consumer on four workers admit exactly the limit, every round', async (t) => {
   const nats = await NatsServer.start({ jetstream: true });
   t.teardown(() => nats.dispose());
   const origin = await startOrigin();
@@ -157,7 +161,7 @@ test('accuracy under a burst: 40 simultaneous opens of one consumer on four work
   for (const n of admitted) t.true(n >= LIMIT);
 });
 
-test('cost of the quota check: p50 of 200 sequential handed-off requests with and without it (docs/kong.md)', async (t) => {
+test.serial('cost of the quota check: p50 of 200 sequential handed-off requests with and without it (docs/kong.md)', async (t) => {
   const origin = await startOrigin();
   t.teardown(() => origin.close());
   const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, usage: { enabled: false } });
@@ -183,7 +187,7 @@ test('cost of the quota check: p50 of 200 sequential handed-off requests with an
   t.regex(metrics, /^kong_grip_quota_store_unavailable_total 0$/m);
 });
 
-test('a lease store outage (nats-server stopped) admits without the quota, counted and logged once; enforced again once it answers', async (t) => {
+test.serial('a lease store outage (nats-server stopped) admits without the quota, counted and logged once; enforced again once it answers', async (t) => {
   const nats = await NatsServer.start({ jetstream: true });
   t.teardown(() => nats.dispose());
   const origin = await startOrigin();

@@ -50,8 +50,10 @@ test('the usage records of a scripted run, drained with SIGTERM, add up exactly 
 
   const args = ['--nats', nats.url, '--kong-secret', SECRET, '--kong-allowed-origins', `${sse.url},${wsOrigin.url}`, '--workers', '2', '--sig-key', TEST_SIG_KEY];
   const yaml = 'usage:\n  intervalSec: 1\n';
-  const sides = await Promise.all([SidecarProcess.start(args, { yaml }), SidecarProcess.start(args, { yaml })]);
-  for (const side of sides) t.teardown(() => side.stop().then(() => undefined));
+  // Both are stopped at the end even when the other failed to start.
+  const started = await Promise.allSettled([SidecarProcess.start(args, { yaml }), SidecarProcess.start(args, { yaml })]);
+  for (const s of started) if (s.status === 'fulfilled') t.teardown(() => s.value.stop().then(() => undefined));
+  const sides = started.map((s) => { if (s.status === 'rejected') throw s.reason; return s.value; });
   await Promise.all(sides.map((side) => waitForReadiness(side, true)));
   const [a, b] = sides as [SidecarProcess, SidecarProcess];
 

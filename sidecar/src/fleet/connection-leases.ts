@@ -145,7 +145,7 @@ export class ConnectionLeases implements FleetLeases {
       const released = state.released;
       state.isDue = false;
       try {
-        const grants = await this.store.run((kv) => this.write(kv, key, state.held - released, batch.map((w) => w.limit)));
+        const grants = await this.store.run((kv, run) => this.write(kv, run, key, state.held - released, batch.map((w) => w.limit)));
         state.held -= released;
         state.released -= released;
         let granted = 0;
@@ -162,10 +162,16 @@ export class ConnectionLeases implements FleetLeases {
     }
   }
 
-  /** One compare-and-set round: read the table, decide the batch, write it back (retried on a conflict). */
-  private async write(kv: KV, key: string, mine: number, limits: number[]): Promise<boolean[]> {
+  /**
+   * One compare-and-set round: read the table, decide the batch, write it back (retried on a
+   * conflict). Once the round has timed out it writes nothing more: the next round, which may
+   * already run, starts from what the caller knows, and a late write from this one with its
+   * older count would undo it.
+   */
+  private async write(kv: KV, run: { isTimedOut: boolean }, key: string, mine: number, limits: number[]): Promise<boolean[]> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await kv.get(key);
+      if (run.isTimedOut) throw new StoreUnavailable('timed out');
       const isLive = entry !== null && entry.operation === 'PUT';
       const { table, dropped } = decodeLeaseTable(isLive ? entry.value : undefined);
       if (dropped > 0) this.options.log.warn({ key, dropped }, 'connection leases: unreadable entries dropped');

@@ -82,8 +82,11 @@ export class KvBucket {
   /**
    * Runs `op` on the bucket within timeoutMs. Errors `op` expects (a refused create or update)
    * are its own to handle; anything else reaching here, and a timeout, reject with StoreUnavailable.
+   * After a timeout `op` may still be running: `run.isTimedOut` becomes true, and an `op` of
+   * several steps checks it before each write, so it writes nothing its caller has given up on.
    */
-  async run<T>(op: (kv: KV) => Promise<T>): Promise<T> {
+  async run<T>(op: (kv: KV, run: { isTimedOut: boolean }) => Promise<T>): Promise<T> {
+    const state = { isTimedOut: false };
     if (this.nc === undefined && !this.isClosed) {
       // Just started: wait for the first connection, at most one timeout.
       let timer: NodeJS.Timeout | undefined;
@@ -99,7 +102,7 @@ export class KvBucket {
         throw err;
       });
       try {
-        return await op(kv);
+        return await op(kv, state);
       } catch (err) {
         if (isBucketMissing(err)) this.kv = undefined;
         throw err;
@@ -109,7 +112,10 @@ export class KvBucket {
       return await Promise.race([
         attempt,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+          timer = setTimeout(() => {
+            state.isTimedOut = true;
+            reject(new Error(`no answer within ${this.timeoutMs} ms`));
+          }, this.timeoutMs);
         }),
       ]);
     } catch (err) {

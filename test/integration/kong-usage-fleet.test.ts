@@ -97,7 +97,11 @@ test('the usage records of a scripted run, drained with SIGTERM, add up exactly 
   const startedAt = Date.now();
   for (let i = 0; i < 30; i++) {
     t.is((await publish(i % 3 === 0 ? 'sport' : 'news')).status, 200);
-    if (i % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 600));
+    if (i % 10 === 9) {
+      // Let a usage period close (every worker with open connections reports each period).
+      const before = records.length;
+      await waitUntil('a usage period closes', () => records.length > before, 5000);
+    }
   }
   // Everything published has arrived before the drain: the clients of a channel agree.
   await waitUntil('each client got every item of its channel', async () => {

@@ -40,8 +40,13 @@ export interface ConnectionLeasesOptions extends Omit<KvBucketOptions, 'ttlMs'> 
   now?: () => number;
 }
 
-/** Compare-and-set attempts per operation before it counts as the store not answering. */
-const MAX_ATTEMPTS = 8;
+/**
+ * After a lost compare-and-set, wait a random 0 to 2^attempt ms (at most 32) before reading
+ * again, so processes contending for one key do not keep colliding in step.
+ */
+function jitter(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(32, 2 ** attempt)));
+}
 
 interface Waiter {
   limit: number;
@@ -98,11 +103,16 @@ export class ConnectionLeases implements FleetLeases {
   async close(): Promise<void> {
     this.isClosed = true;
     clearInterval(this.renewTimer);
-    await Promise.allSettled([...this.inFlight]);
+    await this.settled();
     await this.store.close();
   }
 
-  /** Slots held here per key (for tests and metrics). */
+  /** Resolves once no round is in flight (what was pending has been written, or has failed). */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Slots held here over every key (for tests and metrics). */
   heldCount(): number {
     let n = 0;
     for (const s of this.keys.values()) n += s.held - s.released;
@@ -130,16 +140,19 @@ export class ConnectionLeases implements FleetLeases {
   private pump(key: string, state: KeyState): void {
     if (state.isBusy) return;
     state.isBusy = true;
-    const run = this.drain(key, state).finally(() => {
+    const run = this.drain(key, state).then((isDone) => {
       this.inFlight.delete(run);
       state.isBusy = false;
-      if (state.held === 0 && state.waiting.length === 0) this.keys.delete(key);
+      // What arrived between the drain's last check and now (a caller resumed by the last round
+      // runs before this) gets its round; after a failed round, releases wait for the renewal.
+      if (state.waiting.length > 0 || (isDone && state.released > 0)) this.pump(key, state);
+      else if (state.held === 0) this.keys.delete(key);
     });
     this.inFlight.add(run);
   }
 
   /** Writes until nothing is pending for `key`; a failed write leaves releases for the next renewal. */
-  private async drain(key: string, state: KeyState): Promise<void> {
+  private async drain(key: string, state: KeyState): Promise<boolean> {
     while (state.waiting.length > 0 || state.released > 0 || state.isDue) {
       const batch = state.waiting.splice(0);
       const released = state.released;
@@ -157,9 +170,10 @@ export class ConnectionLeases implements FleetLeases {
       } catch (err) {
         for (const w of batch) w.reject(err);
         // Our count is rewritten whole by the next successful write; the renewal timer retries.
-        return;
+        return false;
       }
     }
+    return true;
   }
 
   /**
@@ -169,7 +183,10 @@ export class ConnectionLeases implements FleetLeases {
    * older count would undo it.
    */
   private async write(kv: KV, run: { isTimedOut: boolean }, key: string, mine: number, limits: number[]): Promise<boolean[]> {
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    // Bounded by the store timeout (KvBucket.run), which ends the round as unavailable.
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) await jitter(attempt);
+      if (run.isTimedOut) throw new StoreUnavailable('timed out');
       const entry = await kv.get(key);
       if (run.isTimedOut) throw new StoreUnavailable('timed out');
       const isLive = entry !== null && entry.operation === 'PUT';
@@ -187,6 +204,5 @@ export class ConnectionLeases implements FleetLeases {
         // Another process wrote first: read again.
       }
     }
-    throw new StoreUnavailable(`connection lease key still contended after ${MAX_ATTEMPTS} attempts`);
   }
 }

@@ -51,7 +51,12 @@ async function startFleet(t: { teardown(fn: () => unknown): void }, nats: NatsSe
   const yaml = `kong:\n  connectionLeaseSec: ${LEASE_SEC}\nusage:\n  enabled: false\n`;
   // Both are stopped at the end even when the other failed to start.
   const started = await Promise.allSettled([SidecarProcess.start(args, { yaml }), SidecarProcess.start(args, { yaml })]);
-  for (const s of started) if (s.status === 'fulfilled') t.teardown(() => s.value.stop().then(() => undefined));
+  for (const s of started) {
+    if (s.status !== 'fulfilled') continue;
+    t.teardown(() => s.value.stop().then(() => undefined));
+    // If ava ends this worker on a timeout, no teardown runs: the sidecar must not outlive it.
+    process.once('exit', () => { try { process.kill(s.value.pid, 'SIGKILL'); } catch { /* already gone */ } });
+  }
   const sides = started.map((s) => { if (s.status === 'rejected') throw s.reason; return s.value; });
   await Promise.all(sides.map((side) => waitForReadiness(side, true)));
   return sides;

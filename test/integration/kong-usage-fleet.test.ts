@@ -52,7 +52,12 @@ test('the usage records of a scripted run, drained with SIGTERM, add up exactly 
   const yaml = 'usage:\n  intervalSec: 1\n';
   // Both are stopped at the end even when the other failed to start.
   const started = await Promise.allSettled([SidecarProcess.start(args, { yaml }), SidecarProcess.start(args, { yaml })]);
-  for (const s of started) if (s.status === 'fulfilled') t.teardown(() => s.value.stop().then(() => undefined));
+  for (const s of started) {
+    if (s.status !== 'fulfilled') continue;
+    t.teardown(() => s.value.stop().then(() => undefined));
+    // If ava ends this worker on a timeout, no teardown runs: the sidecar must not outlive it.
+    process.once('exit', () => { try { process.kill(s.value.pid, 'SIGKILL'); } catch { /* already gone */ } });
+  }
   const sides = started.map((s) => { if (s.status === 'rejected') throw s.reason; return s.value; });
   await Promise.all(sides.map((side) => waitForReadiness(side, true)));
   const [a, b] = sides as [SidecarProcess, SidecarProcess];

@@ -56,7 +56,11 @@ export class SidecarProcess {
     });
     const side = new SidecarProcess(child);
     side.capture();
-    const started = await side.waitForLog((l) => l.msg === 'sidecar started');
+    // A sidecar that never says it started is not left running (its workers go with it).
+    const started = await side.waitForLog((l) => l.msg === 'sidecar started').catch((err: unknown) => {
+      child.kill('SIGKILL');
+      throw err;
+    });
     const listen = String(started['listen']);
     const control = String(started['control']);
     side.clientPort = Number(listen.slice(listen.lastIndexOf(':') + 1));

@@ -76,6 +76,8 @@ export interface KongVersion {
   readonly restartRecovery: RestartRecovery;
   /** A worker that runs a plugin's instance picks up an edit of that plugin's config (expected; the model must agree). */
   readonly configEditApplies: boolean;
+  /** Every plugin.* RPC method this version's mp_rpc.lua can send. */
+  readonly rpcMethods: readonly string[];
   /** get_step_method's by_pdk_method table (Step variant per PDK method; anything else: plugin.Step). */
   readonly stepMethods: Readonly<Record<string, string>>;
   /** The PDK functions the grip plugin may call, and the file that defines each in this tag. */
@@ -115,6 +117,12 @@ const STEP_METHODS: Readonly<Record<string, string>> = {
   'kong.response.get_headers': 'plugin.StepMultiMap',
   'kong.service.response.get_headers': 'plugin.StepMultiMap',
 };
+
+// The "plugin.X" strings in mp_rpc.lua: the same set in every tag read.
+const RPC_METHODS = [
+  'plugin.StartInstance', 'plugin.CloseInstance', 'plugin.HandleEvent', 'plugin.Step', 'plugin.StepError', 'plugin.StepConsumer',
+  'plugin.StepCredential', 'plugin.StepMemoryStats', 'plugin.StepMultiMap', 'plugin.StepRoute', 'plugin.StepService',
+];
 
 // _CLIENT.get_consumer (check_phase AUTH_AND_LATER), request.set_headers (validate_headers: string,
 // number, boolean or array of strings; an empty array clears the header), _RESPONSE.exit: present
@@ -173,7 +181,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     configKeys: ['__key__', '__seq__', 'route_id', 'service_id', 'consumer_id'],
     seqScope: 'per-worker', cacheKey: '__key__', cacheMatch: ['seq'], startFailure: 'error-string-as-instance',
     noInstance: 'reset-entry-and-retry', resetEvent: 'none', serverPidNotification: true, readinessCheck: false,
-    restartRecovery: 'every-worker', configEditApplies: true, stepMethods: STEP_METHODS, pdk: PDK,
+    restartRecovery: 'every-worker', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_2_8), fieldTypes: new Set(TYPES_3_4), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8.map((f) => f.replace('plugins_iterator.lua', 'plugins_iterator.lua (load_configuration)')),
     limitations: ['no __plugin_id in the config (kong.plugin.get_id exists from 3.x): the plugin answers 500 naming the supported versions'],
@@ -183,7 +191,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     rpcFile: 'kong/runloop/plugin_servers/mp_rpc.lua',
     configKeys: KEYS_3_4, seqScope: 'per-worker', cacheKey: '__plugin_id', cacheMatch: ['seq'], startFailure: 'lua-error',
     noInstance: 'reset-entry-and-retry', resetEvent: 'none', serverPidNotification: true, readinessCheck: true,
-    restartRecovery: 'every-worker', configEditApplies: true, stepMethods: STEP_METHODS, pdk: PDK,
+    restartRecovery: 'every-worker', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_3_4), fieldTypes: new Set(TYPES_3_4), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [],
@@ -193,7 +201,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     rpcFile: 'kong/runloop/plugin_servers/mp_rpc.lua',
     configKeys: KEYS_3_4, seqScope: 'per-worker', cacheKey: '__plugin_id', cacheMatch: ['seq'], startFailure: 'lua-error',
     noInstance: 'post-event-and-retry', resetEvent: 'worker-0-fails', serverPidNotification: true, readinessCheck: false,
-    restartRecovery: 'none', configEditApplies: true, stepMethods: STEP_METHODS, pdk: PDK,
+    restartRecovery: 'none', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_3_5), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [
@@ -206,7 +214,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     rpcFile: 'kong/runloop/plugin_servers/mp_rpc.lua',
     configKeys: KEYS_3_4, seqScope: 'node', cacheKey: '__plugin_id', cacheMatch: ['plugin_id'], startFailure: 'lua-error',
     noInstance: 'post-event-and-retry', resetEvent: 'worker-0', serverPidNotification: true, readinessCheck: false,
-    restartRecovery: 'worker-0-only', configEditApplies: false, stepMethods: STEP_METHODS, pdk: PDK,
+    restartRecovery: 'worker-0-only', configEditApplies: false, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_3_6), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [
@@ -220,7 +228,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     rpcFile: 'kong/runloop/plugin_servers/mp_rpc.lua',
     configKeys: KEYS_3_4, seqScope: 'node', cacheKey: '__plugin_id', cacheMatch: ['seq', 'plugin_id'], startFailure: 'lua-error',
     noInstance: 'reset-plugin-post-event-and-retry', resetEvent: 'worker-0', serverPidNotification: true, readinessCheck: false,
-    restartRecovery: 'every-worker', configEditApplies: true, stepMethods: STEP_METHODS, pdk: PDK,
+    restartRecovery: 'every-worker', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_3_7), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [],
@@ -230,7 +238,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     rpcFile: 'kong/runloop/plugin_servers/mp_rpc.lua',
     configKeys: KEYS_3_4, seqScope: 'node', cacheKey: '__plugin_id', cacheMatch: ['seq', 'plugin_id'], startFailure: 'lua-error',
     noInstance: 'reset-plugin-post-event-and-retry', resetEvent: 'worker-0', serverPidNotification: true, readinessCheck: false,
-    restartRecovery: 'every-worker', configEditApplies: true, stepMethods: STEP_METHODS, pdk: PDK,
+    restartRecovery: 'every-worker', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_3_8), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [],
@@ -241,7 +249,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     configKeys: [...KEYS_3_4.slice(0, 5), '__ws_id', '__key__', '__seq__'],
     seqScope: 'node', cacheKey: '__plugin_id', cacheMatch: ['seq', 'plugin_id'], startFailure: 'lua-error',
     noInstance: 'reset-plugin-post-event-and-retry', resetEvent: 'every-worker', serverPidNotification: true, readinessCheck: false,
-    restartRecovery: 'every-worker', configEditApplies: true, stepMethods: STEP_METHODS, pdk: PDK,
+    restartRecovery: 'every-worker', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_3_8), fieldTypes: new Set(TYPES_3_5),
     pluginServerConf: {
       keys: CONF_KEYS,

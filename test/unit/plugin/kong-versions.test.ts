@@ -1,5 +1,6 @@
 import test from 'ava';
 import { SUPPORTED_KONG, Schema, configProblem } from '../../../plugin/src/grip.js';
+import { KONG_METHODS } from '../../../plugin/src/rpc-listener.js';
 import { ATTRIBUTES, checkSchemaDefinition, type SchemaFields } from '../../helpers/kong-schema.js';
 import { KONG_VERSIONS, versionConfig, versionPair } from '../../helpers/kong-versions.js';
 import type { PluginInfo } from '../../helpers/kong-rpc-driver.js';
@@ -72,6 +73,13 @@ test('every listed version exposes the three PDK functions the plugin calls, and
     t.deepEqual(Object.keys(v.pdk).sort(), ['kong.client.get_consumer', 'kong.response.exit', 'kong.service.request.set_headers'], v.tag);
     t.is(v.stepMethods['kong.client.get_consumer'], 'plugin.StepConsumer', v.tag);
     t.is(v.stepMethods['kong.service.request.set_headers'], undefined, `${v.tag}: plugin.Step`);
+  }
+});
+
+test('the launcher\'s socket answers every RPC method any version from 2.8 to 3.9 sends', (t) => {
+  for (const v of KONG_VERSIONS) {
+    for (const m of v.rpcMethods) t.true(KONG_METHODS.has(m.replace(/^plugin\./, '')), `${m} (${v.tag})`);
+    for (const step of Object.values(v.stepMethods)) t.true(v.rpcMethods.includes(step), `${step} (${v.tag})`);
   }
 });
 

@@ -1,4 +1,7 @@
-import { FakeKongRequest, KongRpcDriver, RpcError, type PluginInfo } from './kong-rpc-driver.js';
+import { existsSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { decodeMultiStream, encode } from '@msgpack/msgpack';
+import { FakeKongRequest, RpcError, type PluginInfo } from './kong-rpc-driver.js';
 
 // How each Kong version drives an external (MessagePack) plugin server, as data read from that
 // version's source in Kong/kong, plus a model of one Kong node's workers built from that data, so
@@ -325,6 +328,11 @@ export function versionConfig(v: KongVersion, info: PluginInfo, user: Record<str
   return config;
 }
 
+/** What the model needs of a worker's connection to the plugin server (KongRpcDriver has it). */
+export interface WorkerRpc {
+  call(method: string, ...args: unknown[]): Promise<unknown>;
+}
+
 export interface VersionedPhaseRun {
   /** The RPC methods Kong sent for this phase, in order (HandleEvent, then one Step per PDK call). */
   rpcs: string[];
@@ -337,7 +345,7 @@ export interface VersionedPhaseRun {
  * Step variant get_step_method picks in that version. Never throws on an RPC error: returns it,
  * as bridge_loop returns `nil, err` to handle_event.
  */
-export async function runPhaseAs(v: KongVersion, rpc: KongRpcDriver, instanceId: number | undefined, phase: string, request: FakeKongRequest): Promise<VersionedPhaseRun> {
+export async function runPhaseAs(v: KongVersion, rpc: WorkerRpc, instanceId: number | undefined, phase: string, request: FakeKongRequest): Promise<VersionedPhaseRun> {
   const rpcs: string[] = [];
   const call = async (method: string, params: unknown): Promise<{ EventId: number; Data: unknown }> => {
     rpcs.push(method);
@@ -403,8 +411,9 @@ export class KongNodeModel {
     return ++this.seq;
   }
 
-  addWorker(rpc: KongRpcDriver): VersionedKongWorker {
+  addWorker(rpc: WorkerRpc): VersionedKongWorker {
     const w = new VersionedKongWorker(this, this.workers.length, rpc);
+    if (rpc instanceof NotifyingRpc) rpc.onNotification = (label, args) => w.notification(label, args);
     this.workers.push(w);
     return w;
   }
@@ -447,7 +456,7 @@ export class VersionedKongWorker {
   /** The last pid a serverPid notification carried (rpc_notifications:serverPid). */
   private serverPid: number | undefined;
 
-  constructor(readonly node: KongNodeModel, readonly workerId: number, readonly rpc: KongRpcDriver) {}
+  constructor(readonly node: KongNodeModel, readonly workerId: number, readonly rpc: WorkerRpc) {}
 
   cacheSize(): number {
     return this.cache.size;
@@ -463,9 +472,13 @@ export class VersionedKongWorker {
     for (const [k, inst] of this.cache) if (inst.pluginName === pluginName) this.cache.delete(k);
   }
 
-  /** rpc_notifications:serverPid: a pid other than the last one seen forgets every instance of the server. */
-  notifyServerPid(pid: number): void {
-    if (!this.node.version.serverPidNotification) return;
+  /**
+   * Rpc:notification: serverPid is the only handler (rpc_notifications); a pid other than the
+   * last one this worker saw forgets every instance it runs on that server.
+   */
+  notification(label: unknown, args: unknown): void {
+    if (label !== 'serverPid' || !this.node.version.serverPidNotification) return;
+    const pid = Number(args);
     if (this.serverPid !== undefined && pid !== this.serverPid) this.cache.clear();
     this.serverPid = pid;
   }
@@ -489,7 +502,8 @@ export class VersionedKongWorker {
     else info.id = undefined;
     let started: { Id: number };
     try {
-      started = await this.rpc.startInstance(PLUGIN_NAME, conf);
+      // Rpc:call_start_instance: the config travels JSON-encoded (cjson.encode).
+      started = await this.rpc.call('plugin.StartInstance', { Name: PLUGIN_NAME, Config: JSON.stringify(conf) }) as { Id: number };
     } catch (err) {
       if (!(err instanceof RpcError)) throw err;
       if (v.startFailure === 'error-string-as-instance') {
@@ -505,7 +519,7 @@ export class VersionedKongWorker {
     }
     this.cache.set(key, { id: started.Id, seq: conf['__seq__'], conf, pluginName: PLUGIN_NAME });
     if (oldId !== undefined) {
-      try { await this.rpc.closeInstance(oldId); } catch { /* Kong ignores it: another thread may have closed it */ }
+      try { await this.rpc.call('plugin.CloseInstance', oldId); } catch { /* Kong ignores it: another thread may have closed it */ }
     }
     return started.Id;
   }
@@ -556,3 +570,90 @@ export class VersionedKongWorker {
 }
 
 class LuaError extends Error {}
+
+/**
+ * Rpc:call of mp_rpc.lua with notifications: a `[2, label, args]` message read while waiting for
+ * an answer goes to `onNotification` (Kong's rpc_notifications, of which serverPid is the only
+ * one), then reading goes on. One connection, reopened when the server closed it (Kong's pool).
+ */
+export class NotifyingRpc implements WorkerRpc {
+  private msgId = 0;
+  private socket: Socket | undefined;
+  private reader: AsyncIterator<unknown> | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  onNotification: (label: unknown, args: unknown) => void = () => {};
+
+  constructor(private readonly socketPath: string) {}
+
+  private async open(): Promise<void> {
+    if (this.socket && !this.socket.destroyed) return;
+    if (!existsSync(this.socketPath)) throw new RpcError(`connect() to unix:${this.socketPath} failed (2: No such file or directory)`);
+    const socket = connect(this.socketPath);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    socket.on('error', () => {});
+    this.socket = socket;
+    this.reader = decodeMultiStream(socket)[Symbol.asyncIterator]();
+  }
+
+  call(method: string, ...args: unknown[]): Promise<unknown> {
+    const run = async (): Promise<unknown> => {
+      await this.open();
+      const id = ++this.msgId;
+      (this.socket as Socket).write(encode([0, id, method, args]));
+      for (;;) {
+        const next = await (this.reader as AsyncIterator<unknown>).next();
+        if (next.done) throw new RpcError('no data');
+        const msg = next.value as unknown[];
+        if (msg[0] === 2) {
+          this.onNotification(msg[1], msg[2]);
+          continue;
+        }
+        if (msg[0] !== 1 || msg[1] !== id) throw new RpcError(`unexpected RPC response ${JSON.stringify(msg)}`);
+        if (msg[2] !== null && msg[2] !== undefined) throw new RpcError(String(msg[2]));
+        return msg[3];
+      }
+    };
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  close(): void {
+    this.socket?.destroy();
+  }
+}
+
+/**
+ * A probe for a launcher change, not something the launcher does today: a Unix socket in front
+ * of the plugin server that writes `[2, "serverPid", pid]` first on every connection, as a
+ * launcher could on accept. `pid()` names the server process currently behind it.
+ */
+export async function serverPidShim(path: string, target: () => { socketPath: string; pid: number }): Promise<{ close(): Promise<void> }> {
+  const open = new Set<Socket>();
+  const server = createServer((client) => {
+    const { socketPath, pid } = target();
+    const upstream = connect(socketPath);
+    open.add(client);
+    open.add(upstream);
+    const drop = () => { client.destroy(); upstream.destroy(); };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.write(encode([2, 'serverPid', pid]));
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  if (existsSync(path)) unlinkSync(path);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  return {
+    close: () => new Promise<void>((done) => {
+      for (const s of open) s.destroy();
+      server.close(() => done());
+    }),
+  };
+}

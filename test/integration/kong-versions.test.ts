@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { verifyHandoff } from '../../sidecar/src/kong/handoff-verifier.js';
 import { checkSchemaDefinition, type SchemaFields } from '../helpers/kong-schema.js';
@@ -5,8 +6,8 @@ import {
   FakeKongRequest, KongRpcDriver, buildLauncher, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo, type PluginServer,
 } from '../helpers/kong-rpc-driver.js';
 import {
-  KONG_VERSIONS, KongNodeModel, kongVersion, versionConfig, versionPair, type AccessOutcome, type KongVersion, type PluginEntity,
-  type VersionedKongWorker,
+  KONG_VERSIONS, KongNodeModel, NotifyingRpc, kongVersion, serverPidShim, versionConfig, versionPair, type AccessOutcome, type KongVersion,
+  type PluginEntity, type RestartRecovery, type VersionedKongWorker,
 } from '../helpers/kong-versions.js';
 
 // The real grip-pluginserver (built as shipped, started as Kong starts it) driven as each Kong
@@ -34,20 +35,27 @@ const sharedLauncher = () => {
 };
 test.after.always(async () => { if (launcher) (await launcher).remove(); });
 
-/** A Kong node of `workers` workers of version `v` around one launcher process (restartable). */
-async function node(t: ExecutionContext, v: KongVersion, workers = 2) {
+/**
+ * A Kong node of `workers` workers of version `v` around one launcher process (restartable).
+ * `serverPidShim`: the workers reach the launcher through serverPidShim (a proposed launcher
+ * change) and read notifications as Kong does.
+ */
+async function node(t: ExecutionContext, v: KongVersion, workers = 2, opts: { serverPidShim?: boolean } = {}) {
   const { file, info } = await sharedLauncher();
   const prefix = makePrefix();
   let server: PluginServer = await startPluginServer(file, prefix.dir);
+  const shimPath = join(prefix.dir, 'grip-shim.sock');
+  const shim = opts.serverPidShim ? await serverPidShim(shimPath, () => server) : undefined;
   const model = new KongNodeModel(v);
-  const drivers: KongRpcDriver[] = [];
+  const drivers: Array<{ close(): void }> = [];
   for (let i = 0; i < workers; i++) {
-    const d = new KongRpcDriver(server.socketPath);
+    const d = shim ? new NotifyingRpc(shimPath) : new KongRpcDriver(server.socketPath);
     drivers.push(d);
     model.addWorker(d);
   }
   t.teardown(async () => {
     for (const d of drivers) d.close();
+    await shim?.close();
     await server.stop();
     prefix.remove();
   });
@@ -96,6 +104,54 @@ test.serial('--dump: the plugin info Kong reads (one plugin, MsgPack by default)
   }
 });
 
+/**
+ * Worker 0 runs routes A and B, worker 1 route A; the launcher restarts; then worker 0 serves
+ * route B first (a new instance in the new process), and worker 1 and worker 0 serve route A
+ * with the numbers they cached before the restart. `recovery` says which workers must come back.
+ */
+async function restartScenario(t: ExecutionContext, v: KongVersion, recovery: RestartRecovery, opts: { serverPidShim?: boolean } = {}): Promise<void> {
+  const n = await node(t, v, 2, opts);
+  const [w0, w1] = n.model.workers as [VersionedKongWorker, VersionedKongWorker];
+  const confs = {
+    w0A: n.config(w0, { origin: ORIGIN_A }, ROUTE_A),
+    w0B: n.config(w0, { origin: ORIGIN_B }, ROUTE_B),
+    w1A: n.config(w1, { origin: ORIGIN_A }, ROUTE_A),
+  };
+  for (const [w, c] of [[w0, confs.w0A], [w0, confs.w0B], [w1, confs.w1A]] as const) {
+    t.is((await w.access(c, request({ pluginId: String(c['__plugin_id']) }))).kind, 'ran');
+  }
+  const stale = { w0A: w0.cached(confs.w0A), w0B: w0.cached(confs.w0B), w1A: w1.cached(confs.w1A) };
+  await n.restart();
+
+  const runs = [
+    { who: 'worker 0, route B', w: w0, conf: confs.w0B, entity: ROUTE_B, origin: ORIGIN_B, stale: stale.w0B },
+    { who: 'worker 1, route A', w: w1, conf: confs.w1A, entity: ROUTE_A, origin: ORIGIN_A, stale: stale.w1A },
+    { who: 'worker 0, route A', w: w0, conf: confs.w0A, entity: ROUTE_A, origin: ORIGIN_A, stale: stale.w0A },
+  ];
+  for (const r of runs) {
+    const req = request(r.entity);
+    const outcome = await r.w.access(r.conf, req);
+    const recovers = recovery === 'every-worker' || (recovery === 'worker-0-only' && r.w.workerId === 0);
+    if (recovers) {
+      assertRanWithVersionPdk(t, v, outcome, req, r.who);
+      t.not(outcome.kind === 'ran' && outcome.instanceId, r.stale, `${r.who}: a fresh instance, not the stale number`);
+      const token = verify(req, [r.origin]);
+      t.is(token.origin.href, `${r.origin}/`, `${r.who}: its own origin`);
+      t.is(token.identity.routeId, r.entity.routeId ?? null, r.who);
+      t.is(token.identity.pluginId, r.entity.pluginId, r.who);
+      t.deepEqual(req.methods(), ['kong.client.get_consumer', 'kong.service.request.set_headers'], `${r.who}: the retried event ran once, whole`);
+    } else {
+      t.is(outcome.kind, 'spinning', `${r.who}: ${JSON.stringify(outcome)}`);
+      if (outcome.kind === 'spinning') t.deepEqual(new Set(outcome.instanceIds), new Set([r.stale]), `${r.who}: every turn reuses the stale number`);
+      t.deepEqual(req.calls, [], `${r.who}: the plugin never runs`);
+      t.true(r.w.log.filter((l) => l.startsWith('warn: no plugin instance')).length >= 2, `${r.who}: one warning per turn`);
+    }
+  }
+  if (opts.serverPidShim) return;
+  if (v.resetEvent === 'worker-0-fails') t.true(n.model.handlerErrors.length > 0, 'worker 0\'s reset_instances handler fails on 3.5');
+  else t.deepEqual(n.model.handlerErrors, []);
+}
+
 for (const v of KONG_VERSIONS.filter((k) => k.supported)) {
   test.serial(`Kong ${v.name} (${v.tag}): StartInstance with its config; access signs a token the sidecar accepts using only its PDK and Step methods; a config edit ${v.configEditApplies ? 'reaches' : 'does not reach'} a running worker`, async (t) => {
     const n = await node(t, v);
@@ -135,49 +191,15 @@ for (const v of KONG_VERSIONS.filter((k) => k.supported)) {
   const expectation = v.restartRecovery === 'every-worker' ? 'every worker restarts its instances with their own config'
     : v.restartRecovery === 'worker-0-only' ? 'worker 0 recovers, worker 1 retries the stale number forever (Kong bug fixed in 3.7)'
       : 'no worker recovers: each retries the stale number forever (Kong bug fixed in 3.7)';
-  test.serial(`Kong ${v.name} (${v.tag}): after a launcher restart, ${expectation}`, async (t) => {
-    const n = await node(t, v);
-    const [w0, w1] = n.model.workers as [VersionedKongWorker, VersionedKongWorker];
-    const confs = {
-      w0A: n.config(w0, { origin: ORIGIN_A }, ROUTE_A),
-      w0B: n.config(w0, { origin: ORIGIN_B }, ROUTE_B),
-      w1A: n.config(w1, { origin: ORIGIN_A }, ROUTE_A),
-    };
-    for (const [w, c] of [[w0, confs.w0A], [w0, confs.w0B], [w1, confs.w1A]] as const) {
-      t.is((await w.access(c, request({ pluginId: String(c['__plugin_id']) }))).kind, 'ran');
-    }
-    const stale = { w0A: w0.cached(confs.w0A), w0B: w0.cached(confs.w0B), w1A: w1.cached(confs.w1A) };
-    await n.restart();
+  test.serial(`Kong ${v.name} (${v.tag}): after a launcher restart, ${expectation}`, (t) => restartScenario(t, v, v.restartRecovery));
+}
 
-    // Worker 0 serves route B first (a new instance in the new process), then worker 1 and
-    // worker 0 serve route A with the numbers they cached before the restart.
-    const runs = [
-      { who: 'worker 0, route B', w: w0, conf: confs.w0B, entity: ROUTE_B, origin: ORIGIN_B, stale: stale.w0B },
-      { who: 'worker 1, route A', w: w1, conf: confs.w1A, entity: ROUTE_A, origin: ORIGIN_A, stale: stale.w1A },
-      { who: 'worker 0, route A', w: w0, conf: confs.w0A, entity: ROUTE_A, origin: ORIGIN_A, stale: stale.w0A },
-    ];
-    for (const r of runs) {
-      const req = request(r.entity);
-      const outcome = await r.w.access(r.conf, req);
-      const recovers = v.restartRecovery === 'every-worker' || (v.restartRecovery === 'worker-0-only' && r.w.workerId === 0);
-      if (recovers) {
-        assertRanWithVersionPdk(t, v, outcome, req, r.who);
-        t.not(outcome.kind === 'ran' && outcome.instanceId, r.stale, `${r.who}: a fresh instance, not the stale number`);
-        const token = verify(req, [r.origin]);
-        t.is(token.origin.href, `${r.origin}/`, `${r.who}: its own origin`);
-        t.is(token.identity.routeId, r.entity.routeId ?? null, r.who);
-        t.is(token.identity.pluginId, r.entity.pluginId, r.who);
-        t.deepEqual(req.methods(), ['kong.client.get_consumer', 'kong.service.request.set_headers'], `${r.who}: the retried event ran once, whole`);
-      } else {
-        t.is(outcome.kind, 'spinning', `${r.who}: ${JSON.stringify(outcome)}`);
-        if (outcome.kind === 'spinning') t.deepEqual(new Set(outcome.instanceIds), new Set([r.stale]), `${r.who}: every turn reuses the stale number`);
-        t.deepEqual(req.calls, [], `${r.who}: the plugin never runs`);
-        t.true(r.w.log.filter((l) => l.startsWith('warn: no plugin instance')).length >= 2, `${r.who}: one warning per turn`);
-      }
-    }
-    if (v.resetEvent === 'worker-0-fails') t.true(n.model.handlerErrors.length > 0, 'worker 0\'s reset_instances handler fails on 3.5');
-    else t.deepEqual(n.model.handlerErrors, []);
-  });
+// A proposal for the launcher, not what it does today: Kong 2.8 to 3.9 all handle a serverPid
+// notification (rpc_notifications:serverPid forgets every instance of a server whose pid
+// changed). Written first on each connection, it would make 3.5 and 3.6 recover too.
+for (const v of KONG_VERSIONS.filter((k) => k.supported)) {
+  test.serial(`proposal, Kong ${v.name} (${v.tag}): with [2, "serverPid", pid] first on each connection, every worker recovers from a launcher restart`,
+    (t) => restartScenario(t, v, 'every-worker', { serverPidShim: true }));
 }
 
 test.serial('Kong 2.8 (2.8.5, before the matrix: no __plugin_id): the schema loads, StartInstance answers, access exits 500 naming the supported versions in one call', async (t) => {

@@ -186,7 +186,8 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     noInstance: 'reset-entry-and-retry', resetEvent: 'none', serverPidNotification: true, readinessCheck: false,
     restartRecovery: 'every-worker', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_2_8), fieldTypes: new Set(TYPES_3_4), pluginServerConf: CONF_3_4_TO_3_8,
-    files: FILES_3_4_TO_3_8.map((f) => f.replace('plugins_iterator.lua', 'plugins_iterator.lua (load_configuration)')),
+    // 2.8's plugins_iterator.lua sets the keys in load_configuration, not get_plugin_config.
+    files: FILES_3_4_TO_3_8,
     limitations: ['no __plugin_id in the config (kong.plugin.get_id exists from 3.x): the plugin answers 500 naming the supported versions'],
   },
   {

@@ -1,6 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { decodeMultiStream, encode } from '@msgpack/msgpack';
+import { Encoder, decodeMultiStream } from '@msgpack/msgpack';
 import type { ServerLog } from './plugin-server.js';
 
 // Kong's side of a plugin server socket speaks MessagePack-RPC: requests [0, msgid, "plugin.X",
@@ -51,8 +51,10 @@ function errorText(err: unknown): string {
 }
 
 async function serveConnection(socket: Socket, target: RpcTarget, log: ServerLog): Promise<void> {
+  // One encoder per connection: encode() would build a new one (and its buffer) per answer.
+  const encoder = new Encoder();
   const answer = (msgId: number, error: string | null, result: unknown): void => {
-    if (!socket.destroyed) socket.write(encode([1, msgId, error, result]));
+    if (!socket.destroyed) socket.write(encoder.encode([1, msgId, error, result]));
   };
   const call = async (msgId: number, method: string, args: unknown[]): Promise<void> => {
     try {

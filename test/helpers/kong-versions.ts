@@ -128,12 +128,14 @@ const RPC_METHODS = [
 ];
 
 // _CLIENT.get_consumer (check_phase AUTH_AND_LATER), request.set_headers (validate_headers: string,
-// number, boolean or array of strings; an empty array clears the header), _RESPONSE.exit: present
-// with the same contract in every tag read.
+// number, boolean or array of strings; an empty array clears the header), _RESPONSE.exit, and
+// kong.log.err (one of log.lua's _LEVELS; a broken instance's first request): present with the
+// same contract in every tag read.
 const PDK: Readonly<Record<string, string>> = {
   'kong.client.get_consumer': 'kong/pdk/client.lua',
   'kong.service.request.set_headers': 'kong/pdk/service/request.lua',
   'kong.response.exit': 'kong/pdk/response.lua',
+  'kong.log.err': 'kong/pdk/log.lua',
 };
 
 // metaschema.lua field_schema + validators + the recursive attributes inserted after them.
@@ -170,6 +172,7 @@ const FILES_3_4_TO_3_8 = [
   'kong/runloop/plugin_servers/init.lua', 'kong/runloop/plugin_servers/mp_rpc.lua', 'kong/runloop/plugin_servers/process.lua',
   'kong/runloop/plugins_iterator.lua', 'kong/db/schema/metaschema.lua', 'kong/db/schema/init.lua', 'kong/init.lua',
   'kong/pdk/client.lua', 'kong/pdk/service/request.lua', 'kong/pdk/response.lua', 'kong/pdk/private/checks.lua', 'kong/pdk/plugin.lua',
+  'kong/pdk/log.lua',
 ];
 
 const RESTART_3_5_3_6 = 'after a plugin-server restart a worker whose reset_instances handler does not run keeps its cached instance '

@@ -202,7 +202,7 @@ for (const v of KONG_VERSIONS.filter((k) => k.supported)) {
     (t) => restartScenario(t, v, 'every-worker', { serverPidShim: true }));
 }
 
-test.serial('Kong 2.8 (2.8.5, before the matrix: no __plugin_id): the schema loads, StartInstance answers, access exits 500 naming the supported versions in one call', async (t) => {
+test.serial('Kong 2.8 (2.8.5, before the matrix: no __plugin_id): the schema loads, StartInstance answers, access exits 500 naming the supported versions (and logs it once to Kong\'s error log)', async (t) => {
   const v = kongVersion('2.8');
   const n = await node(t, v, 1);
   const [w0] = n.model.workers as [VersionedKongWorker];
@@ -212,8 +212,15 @@ test.serial('Kong 2.8 (2.8.5, before the matrix: no __plugin_id): the schema loa
     const req = request(ROUTE_A);
     const outcome = await w0.access(config, req);
     t.is(outcome.kind, 'ran', 'the phase ends with the plugin\'s exit, never a retry loop');
-    t.deepEqual(outcome.kind === 'ran' && outcome.rpcs, ['plugin.HandleEvent'], 'HandleEvent answers with the exit call');
-    t.deepEqual(req.methods(), ['kong.response.exit']);
+    for (const m of req.methods()) t.true(m in v.pdk, `${m} exists in ${v.tag}`);
+    if (i === 0) {
+      t.deepEqual(outcome.kind === 'ran' && outcome.rpcs, ['plugin.HandleEvent', 'plugin.Step'], 'the first request: kong.log.err, then the exit');
+      t.deepEqual(req.methods(), ['kong.log.err', 'kong.response.exit']);
+      t.regex(String(req.calls[0]?.args[0]), /^kong-grip: this Kong does not send __plugin_id; supported Kong versions are 3\.4 to 3\.9/);
+    } else {
+      t.deepEqual(outcome.kind === 'ran' && outcome.rpcs, ['plugin.HandleEvent'], 'HandleEvent answers with the exit call');
+      t.deepEqual(req.methods(), ['kong.response.exit']);
+    }
     t.is(req.exit?.status, 500);
     t.deepEqual(req.exit?.body, { message: 'kong-grip: this Kong does not send __plugin_id; supported Kong versions are 3.4 to 3.9' });
     t.false(req.headers.has('kong-grip-handoff') && req.headers.get('kong-grip-handoff')?.[0] !== 'forged', 'no token signed');

@@ -68,9 +68,9 @@ test('the config each version sends carries exactly its bookkeeping keys; only 2
   t.deepEqual(Object.keys(global).sort(), ['__key__', '__plugin_id', '__seq__', '__ws_id', 'forward_consumer', 'origin', 'secret']);
 });
 
-test('every listed version exposes the three PDK functions the plugin calls, and steps them the same way', (t) => {
+test('every listed version exposes the four PDK functions the plugin calls, and steps them the same way', (t) => {
   for (const v of supported) {
-    t.deepEqual(Object.keys(v.pdk).sort(), ['kong.client.get_consumer', 'kong.response.exit', 'kong.service.request.set_headers'], v.tag);
+    t.deepEqual(Object.keys(v.pdk).sort(), ['kong.client.get_consumer', 'kong.log.err', 'kong.response.exit', 'kong.service.request.set_headers'], v.tag);
     t.is(v.stepMethods['kong.client.get_consumer'], 'plugin.StepConsumer', v.tag);
     t.is(v.stepMethods['kong.service.request.set_headers'], undefined, `${v.tag}: plugin.Step`);
   }

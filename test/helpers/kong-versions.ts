@@ -1,5 +1,5 @@
-import { existsSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { existsSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { decodeMultiStream, encode } from '@msgpack/msgpack';
 import { FakeKongRequest, RpcError, type PluginInfo } from './kong-rpc-driver.js';
 
@@ -44,7 +44,10 @@ export type ResetEventHandler =
   /** 3.9: every worker (plugin_servers/init.lua start()): reset_instances_for_plugin. */
   | 'every-worker';
 
-/** Which workers recover from a plugin-server restart, as read from the source (checked against the model). */
+/**
+ * Which workers recover from a plugin-server restart by Kong's own "no plugin instance" handling,
+ * i.e. from a server that sends no serverPid notification (checked against the model).
+ */
 export type RestartRecovery = 'every-worker' | 'worker-0-only' | 'none';
 
 export interface KongVersion {
@@ -75,7 +78,7 @@ export interface KongVersion {
   readonly serverPidNotification: boolean;
   /** 3.4 only: a worker runs no plugin-server event until the socket accepted a connection (20 s, then never). */
   readonly readinessCheck: boolean;
-  /** Expected from reading the source; the model must agree. */
+  /** Expected from reading the source, for a server without the serverPid notification; the model must agree. */
   readonly restartRecovery: RestartRecovery;
   /** A worker that runs a plugin's instance picks up an edit of that plugin's config (expected; the model must agree). */
   readonly configEditApplies: boolean;
@@ -102,8 +105,10 @@ export interface KongVersion {
   };
   /** Source files read for this version (paths in Kong/kong at `commit`). */
   readonly files: readonly string[];
-  /** Limitations for the grip plugin found in this version's source (empty when none). */
+  /** What the grip plugin with grip-pluginserver cannot do on this version, found in its source (empty when nothing). */
   readonly limitations: readonly string[];
+  /** Kong behaviour worth knowing that does not stop the plugin working. */
+  readonly notes: readonly string[];
 }
 
 // Identical in every tag from 2.8.5 to 3.9.3 (same by_pdk_method table text in mp_rpc.lua).
@@ -175,10 +180,11 @@ const FILES_3_4_TO_3_8 = [
   'kong/pdk/log.lua',
 ];
 
-const RESTART_3_5_3_6 = 'after a plugin-server restart a worker whose reset_instances handler does not run keeps its cached instance '
-  + 'number and answers "no plugin instance" by running the event again with the same number, forever (a tail call: the request '
-  + 'never completes, and each turn posts a worker event and logs a warning) until kong reload; Kong bug from 3.5.0 '
-  + '(920daf1b72, 32528da4f0), fixed in 3.7.0 (069da055c3, Kong/kong#12364: "properly restart messagepack-based instances")';
+const RESTART_3_5_3_6 = 'Kong\'s own handling of a plugin-server restart is broken: a worker whose reset_instances handler does not '
+  + 'run keeps its cached instance number and answers "no plugin instance" by running the event again with the same number, forever '
+  + '(a tail call: the request never completes; each turn posts a worker event and logs a warning) until kong reload; Kong bug '
+  + 'from 3.5.0 (920daf1b72, 32528da4f0), fixed in 3.7.0 (069da055c3, Kong/kong#12364). grip-pluginserver\'s serverPid notification '
+  + '(first on every connection) clears the stale numbers instead';
 
 export const KONG_VERSIONS: readonly KongVersion[] = [
   {
@@ -192,6 +198,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     // 2.8's plugins_iterator.lua sets the keys in load_configuration, not get_plugin_config.
     files: FILES_3_4_TO_3_8,
     limitations: ['no __plugin_id in the config (kong.plugin.get_id exists from 3.x): the plugin answers 500 naming the supported versions'],
+    notes: ['a failed StartInstance hands the error string on as the instance (id nil): HandleEvent with no id, "no plugin instance", retry, forever'],
   },
   {
     name: '3.4', tag: '3.4.2', commit: 'f9f4111ffcfca0797d1379ba0651147ab1cdb165', supported: true,
@@ -202,6 +209,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     fieldAttributes: new Set(ATTRIBUTES_3_4), fieldTypes: new Set(TYPES_3_4), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [],
+    notes: ['a worker runs no plugin-server event until the socket accepted a connection, and gives up for good after 20 s (connection_check_timer)'],
   },
   {
     name: '3.5', tag: '3.5.0', commit: '5c1606953c846f58c8441803ef76b63f384b5af6', supported: true,
@@ -211,9 +219,11 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     restartRecovery: 'none', configEditApplies: true, rpcMethods: RPC_METHODS, stepMethods: STEP_METHODS, pdk: PDK,
     fieldAttributes: new Set(ATTRIBUTES_3_5), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
-    limitations: [
-      `${RESTART_3_5_3_6}; on 3.5 no worker resets (worker 0's handler fails), so every worker with a cached grip instance spins `
-        + '(a change to that plugin\'s config gives it a new __seq__ and ends it)',
+    limitations: [],
+    notes: [
+      `${RESTART_3_5_3_6}; on 3.5 no worker resets by itself (worker 0's handler fails)`,
+      'every RPC error (also "no plugin instance" and connection refused) posts reset_instances, whose handler on worker 0 then fails '
+        + 'with "attempt to index local \'current_instance\' (a nil value)" in Kong\'s error log when worker 0 has cached instances',
     ],
   },
   {
@@ -225,9 +235,14 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     fieldAttributes: new Set(ATTRIBUTES_3_6), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [
-      `${RESTART_3_5_3_6}; on 3.6 only worker 0 resets, every other worker with a cached grip instance spins`,
       'a change to a grip plugin\'s config (origin, secret, forward_consumer) never reaches a worker that already runs its instance: '
-        + 'the cache matches on __plugin_id only, not __seq__; Kong bug fixed in 3.7.0 (97c2651769, Kong/kong#12718); needs kong reload',
+        + 'the cache matches on __plugin_id only, not __seq__; Kong bug fixed in 3.7.0 (97c2651769, Kong/kong#12718); needs kong reload '
+        + '(or a plugin-server restart, whose serverPid notification clears the cache)',
+    ],
+    notes: [
+      `${RESTART_3_5_3_6}; on 3.6 only worker 0 resets by itself`,
+      'every RPC error (connection refused during an outage too) posts reset_instances: worker 0 forgets its instances, and its next '
+        + 'requests during the outage fail StartInstance (500) instead of skipping the plugin (401 from the sidecar)',
     ],
   },
   {
@@ -239,6 +254,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     fieldAttributes: new Set(ATTRIBUTES_3_7), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [],
+    notes: [],
   },
   {
     name: '3.8', tag: '3.8.1', commit: '91d7603be4764f7c40d96832b6178d6db60b2f46', supported: true,
@@ -249,6 +265,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
     fieldAttributes: new Set(ATTRIBUTES_3_8), fieldTypes: new Set(TYPES_3_5), pluginServerConf: CONF_3_4_TO_3_8,
     files: FILES_3_4_TO_3_8,
     limitations: [],
+    notes: [],
   },
   {
     name: '3.9', tag: '3.9.1', commit: 'b724fc7154de3a9971e33490097d5ea2c1bae93b', supported: true,
@@ -272,6 +289,7 @@ export const KONG_VERSIONS: readonly KongVersion[] = [
       ...FILES_3_4_TO_3_8.slice(3),
     ],
     limitations: [],
+    notes: [],
   },
 ];
 
@@ -628,36 +646,4 @@ export class NotifyingRpc implements WorkerRpc {
   close(): void {
     this.socket?.destroy();
   }
-}
-
-/**
- * A probe for a launcher change, not something the launcher does today: a Unix socket in front
- * of the plugin server that writes `[2, "serverPid", pid]` first on every connection, as a
- * launcher could on accept. `pid()` names the server process currently behind it.
- */
-export async function serverPidShim(path: string, target: () => { socketPath: string; pid: number }): Promise<{ close(): Promise<void> }> {
-  const open = new Set<Socket>();
-  const server = createServer((client) => {
-    const { socketPath, pid } = target();
-    const upstream = connect(socketPath);
-    open.add(client);
-    open.add(upstream);
-    const drop = () => { client.destroy(); upstream.destroy(); };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.write(encode([2, 'serverPid', pid]));
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  if (existsSync(path)) unlinkSync(path);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
-  return {
-    close: () => new Promise<void>((done) => {
-      for (const s of open) s.destroy();
-      server.close(() => done());
-    }),
-  };
 }

@@ -83,8 +83,12 @@ test('the launcher\'s socket answers every RPC method any version from 2.8 to 3.
   }
 });
 
-test('what each listed version cannot do is written down with its reason', (t) => {
+test('what each listed version cannot do is written down with its reason, and every broken restart handling with its remedy', (t) => {
   const limited = supported.filter((v) => v.limitations.length > 0).map((v) => v.name);
-  t.deepEqual(limited, ['3.5', '3.6']);
-  for (const v of supported) t.is(v.restartRecovery === 'every-worker', v.limitations.every((l) => !/restart/.test(l)), v.tag);
+  t.deepEqual(limited, ['3.6'], 'config edits need kong reload on 3.6');
+  t.true(supported.every((v) => v.serverPidNotification), 'every listed version forgets a restarted server\'s instances on serverPid');
+  for (const v of supported) {
+    t.is(v.restartRecovery !== 'every-worker', v.notes.some((n) => /restart/.test(n) && /serverPid/.test(n)), v.tag);
+    t.is(v.configEditApplies, !v.limitations.some((l) => /config/.test(l)), v.tag);
+  }
 });

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { waitUntil } from '../../bench/proc.js';
+import { buildPluginServer } from '../../plugin/build.js';
 
 // A real Kong OSS 3.9.1 for end-to-end tests, from the relocatable runtime bundle developers keep
 // next to the checkout (a user's clone has none: findKongBundle() is then undefined and the
@@ -117,15 +118,14 @@ export interface PluginServerCommands {
   /** pluginserver_grip_query_cmd. */
   queryCmd: string;
   socketPath: string;
-  /** A string only this instance's plugin server has in its command line (to find its pid). */
+  /** A path only this instance's plugin server has in its command line (to find its pid). */
   marker: string;
 }
 
 /**
- * The plugin server's files in a 0755 directory: the project's launcher (plugin/dist/
- * grip-pluginserver.js, copied) when the checkout has one, else kong-pdk's kong-js-pluginserver
- * with the bundled plugin behind kong/start-pluginserver.sh. The socket directory belongs to the
- * workers' user.
+ * The project's launcher (plugin/dist/grip-pluginserver.js, built from plugin/src) in a 0755
+ * directory, with kong.conf's start and query commands for it: absolute paths, as Kong runs them
+ * with an empty environment. The socket directory belongs to the workers' user.
  */
 export async function preparePluginServer(dir: string): Promise<PluginServerCommands> {
   const sockDir = join(dir, 'sock');
@@ -135,30 +135,9 @@ export async function preparePluginServer(dir: string): Promise<PluginServerComm
     chownSync(sockDir, uid, gid);
   }
   const socketPath = join(sockDir, 'grip.sock');
-  const launcherSource = join(REPO, 'plugin/src/pluginserver.ts');
-  if (existsSync(launcherSource)) {
-    const launcher = join(dir, 'grip-pluginserver.js');
-    await run(process.execPath, ['--import', 'tsx', join(REPO, 'plugin/build.ts')], { cwd: REPO });
-    writeFileSync(launcher, readFileSync(join(REPO, 'plugin/dist/grip-pluginserver.js')));
-    chmodSync(launcher, 0o755);
-    return { startCmd: `${process.execPath} ${launcher} --socket ${socketPath}`, queryCmd: `${process.execPath} ${launcher} --dump`, socketPath, marker: launcher };
-  }
-  // Until the launcher lands: kong-js-pluginserver (from the checkout's node_modules) and the plugin bundle.
-  const { buildPlugin } = await import('../../plugin/build.js');
-  const pluginsDir = join(dir, 'plugins');
-  mkdirSync(pluginsDir, { mode: 0o755 });
-  await buildPlugin(join(pluginsDir, 'grip.js'));
-  writeFileSync(join(pluginsDir, 'package.json'), readFileSync(join(REPO, 'plugin/dist/package.json')));
-  const script = join(dir, 'start-pluginserver.sh');
-  const vars = {
-    GRIP_NODE: process.execPath,
-    GRIP_PLUGINSERVER: join(REPO, 'node_modules/.bin/kong-js-pluginserver'),
-    GRIP_PLUGINS_DIR: pluginsDir,
-    GRIP_KONG_PREFIX: sockDir,
-    TS_NODE_COMPILER: join(REPO, 'node_modules/kong-pdk/node_modules/typescript'),
-  };
-  writeFileSync(script, `#!/bin/sh\n${Object.entries(vars).map(([k, v]) => `export ${k}='${v}'`).join('\n')}\nexec '${join(REPO, 'kong/start-pluginserver.sh')}' "$@"\n`, { mode: 0o755 });
-  return { startCmd: script, queryCmd: `${script} -dump`, socketPath, marker: pluginsDir };
+  const launcher = join(dir, 'grip-pluginserver.js');
+  await buildPluginServer(launcher);
+  return { startCmd: `${process.execPath} ${launcher} --socket ${socketPath}`, queryCmd: `${process.execPath} ${launcher} --dump`, socketPath, marker: launcher };
 }
 
 export interface RealKongOptions {

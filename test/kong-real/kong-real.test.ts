@@ -67,11 +67,15 @@ async function recordingOrigin(): Promise<RecordingOrigin> {
   };
 }
 
-/** Services appended for the cost measurement: the same page straight from origin A, with and without grip. */
-function measuringServices(originA: string): string {
-  const service = (name: string, grip: boolean) => `
+/**
+ * Services appended to kong.yml: the same page straight from origin A with and without grip (the
+ * per-request cost), and a grip route straight to origin B used only after the plugin-server kill
+ * (a route no worker has an instance for yet: what a new instance gets in the gap).
+ */
+function addedServices(originA: string, originB: string): string {
+  const service = (name: string, origin: string, grip: boolean) => `
   - name: ${name}
-    url: ${originA}
+    url: ${origin}
     routes:
       - name: ${name}
         paths: [/${name}]
@@ -82,9 +86,9 @@ function measuringServices(originA: string): string {
       - name: rate-limiting
         config: { minute: 100000, limit_by: consumer, policy: local, fault_tolerant: true }
 ${grip ? `      - name: grip
-        config: { secret: "{vault://env/grip-handoff-secret}", origin: ${originA}, forward_consumer: true }
+        config: { secret: "{vault://env/grip-handoff-secret}", origin: ${origin}, forward_consumer: true }
 ` : ''}`;
-  return `  # --- added by kong-real.test.ts: the per-request cost of the plugin ---${service('measure-plain', false)}${service('measure-grip', true)}`;
+  return `  # --- added by kong-real.test.ts ---${service('measure-plain', originA, false)}${service('measure-grip', originA, true)}${service('cold-grip', originB, true)}`;
 }
 
 interface Setup {
@@ -119,7 +123,7 @@ async function startSetup(tarballPath: string): Promise<Setup> {
       { from: 'sidecar-2:5561', to: `127.0.0.1:${s2.controlPort}` },
       // grip-streams, then grip-websocket.
       { from: 'origin: http://origin:8080', to: [`origin: ${originA.url}`, `origin: ${originB.url}`] },
-      { from: '\nconsumers:', to: `\n${measuringServices(originA.url)}\nconsumers:` },
+      { from: '\nconsumers:', to: `\n${addedServices(originA.url, originB.url)}\nconsumers:` },
     ]);
     const psDir = openTempDir('kg-pluginserver-');
     closers.push(() => import('node:fs').then((fs) => fs.rmSync(psDir, { recursive: true, force: true })));
@@ -185,7 +189,7 @@ function registerTests(tarballPath: string): void {
     t.is(listed.headers['server'], 'kong/3.9.1');
     const plugins = JSON.parse(listed.body) as { data: Array<{ name: string; config: { origin?: string } }> };
     const grips = plugins.data.filter((p) => p.name === 'grip').map((p) => p.config.origin).sort();
-    t.deepEqual(grips, [s.originA.url, s.originA.url, s.originB.url].sort());
+    t.deepEqual(grips, [s.originA.url, s.originA.url, s.originB.url, s.originB.url].sort());
     const pids = s.kong.pluginServerPids();
     t.is(pids.length, 1, 'one plugin server');
     if (process.getuid?.() === 0) {
@@ -307,35 +311,41 @@ function registerTests(tarballPath: string): void {
     t.teardown(() => onNats.close());
 
     const routes = [
-      { name: 'grip-events (/)', path: '/', origin: s.originA, other: s.originB, ok: 200 },
+      { name: 'grip-events (/)', path: '/', origin: s.originA, other: s.originB, ok: 200, warm: true },
       // A plain GET on /ws: the sidecar passes it to origin B, whose only /ws is the chat (404 otherwise).
-      { name: 'grip-ws (/ws)', path: '/ws', origin: s.originB, other: s.originA, ok: 404 },
+      { name: 'grip-ws (/ws)', path: '/ws', origin: s.originB, other: s.originA, ok: 404, warm: true },
+      // Never requested before the kill: every worker starts its instance in the gap.
+      { name: 'cold-grip (new instance)', path: '/cold-grip/', origin: s.originB, other: s.originA, ok: 200, warm: false },
     ] as const;
+    type Route = (typeof routes)[number];
+    /** Whether an origin saw this probe (its id is the query's last parameter; cold-grip keeps the key). */
+    const saw = (origin: RecordingOrigin, id: string) => origin.seen.some((x) => x.endsWith(`?${id}`) || x.endsWith(`&${id}`));
     let probe = 0;
-    const sent: Array<{ r: (typeof routes)[number]; id: string; res: SimpleResponse }> = [];
-    const send = async (r: (typeof routes)[number]): Promise<{ r: typeof r; id: string; res: SimpleResponse }> => {
+    const sent: Array<{ r: Route; id: string; res: SimpleResponse }> = [];
+    const send = async (r: Route): Promise<{ r: Route; id: string; res: SimpleResponse }> => {
       const id = `probe=${++probe}`;
       // The publisher consumer: its own rate-limiting budget, apart from the web consumer's.
       const res = await request(s.kong.url(`${r.path}?apikey=${PUBLISHER_KEY}&${id}`));
       sent.push({ r, id, res });
       return { r, id, res };
     };
-    // Both routes' instances are warm before the kill.
-    for (const r of routes) t.is((await send(r)).res.status, r.ok);
+    // Both kong.yml routes' instances are warm before the kill.
+    for (const r of routes) if (r.warm) t.is((await send(r)).res.status, r.ok);
 
     const [oldPid] = s.kong.pluginServerPids();
     t.truthy(oldPid);
+    const logBefore = s.kong.errorLog().length;
     process.kill(oldPid as number, 'SIGKILL');
     const killedAt = performance.now();
 
-    // The gap: alternate across both routes until each has answered normally 5 times in a row.
+    // The gap: requests in turn on the three routes until each has answered normally 5 times in a row.
     const gap: Array<{ ms: number; route: string; status: number; body: string }> = [];
     let published = false;
     const streak = new Map<string, number>();
-    for (let i = 0; [...streak.values()].filter((n) => n >= 5).length < 2; i++) {
+    for (let i = 0; [...streak.values()].filter((n) => n >= 5).length < routes.length; i++) {
       if (performance.now() - killedAt > 20_000) return t.fail(`no recovery within 20 s: ${JSON.stringify(gap.slice(-6))}`);
-      const { r, res } = await send(routes[i % 2] as (typeof routes)[number]);
-      gap.push({ ms: Math.round(performance.now() - killedAt), route: r.name, status: res.status, body: res.body.replace(/\s+/g, ' ').slice(0, 90) });
+      const { r, res } = await send(routes[i % routes.length] as Route);
+      gap.push({ ms: Math.round(performance.now() - killedAt), route: r.name, status: res.status, body: res.body.replace(/\s+/g, ' ').replace(/"request_id":"\w+"/, '').slice(0, 70) });
       streak.set(r.name, res.status === r.ok ? (streak.get(r.name) ?? 0) + 1 : 0);
       if (!published) {
         published = true;
@@ -348,28 +358,41 @@ function registerTests(tarballPath: string): void {
     t.is(newPids.length, 1);
     t.not(newPids[0], oldPid, 'Kong started a new plugin server');
 
+    // What clients got, and what Kong logged, in the gap.
     const failures = gap.filter((g) => g.status !== routes.find((r) => r.name === g.route)?.ok);
-    const lastFailure = failures.at(-1);
-    const byStatus = new Map<string, number>();
-    for (const f of failures) byStatus.set(`${f.status} ${f.body}`, (byStatus.get(`${f.status} ${f.body}`) ?? 0) + 1);
-    const summary = `kong-real: plugin server killed; ${gap.length} requests alternating over both routes, one every ~20 ms; ${failures.length} refused, the last ${lastFailure?.ms ?? 0} ms after the kill: ${[...byStatus].map(([k, n]) => `${n} × ${k}`).join('; ')}`;
+    const byAnswer = new Map<string, number>();
+    for (const f of failures) byAnswer.set(`${f.route}: ${f.status} ${f.body}`, (byAnswer.get(`${f.route}: ${f.status} ${f.body}`) ?? 0) + 1);
+    const logged = new Map<string, number>();
+    for (const line of s.kong.errorLog().slice(logBefore).split('\n')) {
+      const m = /\[(?:error|crit|warn|alert)\] .*?\] (.*?)(?:, client:|, context:|$)/.exec(line);
+      if (m?.[1] !== undefined && !m[1].includes('rate-limiting: config.redis')) logged.set(m[1].slice(0, 140), (logged.get(m[1].slice(0, 140)) ?? 0) + 1);
+    }
+    const summary = [
+      `kong-real: plugin server killed; ${gap.length} requests in turn on 3 routes, ~20 ms apart; ${failures.length} refused, the last ${failures.at(-1)?.ms ?? 0} ms after the kill; back to normal on every route by ${gap.at(-1)?.ms} ms`,
+      ...[...byAnswer].map(([k, n]) => `  ${n} × ${k}`),
+      '  Kong logged:',
+      ...[...logged].map(([k, n]) => `  ${n} × ${k}`),
+    ].join('\n');
     console.log(summary);
     t.log(summary);
-    t.log(JSON.stringify(gap.slice(0, Math.max(4, failures.length + 2))));
-    // Fail closed: in the gap a request is refused by Kong (500/503) or by the sidecar (401), never
-    // passed on some other way.
-    for (const f of failures) t.true([401, 500, 502, 503].includes(f.status), `${f.route}: ${f.status} ${f.body}`);
+    // Fail closed: in the gap a request is refused by Kong (500/503) or by the sidecar (401).
+    for (const f of failures) t.true([401, 500, 503].includes(f.status), `${f.route}: ${f.status} ${f.body}`);
+    // The grip route straight to an origin has no sidecar behind it: only Kong can refuse it.
+    t.true(failures.filter((f) => f.route.startsWith('cold-grip')).every((f) => f.status >= 500));
 
-    // Recovery with no wrong configuration: alternating requests each reach their route's origin.
+    // Recovery with no wrong configuration: requests in turn on the routes each reach their route's origin.
     const recovered: Array<Awaited<ReturnType<typeof send>>> = [];
-    for (let i = 0; i < 100; i++) recovered.push(await send(routes[i % 2] as (typeof routes)[number]));
+    for (let i = 0; i < 99; i++) recovered.push(await send(routes[i % routes.length] as Route));
     for (const { r, id, res } of recovered) {
       t.is(res.status, r.ok, `${r.name} ${id}: ${res.body}`);
-      t.true(r.origin.seen.includes(`GET ${r.path}?${id}`), `${r.name} ${id} reached its origin`);
+      t.true(saw(r.origin, id), `${r.name} ${id} reached its origin`);
     }
-    // Before, in and after the gap, no request ever reached the other route's origin.
-    const wrong = sent.filter(({ r, id }) => r.other.seen.some((x) => x.endsWith(`?${id}`)));
+    // Before, in and after the gap, no request ever reached the other route's origin, and every
+    // refused one reached no origin at all.
+    const wrong = sent.filter(({ r, id }) => saw(r.other, id));
     t.deepEqual(wrong.map(({ r, id }) => `${r.name} ${id}`), []);
+    const leaked = sent.filter(({ r, id, res }) => res.status !== r.ok && saw(r.origin, id));
+    t.deepEqual(leaked.map(({ r, id, res }) => `${r.name} ${id} ${res.status}`), []);
   });
 }
 

@@ -14,7 +14,8 @@ import { buildPluginServer } from '../../plugin/build.js';
 // tarball's size and mtime (.ci/run unpacks into the same folder), then each RealKong gets its own
 // prefix with DB-less kong.conf lines, and Kong itself starts and supervises the plugin server.
 //
-// When Kong runs as root its workers (and the plugin server they spawn) run as `nobody`: the
+// When Kong runs as root its workers (and the plugin server they spawn) run as `nobody` (or
+// `kong`, if that user exists): the
 // prefix, the plugin server's files and the socket directory live in 0755 directories under the
 // temp directory (the checkout may not be traversable by that user), and the socket directory
 // belongs to that user so the plugin server can create its socket there.
@@ -73,11 +74,14 @@ export function openTempDir(prefix: string): string {
   return dir;
 }
 
-/** uid and gid of `nobody`, the user nginx workers fall back to when Kong runs as root. */
-function nobodyIds(): { uid: number; gid: number } {
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('nobody:'));
-  const fields = line?.split(':');
-  if (fields === undefined || fields.length < 4) throw new Error('no nobody user in /etc/passwd: cannot give the plugin server a socket directory');
+/**
+ * uid and gid of the user nginx workers run as when Kong runs as root: Kong's default nginx_user
+ * is `kong kong`, and without such a user nginx's own default, `nobody`.
+ */
+export function workerIds(): { uid: number; gid: number } {
+  const users = new Map(readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':')).filter((f) => f.length >= 4).map((f) => [f[0] as string, f]));
+  const fields = users.get('kong') ?? users.get('nobody');
+  if (fields === undefined) throw new Error('neither a kong nor a nobody user in /etc/passwd: cannot give the plugin server a socket directory');
   return { uid: Number(fields[2]), gid: Number(fields[3]) };
 }
 
@@ -131,7 +135,7 @@ export async function preparePluginServer(dir: string): Promise<PluginServerComm
   const sockDir = join(dir, 'sock');
   mkdirSync(sockDir, { mode: 0o755 });
   if (process.getuid?.() === 0) {
-    const { uid, gid } = nobodyIds();
+    const { uid, gid } = workerIds();
     chownSync(sockDir, uid, gid);
   }
   const socketPath = join(sockDir, 'grip.sock');
@@ -169,7 +173,9 @@ export class RealKong {
     mkdirSync(prefix, { mode: 0o755 });
     const ymlPath = join(dir, 'kong.yml');
     writeFileSync(ymlPath, options.kongYml, { mode: 0o644 });
-    const [proxyPort, adminPort] = [await freeLowPort(), await freeLowPort()];
+    const proxyPort = await freeLowPort();
+    let adminPort = await freeLowPort();
+    while (adminPort === proxyPort) adminPort = await freeLowPort();
     const ps = options.pluginServer;
     const conf = [
       `prefix = ${prefix}`,
@@ -196,8 +202,9 @@ export class RealKong {
       // Kong is up once `kong start` returns; the plugin server (spawned by worker 0) once its socket answers.
       await waitUntil('the plugin server Kong started to listen', () => kong.socketAnswers(), 20_000);
     } catch (err) {
+      const log = kong.errorLog().slice(-4000);
       await kong.stop();
-      throw new Error(`${(err as Error).message}\nerror.log:\n${kong.errorLog().slice(-4000)}`, { cause: err });
+      throw new Error(`${(err as Error).message}\nerror.log:\n${log}`, { cause: err });
     }
     return kong;
   }

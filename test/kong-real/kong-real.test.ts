@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -8,9 +8,9 @@ import { createExampleOrigin } from '../../examples/origin.js';
 import { HANDOFF_HEADER } from '../../sidecar/src/kong/handoff-format.js';
 import { createPublisher, publish, sseEvent } from '../../sidecar/src/publish/publisher.js';
 import { openStream, request, type SimpleResponse, type StreamReader } from '../helpers/http.js';
-import { waitForInterest } from '../helpers/nats-e2e.js';
-import { NatsServer, waitUntil } from '../helpers/nats-server.js';
-import { findKongBundle, openTempDir, preparePluginServer, RealKong, transformKongYml, unpackKongBundle } from '../helpers/real-kong.js';
+import { waitForInterest, waitForNoInterest } from '../helpers/nats-e2e.js';
+import { NatsServer } from '../helpers/nats-server.js';
+import { findKongBundle, openTempDir, preparePluginServer, RealKong, transformKongYml, unpackKongBundle, workerIds } from '../helpers/real-kong.js';
 import { SidecarProcess } from '../helpers/sidecar-process.js';
 import { closed, connect, logOf } from '../helpers/ws-origin.js';
 
@@ -19,8 +19,8 @@ import { closed, connect, logOf } from '../helpers/ws-origin.js';
 // two Kong-mode sidecars and the example origin sit behind it, and a nats-server with JetStream
 // carries publishes and the fleet-wide nonce store. kong.yml is changed only by a text transform:
 // the compose host names become local ports, each GRIP service gets its own example origin (so a
-// request reaching the wrong origin shows), and two measuring services are added before
-// `consumers:` for the per-request cost. The secret comes through Kong's env vault, as kong.yml
+// request reaching the wrong origin shows), and three services are added before `consumers:`
+// (grip and no grip straight to an origin for the per-request cost; one used only after the kill). The secret comes through Kong's env vault, as kong.yml
 // says. One Kong for the whole file; the tests run in order, the plugin-server kill last.
 
 const tarball = findKongBundle();
@@ -126,7 +126,7 @@ async function startSetup(tarballPath: string): Promise<Setup> {
       { from: '\nconsumers:', to: `\n${addedServices(originA.url, originB.url)}\nconsumers:` },
     ]);
     const psDir = openTempDir('kg-pluginserver-');
-    closers.push(() => import('node:fs').then((fs) => fs.rmSync(psDir, { recursive: true, force: true })));
+    closers.push(() => rmSync(psDir, { recursive: true, force: true }));
     const pluginServer = await preparePluginServer(psDir);
     const kong = await RealKong.start({ bundle, kongYml: yml, pluginServer, env: { GRIP_HANDOFF_SECRET: SECRET } });
     closers.push(() => kong.stop());
@@ -137,10 +137,13 @@ async function startSetup(tarballPath: string): Promise<Setup> {
   }
 }
 
-/** An SSE client on /events through Kong, once a sidecar has subscribed for it. */
+/**
+ * An SSE client on /events through Kong, once a sidecar has subscribed for it. Each test leaves
+ * no subscription behind, so the next one's wait for interest means its own client.
+ */
 async function sseThroughKong(s: Setup, t: ExecutionContext): Promise<StreamReader> {
   const stream = await openStream(s.kong.url(`/events?apikey=${WEB_KEY}`), { Accept: 'text/event-stream' });
-  t.teardown(() => stream.close());
+  t.teardown(async () => { stream.close(); await waitForNoInterest(s.nats, 'demo'); });
   t.is(stream.res.statusCode, 200);
   t.is(stream.res.headers['content-type'], 'text/event-stream');
   await stream.waitFor('"text":"connected"');
@@ -195,7 +198,7 @@ function registerTests(tarballPath: string): void {
     t.is(pids.length, 1, 'one plugin server');
     if (process.getuid?.() === 0) {
       const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pids[0]}/status`, 'utf8'))?.[1];
-      t.is(uid, '65534', 'Kong started as root runs the plugin server as nobody');
+      t.is(uid, String(workerIds().uid), 'Kong started as root runs the plugin server as its workers\' user');
     }
   });
 
@@ -229,6 +232,7 @@ function registerTests(tarballPath: string): void {
     const res = await pending;
     t.is(res.status, 200);
     t.deepEqual(JSON.parse(res.body), { messages: ['for the poll'] });
+    await waitForNoInterest(s.nats, 'demo');
   });
 
   test.serial('a WebSocket chat through Kong (origin B over WebSocket-over-HTTP) reaches both clients', async (t) => {

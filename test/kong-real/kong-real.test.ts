@@ -298,6 +298,7 @@ function registerTests(tarballPath: string): void {
   });
 
   test.serial('per-request cost of the plugin: p50 of sequential requests, grip route vs plain key-auth route (printed, not asserted)', async (t) => {
+    t.timeout(120_000); // 660 sequential requests on a machine that may be busy
     const s = await setup();
     const n = 200;
     const handoffsBefore = s.originA.handoffs;
@@ -309,6 +310,7 @@ function registerTests(tarballPath: string): void {
   });
 
   test.serial('a killed plugin server: what clients get in the gap, Kong respawns it, and every route then reaches its own origin', async (t) => {
+    t.timeout(120_000); // up to 20 s of gap, then 99 requests
     const s = await setup();
     // A stream opened before the kill keeps receiving: it no longer needs the plugin.
     const stream = await sseThroughKong(s, t);

@@ -23,7 +23,7 @@ const env = (lines: string[] = []): PluginEnv => ({
 });
 
 async function signedBy(c: GripConfig): Promise<string> {
-  const kong = new FakePdk({ pluginId: PLUGIN_ID, consumer: consumerRow });
+  const kong = new FakePdk({ consumer: consumerRow });
   await new Plugin(c, env()).access(kong);
   return kong.upstreamHeaders[HANDOFF_HEADER.toLowerCase()]?.[0] ?? '';
 }
@@ -46,7 +46,7 @@ test('a quota without forward_consumer, or a burst without a rate, is refused wh
   t.regex(configProblem(config({ ws_messages_per_second: -2 })) ?? '', /ws_messages_per_second must be an integer 0-100000/);
   t.is(configProblem(config({ forward_consumer: false, ws_messages_per_second: 5 })), undefined);
   t.is(configProblem(config({ forward_consumer: false, max_connections_per_consumer: 0 })), undefined);
-  const kong = new FakePdk({ pluginId: PLUGIN_ID, consumer: consumerRow });
+  const kong = new FakePdk({ consumer: consumerRow });
   await new Plugin(config({ forward_consumer: false, max_connections_per_consumer: 3 }), env()).access(kong);
   t.is(kong.exit?.status, 500);
   t.regex(JSON.stringify(kong.exit?.body), /needs forward_consumer: true/);

@@ -53,7 +53,8 @@ test('the config each version sends carries exactly its bookkeeping keys; only 2
   const entity = { pluginId: 'aaaaaaaa-0000-4000-8000-00000000000a', routeId: 'aaaaaaaa-1111-4000-8000-00000000000a', serviceId: 'aaaaaaaa-2222-4000-8000-00000000000a', consumerId: 'aaaaaaaa-3333-4000-8000-00000000000a', instanceName: 'grip-a' };
   for (const v of KONG_VERSIONS) {
     const config = versionConfig(v, info, { secret: SECRET, origin: 'http://origin:8080' }, entity, 7);
-    t.deepEqual(Object.keys(config).sort(), ['forward_consumer', 'origin', 'secret', ...v.configKeys].sort(), v.tag);
+    // Every Schema field (with its default where not given), plus the version's own keys.
+    t.deepEqual(Object.keys(config).sort(), [...Schema.map((e) => Object.keys(e)[0] as string), ...v.configKeys].sort(), v.tag);
     t.is(config['__seq__'], 7);
     if (v.supported) {
       t.is(config['__plugin_id'], entity.pluginId, v.tag);

@@ -75,7 +75,10 @@ export class KvBucket {
   }
 
   private bucket(nc: NatsConnection): Promise<KV> {
-    this.kv ??= nc.jetstream({ timeout: this.timeoutMs }).views.kv(this.options.bucket, { ttl: this.options.ttlMs, history: 1 });
+    // Processes starting together race to create the bucket; a loser's create can fail while the
+    // winner's is in progress ("subjects overlap"). One more try binds to the bucket made.
+    const open = (): Promise<KV> => nc.jetstream({ timeout: this.timeoutMs }).views.kv(this.options.bucket, { ttl: this.options.ttlMs, history: 1 });
+    this.kv ??= open().catch(open);
     return this.kv;
   }
 

@@ -173,7 +173,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     this.startedAt = deps.clock.now();
     this.connection = upgrade.target.connection;
     this.usage = this.connection?.usage;
-    const limits = upgrade.target.identity?.limits;
+    const limits = upgrade.target.limits;
     const perSecond = limits?.wsMessagesPerSecond ?? 0;
     this.ratePerMs = perSecond / 1000;
     // ws_burst 0: a burst of one second's worth.

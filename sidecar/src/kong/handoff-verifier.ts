@@ -21,14 +21,14 @@ export interface HandoffIdentity {
   routeId: string | null;
   serviceId: string | null;
   pluginId: string;
-  /** The plugin config's realtime limits (all 0 for a v1 token). */
-  limits: HandoffLimits;
 }
 
 export interface VerifiedHandoff {
   /** The origin base URL from the token, already checked against the allow-list. */
   origin: URL;
   identity: HandoffIdentity;
+  /** The plugin config's realtime limits (all 0 for a v1 token). */
+  limits: HandoffLimits;
   /** The identity as headers for the origin (ORIGIN_IDENTITY_HEADERS). */
   headersForOrigin: HeaderList;
 }
@@ -220,9 +220,8 @@ function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, all
 
     const identity: HandoffIdentity = {
       consumer: claims.consumer, routeId: claims.routeId, serviceId: claims.serviceId, pluginId: claims.pluginId,
-      limits: claims.limits ?? NO_LIMITS,
     };
-    return { origin, identity, headersForOrigin: identityHeaders(identity) };
+    return { origin, identity, limits: claims.limits ?? NO_LIMITS, headersForOrigin: identityHeaders(identity) };
   } catch (err) {
     if (err instanceof HandoffError) throw handoffKgError(err);
     throw err;

@@ -1,5 +1,6 @@
 import { KgError } from '../errors.js';
 import { ConnectionLeases, type FleetLeases } from '../fleet/connection-leases.js';
+import type { HandoffLimits } from '../kong/handoff-format.js';
 import type { HandoffIdentity } from '../kong/handoff-verifier.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -53,12 +54,12 @@ export class ConnectionQuota {
   }
 
   /**
-   * A slot for a connection of `identity`, or undefined when it is not counted (no limit, no
+   * A slot for a connection of `identity` under `limits`, or undefined when it is not counted (no limit, no
    * consumer, or the store did not answer). Rejects with KG_ERR_QUOTA_EXCEEDED (429) when the
    * consumer is at its limit.
    */
-  async admit(identity: HandoffIdentity): Promise<QuotaSlot | undefined> {
-    const limit = identity.limits.maxConnectionsPerConsumer;
+  async admit(identity: HandoffIdentity, limits: HandoffLimits): Promise<QuotaSlot | undefined> {
+    const limit = limits.maxConnectionsPerConsumer;
     if (limit === 0 || identity.consumer === null) return undefined;
     const key = quotaKey(identity.pluginId, identity.consumer.id);
     let result: 'granted' | 'refused';

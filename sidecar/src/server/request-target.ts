@@ -3,6 +3,7 @@ import { KgError } from '../errors.js';
 import { forwardRequestHeaders } from '../grip/headers.js';
 import type { HeaderList } from '../grip/types.js';
 import { handoffFailureReason, isHandoffOwnedHeader, type HandoffIdentity, type HandoffVerifier, type VerifiedHandoff } from '../kong/handoff-verifier.js';
+import type { HandoffLimits } from '../kong/handoff-format.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { originUrl } from '../origin/origin-url.js';
@@ -18,8 +19,10 @@ export interface RequestTarget {
   url: URL;
   /** Headers for the origin, already cleaned by the forwarding rules. */
   headers: HeaderList;
-  /** Kong mode: the caller and the limits signed for it. */
+  /** Kong mode: the caller. */
   identity?: HandoffIdentity;
+  /** Kong mode: the realtime limits of the plugin config that signed the handoff. */
+  limits?: HandoffLimits;
   /** The connection's quota slot and usage meter, when either applies; end() once it closes. */
   connection?: TargetConnection;
 }
@@ -84,9 +87,9 @@ export function createTargetResolver(options: RequestTargetOptions): (req: Incom
       }
       const url = originUrl(verified.origin, req.url);
       // Last: a request refused for another reason takes no slot. Rejects (429) over the quota.
-      const slot = await quota?.admit(verified.identity);
+      const slot = await quota?.admit(verified.identity, verified.limits);
       const usage = openUsage?.(verified.identity.consumer?.id ?? null);
-      const target: RequestTarget = { url, headers: [...headers, ...verified.headersForOrigin], identity: verified.identity };
+      const target: RequestTarget = { url, headers: [...headers, ...verified.headersForOrigin], identity: verified.identity, limits: verified.limits };
       if (slot !== undefined || usage !== undefined) target.connection = new TargetConnection(slot, usage);
       return target;
     }

@@ -34,7 +34,8 @@ function setup(t: ExecutionContext, limits: HandoffLimits) {
     req: {} as IncomingMessage, socket: socket.asDuplex(), head: Buffer.alloc(0),
     target: {
       url: new URL('http://origin.test/chat'), headers: [],
-      identity: { consumer: { id: 'alice', username: null, customId: null }, routeId: null, serviceId: null, pluginId: 'p', limits },
+      identity: { consumer: { id: 'alice', username: null, customId: null }, routeId: null, serviceId: null, pluginId: 'p' },
+      limits,
       connection: new TargetConnection(undefined, ledger.open('alice')),
     },
   });

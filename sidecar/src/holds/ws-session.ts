@@ -37,7 +37,7 @@ import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origi
 // opening: OPEN is posted and the client's upgrade waits; the 101 goes out only once the origin
 //   accepts. open: client messages go to the link; origin events and published ws-message items
 //   are written to the client. detached: the origin side is closed (CLOSE posted), publishes
-//   still flow. closing: we relayed the origin's CLOSE and wait for the client's reply, which
+//   still flow, as do the events after the detach in the same origin reply. closing: we relayed the origin's CLOSE and wait for the client's reply, which
 //   goes back to the origin as CLOSE.
 // close() releases subscriptions, timers and listeners, ends the client socket as asked, and
 // hands the link at most one farewell event (CLOSE or DISCONNECT) for the origin.
@@ -294,8 +294,10 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   }
 
   private handleEvents(events: DecodedWsEvent[], from: number): void {
-    // Stops at a detach as well: Pushpin drops what the origin sends once detached.
-    for (let i = from; i < events.length && this.state === 'open'; i++) {
+    // A detach does not stop this loop: Pushpin handles the rest of the same reply (its control
+    // channel learns of the detach only after relaying it); later replies are not read (the link
+    // is muted). A CLOSE, DISCONNECT or failure does stop it.
+    for (let i = from; i < events.length && (this.state === 'open' || this.state === 'detached'); i++) {
       const e = events[i] as DecodedWsEvent;
       switch (e.type) {
         case 'TEXT':

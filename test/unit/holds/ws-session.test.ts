@@ -160,6 +160,16 @@ test('detach: the origin side is closed with CLOSE; client messages are dropped,
   t.is(ws.closeSent, undefined);
 });
 
+test('detach: events after c:detach in the same origin reply are still handled, as Pushpin does', async (t) => {
+  const { open, hub } = setup(t);
+  const { origin, socket } = await open([
+    text('m:before'), controlMessage({ type: 'detach' }), text('m:after'), controlMessage({ type: 'subscribe', channel: 'late' }),
+  ]);
+  t.deepEqual(socket.writes.map((w) => frameOf(w).payload), ['before', 'after']);
+  t.is(hub.subscriberCount('late'), 1, 'a control message after the detach applies too');
+  t.deepEqual((await origin.call(2)).events, [{ type: 'CLOSE', reason: '' }]);
+});
+
 test('a published message reaches every session as the same frame, counted once per socket', async (t) => {
   const { open, publish, sentCount } = setup(t);
   const one = await open();

@@ -37,8 +37,8 @@ import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origi
 // opening: OPEN is posted and the client's upgrade waits; the 101 goes out only once the origin
 //   accepts. open: client messages go to the link; origin events and published ws-message items
 //   are written to the client. detached: the origin side is closed (CLOSE posted), publishes
-//   still flow, as do the events after the detach in the same origin reply. closing: we relayed the origin's CLOSE and wait for the client's reply, which
-//   goes back to the origin as CLOSE.
+//   still flow, as do the events after the detach in the same origin reply. closing: we relayed
+//   the origin's CLOSE and wait for the client's reply, which goes back to the origin as CLOSE.
 // close() releases subscriptions, timers and listeners, ends the client socket as asked, and
 // hands the link at most one farewell event (CLOSE or DISCONNECT) for the origin.
 //

@@ -15,6 +15,7 @@ import { FleetNonceStore } from './kong/nonce-store.js';
 import { createLogger, type Logger } from './log.js';
 import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { GripSigner } from './origin/grip-sig.js';
+import { GoneLinkSender } from './origin/gone-link.js';
 import { LinkFetcher } from './origin/link-fetch.js';
 import { OriginClient } from './origin/origin-client.js';
 import { createOutboundPolicy, type OutboundCheck } from './origin/outbound-policy.js';
@@ -74,8 +75,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   // Next links go through the outbound policy, built once both listeners' ports are known.
   let outbound: OutboundCheck | undefined;
   const links = new LinkFetcher(origin, config.limits.maxInstructBodyBytes, () => outbound);
+  // Gone links likewise: the same policy, the same origin client (Grip-Sig).
+  const gone = new GoneLinkSender(origin, () => outbound, metrics, log);
   // Each HTTP hold gets only the ports it uses; these objects are shared by all of them.
-  const holdPorts = { hub, holds, metrics, clock: systemClock, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log) };
+  const holdPorts = {
+    hub, holds, metrics, clock: systemClock, gone, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log),
+  };
   const sessions: ProxySessionDeps = {
     origin, metrics, log, limits: config.limits,
     lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
@@ -97,7 +102,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   });
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
-    keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),
+    keepAlives, clock: systemClock, gone, onSessionEnded: () => admission.release('ws'),
   });
   const clientServer = await ClientServer.start({
     host: config.listen.host,

@@ -31,7 +31,7 @@ test('publish API answers with Pushpin statuses and texts', async (t) => {
   t.is(res.body, "Invalid format: object does not contain 'items'\n");
   res = await publish('{"items":[{"channel":"a","formats":{"http-stream":{}}}]}');
   t.is(res.status, 400);
-  t.is(res.body, "Invalid format: items[0].formats.http-stream: does not contain 'content' or 'content-bin'\n");
+  t.is(res.body, "Invalid format: items[0]: 'http-stream' does not contain 'content' or 'content-bin'\n");
   res = await request(`${side.controlUri}publish/`);
   t.is(res.status, 405);
   t.is(res.headers['allow'], 'POST');

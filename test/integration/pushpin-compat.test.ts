@@ -175,6 +175,31 @@ test.serial('a stream gets published content appended and ends on a close item',
   t.is(results[0]?.text, 'stream open\nhello\n');
 });
 
+test.serial('publish item errors carry Pushpin\'s reason, after the item\'s location', async (t) => {
+  const stream = { 'http-stream': { content: 'x' } };
+  const items: unknown[][] = [
+    [{ channel: 5, formats: stream }], [5], [{ formats: stream }], [{ channel: 'a', id: 5, formats: stream }],
+    [{ channel: 'a', formats: 5 }], [{ channel: 'a' }], [{ channel: 'a', formats: { 'http-stream': 5 } }],
+    [{ channel: 'a', formats: { 'http-stream': { action: 5 } } }], [{ channel: 'a', formats: { 'http-stream': {} } }],
+    [{ channel: 'a', formats: { 'http-stream': { content: 'x', 'content-filters': [5] } } }],
+    [{ channel: 'a', formats: { 'http-response': {} } }], [{ channel: 'a', formats: { 'http-response': { body: 'x', code: 1000 } } }],
+    [{ channel: 'a', formats: { 'http-response': { body: 'x', headers: [['a']] } } }],
+    [{ channel: 'a', formats: { 'http-response': { body: 'x', headers: { a: 5 } } } }],
+    [{ channel: 'a', formats: { 'ws-message': { type: 'nope', content: 'x' } } }],
+    [{ channel: 'a', formats: { 'ws-message': { action: 'close', code: -5 } } }],
+    [{ channel: 'a', formats: stream, meta: { k: 5 } }], [{ channel: 'a', formats: stream, 'no-seq': 'yes' }],
+    [{ channel: 'a', formats: stream, size: -1 }], [{ channel: 'a', formats: stream }, { channel: 7 }],
+  ];
+  for (const list of items) {
+    const body = JSON.stringify({ items: list });
+    const [p, k] = await Promise.all(proxies().map((x) => request(x.publish, { method: 'POST', body })));
+    t.is(p?.status, 400, body);
+    t.is(k?.status, 400, body);
+    const at = list.length - 1; // the bad item is the last
+    t.is(k?.body, (p?.body ?? '').replace('Invalid format: ', `Invalid format: items[${at}]: `), body);
+  }
+});
+
 test.serial('publish API answers alike', async (t) => {
   for (const [body, accept] of [['{not json', undefined], ['{}', undefined], ['{"items":{}}', undefined], ['{"items":[]}', 'application/json'], ['{"items":[]}', 'image/png']] as const) {
     const [p, k] = await Promise.all(proxies().map((x) => request(x.publish, { method: 'POST', body, headers: accept ? { Accept: accept } : {} })));

@@ -201,7 +201,9 @@ test.serial('publish item errors carry Pushpin\'s reason, after the item\'s loca
 });
 
 test.serial('publish API answers alike', async (t) => {
-  for (const [body, accept] of [['{not json', undefined], ['{}', undefined], ['{"items":{}}', undefined], ['{"items":[]}', 'application/json'], ['{"items":[]}', 'image/png']] as const) {
+  const deep = (d: number) => `{"items":[{"channel":"c","formats":{"http-stream":{"content":"x"}},"meta":{"k":"v"},"x":${'['.repeat(d)}${']'.repeat(d)}}]}`;
+  for (const [body, accept] of [['{not json', undefined], ['{}', undefined], ['{"items":{}}', undefined], ['{"items":[]}', 'application/json'], ['{"items":[]}', 'image/png'],
+    ['[]', undefined], ['"items"', undefined], ['null', undefined], ['5', undefined], [deep(1022), undefined], [deep(1021), undefined]] as const) {
     const [p, k] = await Promise.all(proxies().map((x) => request(x.publish, { method: 'POST', body, headers: accept ? { Accept: accept } : {} })));
     t.is(k?.status, p?.status, body);
     t.is(k?.body, p?.body, body);

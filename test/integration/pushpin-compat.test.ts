@@ -12,6 +12,8 @@ import type { Target } from '../../bench/target.js';
 import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { openStream, request, type SimpleResponse } from '../helpers/http.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { connect, logOf } from '../helpers/ws-origin.js';
+import { withDeadline } from '../../bench/proc.js';
 
 type Origin = Awaited<ReturnType<typeof startGripOrigin>>;
 let origin: Origin;
@@ -53,8 +55,20 @@ test.before(async () => {
     '/page1': (req, res) => { res.setHeader('Grip-Link', '</page2>; rel=next'); res.end('one\n'); },
     '/page2': (req, res) => { res.end('two\n'); },
     '/bad-hold': (req, res) => { res.setHeader('Grip-Hold', 'forever'); res.end(); },
+    // WebSocket-over-HTTP answered by hand: OPEN with GRIP on; "go" gets a message, a detach and
+    // a message after it, in one reply.
+    '/ws-detach': (req, res, seen) => {
+      res.setHeader('Content-Type', 'application/websocket-events');
+      if (seen.body.startsWith('OPEN')) {
+        res.setHeader('Sec-WebSocket-Extensions', 'grip');
+        res.end('OPEN\r\n');
+        return;
+      }
+      const events = ['m:before', 'c:{"type":"detach"}', 'm:after'].map((m) => `TEXT ${m.length.toString(16)}\r\n${m}\r\n`);
+      res.end(seen.body.includes('\r\ngo\r\n') ? events.join('') : '');
+    },
     '/echo-headers': (req, res) => { res.end(JSON.stringify({ gripFoo: req.headers['grip-foo'] ?? null, ae: req.headers['accept-encoding'] ?? null })); },
-  });
+  }, { rawPaths: ['/ws-detach'] });
   workDir = mkdtempSync(join(tmpdir(), 'kg-compat-'));
   pushpin = await startPushpin({ originPort: origin.port, sigKey: TEST_SIG_KEY, workDir });
   await waitUntilPushpinHandlesGrip();
@@ -173,6 +187,16 @@ test.serial('a stream gets published content appended and ends on a close item',
   }));
   t.deepEqual(results[1], results[0]);
   t.is(results[0]?.text, 'stream open\nhello\n');
+});
+
+test.serial('WebSocket: the messages after a detach in the same origin reply reach the client', async (t) => {
+  for (const x of proxies()) {
+    const client = await connect(x.url('/ws-detach'));
+    const log = logOf(client);
+    client.send('go');
+    t.deepEqual(await withDeadline(log.waitForCount(2), 10_000, `two messages through ${x.name}`), ['before', 'after'], x.name);
+    client.close();
+  }
 });
 
 test.serial('publish item errors carry Pushpin\'s reason, after the item\'s location', async (t) => {

@@ -59,6 +59,9 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
+/** How long a shutdown waits for gone-link POSTs under way before it closes origin connections. */
+const GONE_FLUSH_MS = 2000;
+
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
   const log = options.log ?? createLogger(config.logLevel);
@@ -170,6 +173,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     // received is handed to the bus before the bus closes, however late.
     await control?.close();
     await publishes;
+    // The sessions just ended may have gone links on their way to the origin: a short wait.
+    await gone.whenIdle(GONE_FLUSH_MS);
     origin.close();
     keepAlives.close();
     hub.close();

@@ -45,6 +45,9 @@ const EMPTY = Buffer.alloc(0);
 const EMPTY_BODY_HEADERS: Array<[string, string]> = [['Content-Length', '0']];
 
 export class GoneLinkSender implements GoneNotifier {
+  /** Gone POSTs under way, so a shutdown can let them finish before it closes the origin client. */
+  private readonly inFlight = new Set<Promise<void>>();
+
   /**
    * `policy` returns the outbound policy, or undefined while it is not built yet (listener ports
    * unknown): then every gone link is refused.
@@ -57,7 +60,23 @@ export class GoneLinkSender implements GoneNotifier {
   ) {}
 
   notify(link: GoneLink): void {
-    void this.send(link);
+    const sending = this.send(link);
+    this.inFlight.add(sending);
+    void sending.finally(() => this.inFlight.delete(sending));
+  }
+
+  /**
+   * Resolves once the gone POSTs under way have finished, or after `maxWaitMs`: a shutdown ends
+   * every session, and their gone links should reach the origin before its connections close.
+   */
+  async whenIdle(maxWaitMs: number): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, maxWaitMs); }),
+    ]);
+    clearTimeout(timer);
   }
 
   private async send(link: GoneLink): Promise<void> {

@@ -60,3 +60,22 @@ test('which ends have a gone link: not those the origin caused', (t) => {
   for (const reason of ['published', 'closed_by_publish', 'completed', 'origin_closed', 'rejected'] as const) t.false(isGoneEnd(reason), reason);
   for (const reason of ['timeout', 'client_gone', 'client_closed', 'slow_consumer', 'shutdown', 'origin_error', 'error'] as const) t.true(isGoneEnd(reason), reason);
 });
+
+test('whenIdle waits for the POSTs under way, and no longer than asked', async (t) => {
+  const { origin, gone } = sender();
+  await gone.whenIdle(10); // nothing under way
+  gone.notify({ url: 'http://origin.test/gone', requestUrl: REQUEST_URL });
+  let idle = false;
+  const waiting = gone.whenIdle(60_000).then(() => { idle = true; });
+  const call = await origin.nextCall();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.false(idle, 'still waiting for the answer');
+  call.answer(originResponse(204, [], ''));
+  await waiting;
+  t.true(idle);
+  gone.notify({ url: 'http://origin.test/gone', requestUrl: REQUEST_URL });
+  await origin.nextCall(); // never answered
+  const started = Date.now();
+  await gone.whenIdle(50);
+  t.true(Date.now() - started < 5000);
+});

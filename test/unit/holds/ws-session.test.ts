@@ -325,3 +325,13 @@ test('a malformed Grip-Link on the OPEN reply is ignored: the session opens, no 
   session.close('shutdown');
   t.deepEqual(gone.sent, []);
 });
+
+test('gone link: sent when the session ends because the origin timed out', async (t) => {
+  const { open, gone, closeReasons } = setup(t);
+  const { origin, ws } = await open(undefined, GONE_HEADER);
+  ws.sendText('x');
+  (await origin.call(2)).answer({ type: 'failed', retryable: false, error: new KgError('KG_ERR_ORIGIN_TIMEOUT', 'no answer within 30000 ms') });
+  await once(ws, 'close-sent');
+  t.deepEqual(await closeReasons(), ['origin_error']);
+  t.deepEqual(gone.urls, [GONE_URL]);
+});

@@ -110,6 +110,12 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_origin_errors_total', help: 'Failures talking to the origin, by kind',
       labelNames: ['kind'] as const, registers: [registry],
     }),
+    // Grip-Link rel=gone notifications (origin/gone-link.ts): sent (the origin answered),
+    // refused (outbound policy), failed (the origin did not answer).
+    goneLinks: new Counter({
+      name: 'kong_grip_gone_links_total', help: 'Gone-link notifications to the origin, by outcome',
+      labelNames: ['outcome'] as const, registers: [registry],
+    }),
     // Client connections (server/admission.ts), read when scraped, not updated per connection:
     // `active` (a request in progress or a WebSocket session: what limits.maxConnections bounds)
     // and `idle` (no complete request yet: limits.maxIdleConnections). Refusals and closes are

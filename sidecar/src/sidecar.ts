@@ -15,6 +15,7 @@ import { FleetNonceStore } from './kong/nonce-store.js';
 import { createLogger, type Logger } from './log.js';
 import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { GripSigner } from './origin/grip-sig.js';
+import { GoneLinkSender } from './origin/gone-link.js';
 import { LinkFetcher } from './origin/link-fetch.js';
 import { OriginClient } from './origin/origin-client.js';
 import { createOutboundPolicy, type OutboundCheck } from './origin/outbound-policy.js';
@@ -58,6 +59,9 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
+/** How long a shutdown waits for gone-link POSTs under way before it closes origin connections. */
+const GONE_FLUSH_MS = 2000;
+
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
   const log = options.log ?? createLogger(config.logLevel);
@@ -74,8 +78,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   // Next links go through the outbound policy, built once both listeners' ports are known.
   let outbound: OutboundCheck | undefined;
   const links = new LinkFetcher(origin, config.limits.maxInstructBodyBytes, () => outbound);
+  // Gone links likewise: the same policy, the same origin client (Grip-Sig).
+  const gone = new GoneLinkSender(origin, () => outbound, metrics, log);
   // Each HTTP hold gets only the ports it uses; these objects are shared by all of them.
-  const holdPorts = { hub, holds, metrics, clock: systemClock, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log) };
+  const holdPorts = {
+    hub, holds, metrics, clock: systemClock, gone, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log),
+  };
   const sessions: ProxySessionDeps = {
     origin, metrics, log, limits: config.limits,
     lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
@@ -97,7 +105,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   });
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
-    keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),
+    keepAlives, clock: systemClock, gone, onSessionEnded: () => admission.release('ws'),
   });
   const clientServer = await ClientServer.start({
     host: config.listen.host,
@@ -165,6 +173,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     // received is handed to the bus before the bus closes, however late.
     await control?.close();
     await publishes;
+    // The sessions just ended may have gone links on their way to the origin: a short wait.
+    await gone.whenIdle(GONE_FLUSH_MS);
     origin.close();
     keepAlives.close();
     hub.close();

@@ -331,6 +331,15 @@ function parseLinkHeaders(headers: HeaderList, requestUrl: string): { next?: Lin
   return out;
 }
 
+/**
+ * The rel=gone link of a WebSocket-over-HTTP OPEN reply (kong-grip's extension: Pushpin reads
+ * Grip-Link on HTTP holds only), resolved against the request URL; undefined when there is none.
+ * Throws KG_ERR_INSTRUCT_INVALID for a Grip-Link that is malformed.
+ */
+export function parseGoneLink(headers: HeaderList, requestUrl: string): string | undefined {
+  return parseLinkHeaders(headers, requestUrl).gone?.url;
+}
+
 // ---- Client headers --------------------------------------------------------------------------
 
 /** What reaches writeHead must be writable by Node (see http-text.ts); `what` names the source. */

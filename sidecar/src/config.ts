@@ -306,8 +306,10 @@ export function parseArgs(argv: readonly string[]): { values: RawConfig; help: b
 }
 
 /** parseArgs without throwing: loadConfig reports these problems with all the others. */
-export function readArgs(argv: readonly string[]): { values: RawConfig; help: boolean; problems: string[] } {
+export function readArgs(argv: readonly string[]): { values: RawConfig; help: boolean; problems: string[]; named: Set<string> } {
   const values: RawConfig = {};
+  /** Keys whose flag was given, with or without a valid value. */
+  const named = new Set<string>();
   const problems: string[] = [];
   let help = false;
   for (let i = 0; i < argv.length; i++) {
@@ -324,6 +326,7 @@ export function readArgs(argv: readonly string[]): { values: RawConfig; help: bo
         : `unexpected argument ${JSON.stringify(flag)}: options start with -- (see --help)`);
       continue;
     }
+    named.add(key);
     let value: string | undefined;
     if (eq > 0) value = arg.slice(eq + 1);
     else {
@@ -336,7 +339,7 @@ export function readArgs(argv: readonly string[]): { values: RawConfig; help: bo
     }
     values[key] = value;
   }
-  return { values, help, problems };
+  return { values, help, problems, named };
 }
 
 function invalid(problems: readonly string[]): KgError {
@@ -621,7 +624,8 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
     }
   }
   // Only when neither was given at all: a bad --origin or --kong-secret is already reported.
-  if (raw['origin'] === undefined && raw['kongSecret'] === undefined && kongRaw['secret'] === undefined) {
+  if (raw['origin'] === undefined && raw['kongSecret'] === undefined && kongRaw['secret'] === undefined
+    && !args.named.has('origin') && !args.named.has('kongSecret')) {
     problems.list.push('origin is required (--origin URL) unless Kong mode is on (--kong-secret)');
   }
 

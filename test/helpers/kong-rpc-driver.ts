@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeMultiStream, encode } from '@msgpack/msgpack';
-import { buildPlugin } from '../../plugin/build.js';
+import { build } from 'esbuild';
+import { buildPluginServer } from '../../plugin/build.js';
 
 // Kong's side of the external-plugin protocol (kong.md 1.3-1.5), for tests: the query command,
 // the plugin server process Kong supervises, and the MessagePack-RPC calls Kong makes over the
@@ -14,30 +15,32 @@ import { buildPlugin } from '../../plugin/build.js';
 // kong/runloop/plugin_servers/{process,plugin}.lua and rpc/mp_rpc.lua of Kong 3.9.
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-export const WRAPPER = join(REPO, 'kong/start-pluginserver.sh');
-const SERVER_BIN = join(REPO, 'node_modules/.bin/kong-js-pluginserver');
-// This repository's top-level TypeScript is 7 (no JS API); kong-pdk's unconditional ts-node
-// registration must use the TypeScript 4 that kong-pdk ships. A deployed plugin server
-// (docker/kong.Dockerfile) installs kong-pdk alone and resolves its TypeScript by itself.
+const PLAIN_SERVER_BIN = join(REPO, 'node_modules/.bin/kong-js-pluginserver');
+// kong-pdk's own server registers ts-node, which needs a TypeScript with a JS API: kong-pdk's
+// nested TypeScript 4, not this repository's TypeScript 7.
 const TS_FOR_KONG_PDK = join(REPO, 'node_modules/kong-pdk/node_modules/typescript');
 
-/** The plugins directory as deployed: the bundled grip.js and its package.json, nothing else. */
-export async function makePluginsDir(): Promise<{ dir: string; remove(): void }> {
-  const dir = mkdtempSync(join(tmpdir(), 'kg-plugins-'));
-  await buildPlugin(join(dir, 'grip.js'));
+/** The launcher as shipped: plugin/dist/grip-pluginserver.js and its package.json, built into a temp directory. */
+export async function buildLauncher(): Promise<{ dir: string; file: string; remove(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kg-launcher-'));
+  const file = join(dir, 'grip-pluginserver.js');
+  await buildPluginServer(file);
   cpSync(join(REPO, 'plugin/dist/package.json'), join(dir, 'package.json'));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, file, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Environment for the wrapper: what Kong gives it (nothing) plus where this checkout keeps things. */
-function wrapperEnv(pluginsDir: string, prefix: string): NodeJS.ProcessEnv {
-  return {
-    GRIP_NODE: process.execPath,
-    GRIP_PLUGINSERVER: SERVER_BIN,
-    GRIP_PLUGINS_DIR: pluginsDir,
-    GRIP_KONG_PREFIX: prefix,
-    TS_NODE_COMPILER: TS_FOR_KONG_PDK,
-  };
+/**
+ * A plugins directory for kong-pdk's plain kong-js-pluginserver (the grip plugin bundled alone,
+ * CommonJS): used only to show what the launcher protects against.
+ */
+export async function buildPlainPluginsDir(): Promise<{ dir: string; remove(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kg-plugins-'));
+  await build({
+    entryPoints: [join(REPO, 'plugin/src/grip.ts')], outfile: join(dir, 'grip.js'),
+    bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning',
+  });
+  cpSync(join(REPO, 'plugin/dist/package.json'), join(dir, 'package.json'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 export interface PluginInfo {
@@ -49,10 +52,10 @@ export interface PluginInfo {
   [extra: string]: unknown;
 }
 
-/** Runs the query command as Kong does (io.popen, whole stdout, cjson.decode). Rejects unless stdout is one JSON array. */
-export function queryPluginInfo(pluginsDir: string): Promise<{ infos: PluginInfo[]; stdout: string; stderr: string }> {
+/** Runs the query command as Kong does (io.popen with an empty environment, whole stdout, cjson.decode). Rejects unless stdout is one JSON array. */
+export function queryPluginInfo(launcherFile: string): Promise<{ infos: PluginInfo[]; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(WRAPPER, ['-dump'], { env: wrapperEnv(pluginsDir, pluginsDir), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [launcherFile, '--dump'], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
@@ -82,10 +85,22 @@ export interface PluginServer {
   stop(): Promise<void>;
 }
 
-/** Starts the plugin server through the wrapper, as Kong's worker 0 does, and waits until it listens. */
-export function startPluginServer(pluginsDir: string, prefix: string): Promise<PluginServer> {
+/** Starts the launcher as Kong's worker 0 does (empty environment, absolute paths) and waits until it listens. */
+export function startPluginServer(launcherFile: string, prefix: string): Promise<PluginServer> {
   const socketPath = join(prefix, 'grip.sock');
-  const child: ChildProcess = spawn(WRAPPER, [], { env: wrapperEnv(pluginsDir, prefix), stdio: ['ignore', 'pipe', 'pipe'] });
+  return superviseServer(spawn(process.execPath, [launcherFile, '--socket', socketPath], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] }), socketPath);
+}
+
+/** Starts kong-pdk's plain kong-js-pluginserver on a plugins directory (numbers instances from 0). */
+export function startPlainPdkServer(pluginsDir: string, prefix: string): Promise<PluginServer> {
+  const socketPath = join(prefix, 'grip.sock');
+  const child = spawn(process.execPath, [PLAIN_SERVER_BIN, '--plugins-directory', pluginsDir, '--kong-prefix', prefix, '--sock-name', 'grip.sock'], {
+    cwd: pluginsDir, env: { TS_NODE_COMPILER: TS_FOR_KONG_PDK }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return superviseServer(child, socketPath);
+}
+
+function superviseServer(child: ChildProcess, socketPath: string): Promise<PluginServer> {
   const output: string[] = [];
   let outputWaiters: Array<() => void> = [];
   const waitForOutput = async (pattern: RegExp): Promise<string> => {
@@ -217,6 +232,48 @@ export class KongRpcDriver {
 
   close(): void {
     this.socket?.destroy();
+  }
+}
+
+/**
+ * One Kong worker's instance cache and its handle_event (plugin_servers/plugin.lua and
+ * rpc/mp_rpc.lua): instances cached by plugin entity (__plugin_id), started on first use, and an
+ * error containing "no plugin instance" answered by dropping the cached id, starting a new
+ * instance with the same configuration and running the event again.
+ */
+export class KongWorker {
+  private readonly instances = new Map<string, number>();
+  /** Instances this worker (re)started because the server no longer knew its cached number. */
+  restarts = 0;
+
+  constructor(private readonly rpc: KongRpcDriver, private readonly pluginName = 'grip') {}
+
+  /** The instance number this worker holds for a plugin entity, if any. */
+  cached(pluginId: string): number | undefined {
+    return this.instances.get(pluginId);
+  }
+
+  /** Seeds the cache, as a worker that started this instance before a restart holds it. */
+  remember(pluginId: string, instanceId: number): void {
+    this.instances.set(pluginId, instanceId);
+  }
+
+  async access(config: Record<string, unknown>, request: FakeKongRequest): Promise<PhaseRun & { instanceId: number }> {
+    const key = String(config['__plugin_id']);
+    for (let attempt = 0; ; attempt++) {
+      let id = this.instances.get(key);
+      if (id === undefined) {
+        id = (await this.rpc.startInstance(this.pluginName, config)).Id;
+        this.instances.set(key, id);
+      }
+      try {
+        return { ...await this.rpc.runPhase(id, 'access', request), instanceId: id };
+      } catch (err) {
+        if (attempt > 0 || !(err instanceof RpcError) || !/no plugin instance/i.test(err.message)) throw err;
+        this.instances.delete(key);
+        this.restarts++;
+      }
+    }
   }
 }
 

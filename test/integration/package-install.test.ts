@@ -80,8 +80,13 @@ test('the packed tarball installs into an empty project with working bins, publi
   t.is(used.event, 'data: hi\n\n');
 
   await writeFile(join(app, 'use.ts'), CONSUMER_TS);
+  // README's "Use it from your project" example, as a user would paste it.
+  const readme = await readFile(join(clone, 'README.md'), 'utf8');
+  const example = /## Use it from your project[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  t.truthy(example, 'README shows the publisher in TypeScript');
+  await writeFile(join(app, 'readme-example.ts'), `${example}\nexport {};\n`);
   await run(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
-    '--types', 'node', '--typeRoots', join(repo, 'node_modules', '@types'), 'use.ts'], app);
+    '--types', 'node', '--typeRoots', join(repo, 'node_modules', '@types'), 'use.ts', 'readme-example.ts'], app);
   lap('bins, import and types');
 
   if ('grip-pluginserver' in manifest.bin) {

@@ -52,7 +52,7 @@ export interface KongConfig {
 }
 
 export interface HoldDefaults {
-  /** Whether a channel's first local subscriber triggers Pushpin's refresh (spec 3.5). */
+  /** Whether a channel's first local subscriber triggers Pushpin's refresh (docs/grip.md, "Reliability"). */
   refreshOnFirstSubscription: boolean;
   firstSubscriptionRefreshMs: number;
   /**
@@ -112,7 +112,7 @@ export const DEFAULT_JETSTREAM: JetStreamConfig = {
   lastEventIdPaths: [],
 };
 
-/** Per-channel ordering of items by id / prev-id (spec 5.2); Pushpin's values are the defaults. */
+/** Per-channel ordering of items by id / prev-id (docs/grip.md, "Reliability"); Pushpin's values are the defaults. */
 export interface SequencingConfig {
   /** How long an out-of-order item waits for its predecessor. */
   waitMs: number;
@@ -151,7 +151,7 @@ export interface ShutdownConfig {
   drainMs: number;
 }
 
-/** WebSocket-over-HTTP sessions (spec 7.1); Pushpin's values are the defaults. */
+/** WebSocket-over-HTTP sessions (docs/websocket.md); Pushpin's values are the defaults. */
 export interface WsSettings {
   /** Largest client message; a larger one closes the connection with 1009. */
   maxMessageBytes: number;

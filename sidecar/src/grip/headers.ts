@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderList } from './types.js';
 
-// Header rules for requests forwarded to the origin (spec 2.1) and responses relayed to the
+// Header rules for requests forwarded to the origin (docs/grip.md, "Requests to the origin") and responses relayed to the
 // client. Pure: raw header lists in, header lists out.
 
 /** The optional GRIP capabilities this sidecar implements, advertised in Grip-Feature. */

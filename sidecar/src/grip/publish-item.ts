@@ -6,7 +6,7 @@ import type {
   HeaderList, HttpResponseFormat, JsonPatchOperation, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
 } from './types.js';
 
-// Publish items (spec 4.1): the JSON shape accepted by POST /publish/ and carried on NATS.
+// Publish items (docs/grip.md, "Publishing"): the JSON shape accepted by POST /publish/ and carried on NATS.
 // Parsing is all-or-nothing and every error names the path to the bad field.
 
 type Json = Record<string, unknown>;
@@ -239,7 +239,7 @@ export function parsePublishItem(v: unknown, path = 'item', options: ParseItemOp
   if (channel === '') throw invalid(path, `'channel' must not be empty`);
   if (Buffer.byteLength(channel) > (options.maxChannelBytes ?? 1024)) throw invalid(path, `'channel' is too long`);
 
-  // Legacy style (spec 4.1): formats placed directly on the item.
+  // Legacy style (docs/grip.md, "Publishing"): formats placed directly on the item.
   const formatsObj = v['formats'] === undefined ? v : v['formats'];
   if (!isObject(formatsObj)) throw invalid(path, `'formats' must be an object`);
   const formats: PublishFormats = {};

@@ -55,6 +55,8 @@ test('the packed tarball installs into an empty project with working bins, publi
   await run('git', ['clone', '--quiet', '--shared', repo, clone], dir);
   await run('npm', ['ci', ...NPM_FLAGS], clone);
   lap('clone + npm ci');
+  // npm ci builds too (the prepare script), so the bin works in the clone at once.
+  t.regex((await run('npx', ['--no-install', 'grip-sidecar', '--help'], clone)).stdout, /^Usage: grip-sidecar/);
   const packed = await run('npm', ['pack', '--json', '--pack-destination', dir, ...NPM_FLAGS], clone);
   const [info] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>;
   lap('npm pack');

@@ -241,7 +241,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: '--log-level', arg: 'LEVEL', env: 'GRIP_LOG_LEVEL', key: 'logLevel',
     help: `${LOG_LEVELS.join('|')}; default info` },
   { flag: '--config', arg: 'FILE', env: 'GRIP_CONFIG', key: 'config', fileKey: '',
-    help: 'YAML file with the keys named here and the sections limits:, hold:, ws:, sequencing:, shutdown:, nats:, kong: (README and docs/security.md list them with their limits)' },
+    help: 'YAML file with the keys named here and the sections limits:, hold:, ws:, sequencing:, shutdown:, nats:, kong: (docs/security.md and docs/nats.md list them with defaults and limits)' },
 ];
 
 /** Flags the CLI accepts, with the config key each one sets. */

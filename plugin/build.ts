@@ -20,20 +20,25 @@ const noTsNode: EsbuildPlugin = {
   },
 };
 
-export async function buildPluginServer(outfile: string = DEFAULT_OUTFILE): Promise<void> {
+/** One CommonJS bundle of `entry` for node, kong-pdk's ts-node registration left out. */
+export async function bundleForNode(entry: string, outfile: string, banner?: string): Promise<void> {
   await build({
-    entryPoints: [ENTRY],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    banner: { js: '#!/usr/bin/env node' },
+    ...(banner === undefined ? {} : { banner: { js: banner } }),
     plugins: [noTsNode],
     sourcemap: false,
     legalComments: 'none',
     logLevel: 'warning',
   });
+}
+
+export async function buildPluginServer(outfile: string = DEFAULT_OUTFILE): Promise<void> {
+  await bundleForNode(ENTRY, outfile, '#!/usr/bin/env node');
   // Run directly as a command (Kong's start command, npm's bin link).
   chmodSync(outfile, 0o755);
 }

@@ -24,7 +24,7 @@ import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js
 // after a plugin-server restart a Kong worker's old instance number names no instance and Kong
 // restarts it with the right config (plugin-server.ts says why). A failing get_consumer adds
 // response.exit (500). An instance whose config is unusable (see configProblem) answers
-// response.exit(500) naming the problem, one call.
+// response.exit(500) naming the problem, one call (its first request also kong.log.err).
 // (A failing set_headers would make three, but Kong never hands such a failure back: a Lua error
 // in a PDK call ends the request on Kong's side, and Kong drops the error half of `nil, err`.)
 
@@ -101,6 +101,7 @@ export interface GripPdk {
   client: { get_consumer(): Promise<unknown> };
   service: { request: { set_headers(headers: HeaderTable): Promise<unknown> } };
   response: { exit(status: number, body?: unknown, headers?: Record<string, string>): Promise<unknown> };
+  log: { err(...message: string[]): Promise<unknown> };
 }
 
 /** Clock and randomness, replaceable in tests (kong-pdk only ever passes the config). */
@@ -110,9 +111,26 @@ export interface PluginEnv {
   log(line: string): void;
 }
 
+/**
+ * 16-byte nonces cut from a pooled CSPRNG buffer: one randomBytes call per 256 nonces instead of
+ * one per request (as crypto.randomUUID caches its entropy).
+ */
+function pooledNonces(): () => string {
+  let pool = Buffer.alloc(0);
+  let at = 0;
+  return () => {
+    if (at + 16 > pool.length) {
+      pool = randomBytes(16 * 256);
+      at = 0;
+    }
+    at += 16;
+    return pool.toString('base64url', at - 16, at);
+  };
+}
+
 const defaultEnv: PluginEnv = {
   nowMs: () => Date.now(),
-  nonce: () => randomBytes(16).toString('base64url'),
+  nonce: pooledNonces(),
   // The plugin server's stderr goes to Kong's error log; stdout must stay clean for the dump.
   log: (line) => { process.stderr.write(`[grip] ${line}\n`); },
 };
@@ -149,6 +167,8 @@ export class Plugin {
   private readonly env: PluginEnv;
   /** Set when the config is unusable: every request is answered 500 with this text. */
   private readonly broken: string | undefined;
+  /** Whether the broken instance has written its problem to Kong's error log yet. */
+  private reportedToKong = false;
 
   constructor(config: GripConfig, env: PluginEnv = defaultEnv) {
     // Never throws. kong-pdk turns a throw here into a failed StartInstance; Kong then fails the
@@ -201,8 +221,18 @@ export class Plugin {
     }
   }
 
-  /** A broken instance: 500 naming the problem, one PDK call. */
+  /**
+   * A broken instance: 500 naming the problem, one PDK call. The first request also writes the
+   * problem to Kong's error log at level err: the plugin server's own output reaches that log
+   * only at level info, which default Kong installs do not show.
+   */
   private async refuseBroken(kong: GripPdk): Promise<void> {
+    if (!this.reportedToKong) {
+      this.reportedToKong = true;
+      try {
+        await kong.log.err(`${this.broken as string}; this instance answers every request with 500`);
+      } catch { /* the 500 still names it */ }
+    }
     await kong.response.exit(500, { message: this.broken });
   }
 }

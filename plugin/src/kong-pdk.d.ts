@@ -15,6 +15,12 @@ declare module 'kong-pdk/server.js' {
     instanceID: number;
     readonly plugins: Map<string, unknown>;
     readonly instances: Map<number, unknown>;
+    /** Open events (one per phase in progress), by event id. */
+    readonly events: Map<number, unknown>;
+    StartInstance(cfg: { Name: string; Config: string }): Promise<{ Id: number }>;
+    HandleEvent(event: { InstanceId: number; EventName: string }): Promise<{ Data: unknown; EventId: number }>;
+    Step(data: { EventId: number; Data?: unknown }): Promise<{ Data: unknown; EventId: number }>;
+    step(data: { EventId: number; Data?: unknown }, isError: boolean): Promise<{ Data: unknown; EventId: number }>;
     GetPluginInfo(name: string): Promise<unknown>;
     close(): void;
   }

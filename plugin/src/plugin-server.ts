@@ -49,10 +49,33 @@ export interface GripPluginServer {
   readonly firstInstance: number;
 }
 
+/** PDK calls after which Kong ends the request and never steps the event again. */
+const ENDING_CALLS = new Set(['kong.response.exit', 'kong.response.error']);
+
+/**
+ * kong-pdk forgets an event when the plugin's phase returns, which Kong learns from the "ret" it
+ * steps to. After kong.response.exit Kong sends no further Step, so kong-pdk would keep that
+ * event (its queues and the phase's closure) for the life of the process: one per refused
+ * request. Forget it as soon as the call that ends the request goes out.
+ */
+function forgetEndedEvents(server: Server): void {
+  const forgetIfEnding = <R extends { Data: unknown; EventId: number }>(r: R): R => {
+    const method = (r.Data as { Method?: unknown } | null)?.Method;
+    if (typeof method === 'string' && ENDING_CALLS.has(method)) server.events.delete(r.EventId);
+    return r;
+  };
+  const handleEvent = server.HandleEvent.bind(server);
+  server.HandleEvent = async (event) => forgetIfEnding(await handleEvent(event));
+  // Every Step variant goes through step().
+  const step = server.step.bind(server);
+  server.step = async (data, isError) => forgetIfEnding(await step(data, isError));
+}
+
 export function createGripPluginServer(log: ServerLog, firstInstance: number = randomInstanceStart()): GripPluginServer {
   const server = new Server(null, pdkLogger(log));
   const mod = new Module(grip.Name, undefined, grip);
   server.plugins.set(mod.name, mod);
   server.instanceID = firstInstance;
+  forgetEndedEvents(server);
   return { server, firstInstance };
 }

@@ -1,6 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { decodeMultiStream, encode } from '@msgpack/msgpack';
+import { Encoder, decodeMultiStream } from '@msgpack/msgpack';
 import type { ServerLog } from './plugin-server.js';
 
 // Kong's side of a plugin server socket speaks MessagePack-RPC: requests [0, msgid, "plugin.X",
@@ -51,9 +51,18 @@ function errorText(err: unknown): string {
 }
 
 async function serveConnection(socket: Socket, target: RpcTarget, log: ServerLog): Promise<void> {
+  // One encoder per connection: encode() would build a new one (and its buffer) per answer.
+  const encoder = new Encoder();
   const answer = (msgId: number, error: string | null, result: unknown): void => {
-    if (!socket.destroyed) socket.write(encode([1, msgId, error, result]));
+    if (!socket.destroyed) socket.write(encoder.encode([1, msgId, error, result]));
   };
+  // Kong reads notifications ([2, label, args]) ahead of an answer, and on a serverPid that
+  // differs from the last one it saw forgets every instance it started on this server. Sent
+  // first on every connection, so a worker's first call after a plugin-server restart drops its
+  // stale instance numbers. Random numbering alone covers Kong 3.4 and 3.7+; Kong 3.5 and 3.6
+  // answer "no plugin instance" by retrying the same cached number (in workers whose
+  // reset_instances handler does not run) until this clears it.
+  socket.write(encoder.encode([2, 'serverPid', process.pid]));
   const call = async (msgId: number, method: string, args: unknown[]): Promise<void> => {
     try {
       const fn = target[method] as (...a: unknown[]) => unknown;

@@ -60,6 +60,13 @@ export class FakePdk implements GripPdk {
     },
   };
 
+  readonly log = {
+    err: async (...message: string[]): Promise<unknown> => {
+      this.record('kong.log.err', message);
+      return undefined;
+    },
+  };
+
   methods(): string[] {
     return this.calls.map((c) => c.method);
   }

@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeMultiStream, encode } from '@msgpack/msgpack';
 import { build } from 'esbuild';
+import { KongRpcConnection, RpcError, runPhase, type PdkAnswer, type PhaseRun } from '../../bench/kong-rpc.js';
 import { buildPluginServer } from '../../plugin/build.js';
 
 // Kong's side of the external-plugin protocol (kong.md 1.3-1.5), for tests: the query command,
@@ -150,56 +149,13 @@ export function makePrefix(): { dir: string; remove(): void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export class RpcError extends Error {}
+export { RpcError };
 
 /**
- * One Kong worker's connection to the plugin server. Kong takes a pooled connection per call,
- * sends `[0, msgid, method, [args]]` and reads until `[1, msgid, error, result]`; calls never
- * overlap on a connection.
+ * One Kong worker's connection to the plugin server (bench/kong-rpc.ts) with the calls Kong
+ * makes: StartInstance, CloseInstance, and a whole phase with its Steps.
  */
-export class KongRpcDriver {
-  private msgId = 0;
-  private socket: Socket | undefined;
-  private reader: AsyncGenerator<unknown> | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Every RPC made, in order (method names as sent). */
-  readonly sent: string[] = [];
-
-  constructor(private readonly socketPath: string) {}
-
-  private async open(): Promise<void> {
-    if (this.socket && !this.socket.destroyed) return;
-    if (!existsSync(this.socketPath)) throw new RpcError(`connect() to unix:${this.socketPath} failed (2: No such file or directory)`);
-    const socket = connect(this.socketPath);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
-    this.socket = socket;
-    this.reader = decodeMultiStream(socket)[Symbol.asyncIterator]() as AsyncGenerator<unknown>;
-  }
-
-  call(method: string, ...args: unknown[]): Promise<unknown> {
-    const run = async (): Promise<unknown> => {
-      await this.open();
-      const id = ++this.msgId;
-      this.sent.push(method);
-      (this.socket as Socket).write(encode([0, id, method, args]));
-      for (;;) {
-        const next = await (this.reader as AsyncGenerator<unknown>).next();
-        if (next.done) throw new RpcError('no data');
-        const msg = next.value as unknown[];
-        if (msg[0] === 2) continue; // notification (JS servers never send one)
-        if (msg[0] !== 1 || msg[1] !== id) throw new RpcError(`unexpected RPC response ${JSON.stringify(msg)}`);
-        if (msg[2] !== null && msg[2] !== undefined) throw new RpcError(String(msg[2]));
-        return msg[3];
-      }
-    };
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
-  }
-
+export class KongRpcDriver extends KongRpcConnection {
   /** plugin.StartInstance as Kong sends it: the config travels as a JSON string. */
   async startInstance(name: string, config: Record<string, unknown>): Promise<{ Name: string; Id: number; Config: unknown; StartTime: number }> {
     return await this.call('plugin.StartInstance', { Name: name, Config: JSON.stringify(config) }) as { Name: string; Id: number; Config: unknown; StartTime: number };
@@ -209,29 +165,9 @@ export class KongRpcDriver {
     return this.call('plugin.CloseInstance', id);
   }
 
-  /**
-   * Runs one phase for one request: HandleEvent, then answers each PDK call the plugin makes from
-   * `request` with the Step variant Kong picks, until the plugin returns ("ret") or exits the
-   * request (after kong.response.exit Kong never steps the event again).
-   */
+  /** One phase for one request, PDK calls answered from `request` (bench/kong-rpc.ts runPhase). */
   async runPhase(instanceId: number, phase: string, request: FakeKongRequest): Promise<PhaseRun> {
-    const roundTripsBefore = this.sent.length;
-    let step = await this.call('plugin.HandleEvent', { InstanceId: instanceId, EventName: phase }) as { EventId: number; Data: unknown };
-    const eventId = step.EventId;
-    while (step.Data !== 'ret') {
-      const data = step.Data as { Method: string; Args?: unknown[] };
-      const answer = request.answer(data.Method, data.Args ?? []);
-      if (answer.kind === 'ended') break;
-      const stepMethod = STEP_BY_METHOD[data.Method] ?? 'plugin.Step';
-      // Lua drops a nil field from the table, so "no value" travels as a map without Data.
-      const params = answer.value === undefined || answer.value === null ? { EventId: eventId } : { EventId: eventId, Data: answer.value };
-      step = await this.call(stepMethod, params) as { EventId: number; Data: unknown };
-    }
-    return { roundTrips: this.sent.length - roundTripsBefore };
-  }
-
-  close(): void {
-    this.socket?.destroy();
+    return runPhase(this, instanceId, phase, (method, args) => request.answer(method, args));
   }
 }
 
@@ -277,32 +213,14 @@ export class KongWorker {
   }
 }
 
-export interface PhaseRun {
-  /** RPCs for this phase: HandleEvent plus one Step per PDK call answered. */
-  roundTrips: number;
-}
-
-// Kong's get_step_method table (rpc/mp_rpc.lua).
-const STEP_BY_METHOD: Record<string, string> = {
-  'kong.client.get_credential': 'plugin.StepCredential',
-  'kong.client.load_consumer': 'plugin.StepConsumer',
-  'kong.client.get_consumer': 'plugin.StepConsumer',
-  'kong.client.authenticate': 'plugin.StepCredential',
-  'kong.node.get_memory_stats': 'plugin.StepMemoryStats',
-  'kong.router.get_route': 'plugin.StepRoute',
-  'kong.router.get_service': 'plugin.StepService',
-  'kong.request.get_query': 'plugin.StepMultiMap',
-  'kong.request.get_headers': 'plugin.StepMultiMap',
-  'kong.response.get_headers': 'plugin.StepMultiMap',
-  'kong.service.response.get_headers': 'plugin.StepMultiMap',
-};
+export type { PhaseRun };
 
 export interface RecordedCall {
   method: string;
   args: unknown[];
 }
 
-type Answer = { kind: 'value'; value: unknown } | { kind: 'ended' };
+type Answer = PdkAnswer;
 
 /**
  * One proxied request as Kong holds it during access: the plugin entity being run, the

@@ -109,8 +109,10 @@ test.serial('Kong < 3.4 (no __plugin_id) and an unusable origin: StartInstance a
     for (let i = 0; i < 3; i++) {
       const req = new FakeKongRequest({ pluginId: 'unused', consumer: CONSUMER });
       const run = await kong.runPhase(started.Id, 'access', req);
-      t.deepEqual(req.methods(), ['kong.response.exit'], c.name);
-      t.is(run.roundTrips, 1, `${c.name}: HandleEvent, whose answer is the exit (Kong never steps the event after it)`);
+      // The first request also writes the problem to Kong's error log (level err); after that, the exit alone.
+      t.deepEqual(req.methods(), i === 0 ? ['kong.log.err', 'kong.response.exit'] : ['kong.response.exit'], c.name);
+      t.is(run.roundTrips, i === 0 ? 2 : 1, `${c.name}: HandleEvent (whose answer is the exit: Kong never steps the event after it), plus the log call`);
+      if (i === 0) t.true(String(req.calls[0]?.args[0]).startsWith(c.body), `${c.name}: Kong's log names the problem`);
       t.is(req.exit?.status, 500, c.name);
       t.true(String((req.exit?.body as { message?: unknown } | undefined)?.message).startsWith(c.body), `${c.name}: ${JSON.stringify(req.exit?.body)}`);
       t.false(req.headers.has('kong-grip-handoff'), c.name);
@@ -256,22 +258,41 @@ test.serial('a consumer the token cannot carry ends the request with 500 from th
   t.regex(await s.server.waitForOutput(/\[grip\] access failed/), /consumer.id must be an id/);
 });
 
-/** Raw bytes on a fresh connection; resolves with every message the server sends back until it closes or `count` arrive. */
-async function rawExchange(socketPath: string, bytes: Uint8Array[], count: number): Promise<{ messages: unknown[][]; closed: boolean }> {
+/**
+ * Raw bytes on a fresh connection; resolves with the notifications and the first `count` answers
+ * the server sends back, or what came before it closed the connection.
+ */
+async function rawExchange(socketPath: string, bytes: Uint8Array[], count: number): Promise<{ notices: unknown[][]; messages: unknown[][]; closed: boolean }> {
   const socket = connect(socketPath);
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
   for (const b of bytes) socket.write(b);
+  const notices: unknown[][] = [];
   const messages: unknown[][] = [];
   let closed = true;
   try {
     for await (const m of decodeMultiStream(socket)) {
+      if ((m as unknown[])[0] === 2) { notices.push(m as unknown[]); continue; }
       messages.push(m as unknown[]);
       if (messages.length === count) { closed = false; break; }
     }
   } catch { /* reset by the server */ }
   socket.destroy();
-  return { messages, closed };
+  return { notices, messages, closed };
 }
+
+test.serial('every connection opens with Kong\'s serverPid notification, so Kong forgets a restarted server\'s instances', async (t) => {
+  const s = await setup();
+  t.teardown(() => s.close());
+  const status = encode([0, 1, 'plugin.GetStatus', []]);
+  const first = await rawExchange(s.server.socketPath, [status], 1);
+  t.deepEqual(first.notices, [[2, 'serverPid', s.server.pid]], 'before any answer');
+  t.is(first.messages.length, 1);
+  const oldPid = s.server.pid;
+  await s.restart();
+  const second = await rawExchange(s.server.socketPath, [status], 1);
+  t.deepEqual(second.notices, [[2, 'serverPid', s.server.pid]]);
+  t.not(s.server.pid, oldPid, 'a new pid: Kong drops the instance numbers it had for this server');
+});
 
 test.serial('the socket: two requests in one write and one request split mid-message are all answered', async (t) => {
   const s = await setup();
@@ -287,9 +308,9 @@ test.serial('the socket: garbage, a wrong shape, an unknown method and a reset c
   const s = await setup();
   t.teardown(() => s.close());
   const garbage = await rawExchange(s.server.socketPath, [new Uint8Array([0xc1, 0xc1, 0xc1])], 1);
-  t.deepEqual(garbage, { messages: [], closed: true }, '0xc1 is never valid MessagePack');
+  t.deepEqual({ messages: garbage.messages, closed: garbage.closed }, { messages: [], closed: true }, '0xc1 is never valid MessagePack');
   const shape = await rawExchange(s.server.socketPath, [encode({ hello: 'kong' })], 1);
-  t.deepEqual(shape, { messages: [], closed: true });
+  t.deepEqual({ messages: shape.messages, closed: shape.closed }, { messages: [], closed: true });
   const unknown = await rawExchange(s.server.socketPath, [encode([0, 7, 'plugin.SetPluginDir', ['/tmp']])], 1);
   t.deepEqual(unknown.messages, [[1, 7, 'method SetPluginDir not implemented', null]], 'no loading plugins from elsewhere');
   const other = await rawExchange(s.server.socketPath, [encode([0, 8, 'kong.Shutdown', []])], 1);

@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-// Fixed names, bounded labels (no channel, consumer or URL labels), prefix kong_grip_.
+// Fixed names, bounded labels (no channel, consumer or URL labels), prefix kong_grip_. Node and
+// process metrics keep prom-client's standard names (process_cpu_seconds_total,
+// nodejs_eventloop_lag_seconds, ...), which standard dashboards look for (docs/metrics.md).
 
 export type HoldKindLabel = 'response' | 'stream' | 'ws';
 export type CloseReason =
@@ -10,7 +12,7 @@ export type CloseReason =
 
 export function createMetrics(options: { collectDefaults?: boolean } = {}) {
   const registry = new Registry();
-  if (options.collectDefaults) collectDefaultMetrics({ register: registry, prefix: 'kong_grip_process_' });
+  if (options.collectDefaults) collectDefaultMetrics({ register: registry });
   const m = {
     registry,
     requests: new Counter({

@@ -6,7 +6,7 @@ import type {
   HeaderList, HttpResponseFormat, JsonPatchOperation, HttpStreamFormat, PublishFormats, PublishItem, WsMessageFormat, WsMessageType,
 } from './types.js';
 
-// Publish items (spec 4.1): the JSON shape accepted by POST /publish/ and carried on NATS.
+// Publish items (docs/grip.md, "Publishing"): the JSON shape accepted by POST /publish/ and carried on NATS.
 // Parsing is all-or-nothing. An error is the item's location (`items[1]`) then Pushpin 1.36's own
 // reason, word for word, checked in Pushpin's order, so a publisher sees what Pushpin says
 // (docs/errors.md lists them). Checks Pushpin does not make (an empty channel, base64, header
@@ -278,7 +278,7 @@ export function parsePublishItem(v: unknown, path = 'item', options: ParseItemOp
   const id = optString(v, 'id', ITEM, path);
   const prevId = optString(v, 'prev-id', ITEM, path);
 
-  // Legacy style (spec 4.1): formats placed directly on the item.
+  // Legacy style (docs/grip.md, "Publishing"): formats placed directly on the item.
   const formatsObj = v['formats'] === undefined || v['formats'] === null ? v : v['formats'];
   if (!isObject(formatsObj)) throw invalid(path, wrongType(ITEM, 'formats'));
   const formats: PublishFormats = {};

@@ -1,7 +1,7 @@
 import type { WsEvent } from './ws-events.js';
 import type { HeaderList } from './types.js';
 
-// Partial acceptance of a WebSocket-over-HTTP request (spec 7.1, Pushpin 1.41+): the origin's
+// Partial acceptance of a WebSocket-over-HTTP request (docs/websocket.md, "GRIP features"; Pushpin 1.41+): the origin's
 // `Content-Bytes-Accepted: N` says it consumed only the first N content bytes of the request
 // (typically to wait for more of a message); the rest is sent again at the start of the next
 // request, announced with `Content-Bytes-Replayed`. Pure: events and a header in, a decision out.

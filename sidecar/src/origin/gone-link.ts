@@ -3,7 +3,7 @@ import type { CloseReason, Metrics } from '../metrics.js';
 import type { OriginPort } from './origin-client.js';
 import type { OutboundCheck } from './outbound-policy.js';
 
-// Gone-link notifications (Grip-Link rel=gone, spec 2.3 and 3.6.10): when a held session ends
+// Gone-link notifications (Grip-Link rel=gone, docs/grip.md "Instructions in the origin's response"): when a held session ends
 // and the origin did not end it itself, an empty POST tells the origin that this client has gone
 // (presence, cleanup). Once, best effort: no retry, nothing of the client's request (no cookies,
 // no credentials), Grip-Sig and Grip-Feature added by the origin client as on every origin request.

@@ -8,7 +8,7 @@ import { parsePublishRequest } from '../grip/publish-item.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 
-// The control port: the Pushpin-compatible publish API (spec 4.2), /healthz, /readyz, /metrics.
+// The control port: the Pushpin-compatible publish API (docs/grip.md, "Publishing"), /healthz, /readyz, /metrics.
 // Texts and statuses follow Pushpin so GRIP publisher libraries behave as they do there. The
 // publish token, when set, guards the publish API and /metrics; /healthz and /readyz stay open
 // and then show only the status to a caller without it.

@@ -7,7 +7,9 @@ import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
-import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
+import { limitChannels, reportFilterError, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
+import { filterItem, hasActiveFilters, type FilterContext } from '../filters/filters.js';
+import type { SubscriptionMeta } from '../filters/sub-meta.js';
 
 // A long-poll (spec 3.5). The client has been sent nothing; it gets exactly one response:
 //
@@ -27,6 +29,9 @@ import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldM
 // The hold only calls its session's OriginReask, never the other way: the session asks the
 // origin, and the hold decides whether the answer still applies. close() runs once and releases
 // the subscriptions and the timer.
+//
+// Filters (spec 6.3) run only for a hold whose channels have some, or for an item whose format
+// names content filters: a dropped item leaves the hold holding, as if it had not come.
 
 /** What a long-poll is given from the sidecar (one for all of them). */
 export interface ResponseHoldDeps {
@@ -38,6 +43,8 @@ export interface ResponseHoldDeps {
   limits: Pick<Limits, 'maxPatchedBodyBytes'>;
   clock: Clock;
 }
+
+const NO_META: ReadonlyMap<string, string> = new Map();
 
 /** Items whose body-patch failed and has been logged: once per item, however many long-polls it answers. */
 const loggedPatchFailures = new WeakSet<PublishItem>();
@@ -67,6 +74,8 @@ export interface RefreshAnswer {
 
 export interface ResponseHoldOptions {
   channels: readonly ChannelSub[];
+  /** The connection's subscription meta (Grip-Set-Meta, hold.meta), read by the filters. */
+  meta?: SubscriptionMeta;
   timeoutSec: number;
   timeoutResponse: ResponseParts;
   reask: OriginReask;
@@ -78,12 +87,14 @@ export class ResponseHold implements PositionedSubscriber {
   private state: 'holding' | 'closed' = 'holding';
   private isRefreshing = false;
   private readonly channels: ChannelSub[];
+  private readonly isFiltered: boolean;
   private readonly timer: Timer;
   private readonly startedAt: number;
   private readonly onClientGone = (): void => this.close('client_gone');
 
   constructor(private readonly deps: ResponseHoldDeps, private readonly res: ServerResponse, private readonly options: ResponseHoldOptions) {
     this.channels = limitChannels(options.channels, deps.channelLimit);
+    this.isFiltered = this.channels.some((c) => hasActiveFilters(c.filters));
     this.startedAt = deps.clock.now();
     this.timer = deps.clock.setTimeout(() => this.finish('timeout', options.timeoutResponse), timerMs(options.timeoutSec));
     res.once('close', this.onClientGone);
@@ -101,9 +112,15 @@ export class ResponseHold implements PositionedSubscriber {
       this.retryWith(new Map([[sub.name, sub.prevId]]), false);
       return;
     }
+    const isFiltered = this.isFiltered || format.contentFilters !== undefined;
     switch (format.action) {
       case 'send': {
         const response = buildPublishedResponse(this.options.timeoutResponse, format, { maxPatchedBodyBytes: this.deps.limits.maxPatchedBodyBytes });
+        if (isFiltered) {
+          const body = this.filter(item, sub, format.contentFilters, response.body);
+          if (body === undefined) return;
+          response.body = body;
+        }
         if (response.patchError !== undefined) {
           // The patched body is dropped for this client, which gets the item's response with an
           // empty body, as from Pushpin. Counted per client, logged once per item.
@@ -120,6 +137,7 @@ export class ResponseHold implements PositionedSubscriber {
       }
       case 'hint':
       case 'refresh':
+        if (isFiltered && this.filter(item, sub, format.contentFilters, undefined) === undefined) return;
         this.retryWith(this.knownPrevIds(), false);
         return;
       case 'close':
@@ -129,6 +147,30 @@ export class ResponseHold implements PositionedSubscriber {
         throw new Error(`unhandled action ${String(never)}`);
       }
     }
+  }
+
+  /** The body as this client gets it, after its channel's filters; undefined when the item is not for it. */
+  private filter(item: PublishItem, sub: ChannelSub | undefined, contentFilters: readonly string[] | undefined, body: Buffer | undefined): Buffer | undefined {
+    const outcome = filterItem(sub?.filters ?? [], contentFilters, this.filterContext(item, sub), body);
+    if (outcome.type === 'send') return outcome.content;
+    if (outcome.type === 'error') reportFilterError(this.deps, item, outcome.message);
+    return undefined;
+  }
+
+  /** As Pushpin: the item's channel already stands at the item's id when its filters run. */
+  private filterContext(item: PublishItem, sub: ChannelSub | undefined): FilterContext {
+    const prevIds = this.knownPrevIds();
+    if (sub?.prevId !== undefined) {
+      if (item.id !== undefined) prevIds.set(sub.name, item.id);
+      else prevIds.delete(sub.name);
+    }
+    const channels = this.channels;
+    return {
+      subMeta: this.options.meta?.view() ?? NO_META,
+      pubMeta: item.meta,
+      prevIds,
+      isSubscribed: (name) => channels.some((c) => c.name === name),
+    };
   }
 
   /** First-subscription refresh (spec 3.5): ask the origin again, still holding meanwhile. */

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { jwtVerify, SignJWT } from 'jose';
 import { startGripOrigin, TEST_SIG_KEY } from './grip-origin.js';
+import { withDeadline } from '../../bench/proc.js';
 import { request } from './http.js';
 
 // A test origin that answers exactly as a Django EventStream view does (django-eventstream with
@@ -126,6 +127,14 @@ function parseGripLast(header: string | undefined): Map<string, string> {
   return last;
 }
 
+export interface SeenViewRequest {
+  url: string;
+  headers: IncomingMessage['headers'];
+  user?: string;
+  /** A next-link request with recover=true (the proxy recovering or refreshing the stream). */
+  isRecover: boolean;
+}
+
 export interface DjangoEventStreamOrigin {
   url: string;
   port: number;
@@ -138,15 +147,18 @@ export interface DjangoEventStreamOrigin {
   /** Publishes a raw item, as django-grip's publish does (for probes). */
   publish(item: Record<string, unknown>): Promise<void>;
   events(channel: string): StoredEvent[];
-  /** Every request the view answered, in order. */
-  requests: Array<{ url: string; headers: IncomingMessage['headers'] }>;
+  /** Every request the view answered, in order, with the user it was for (from X-Test-User or es-meta). */
+  requests: SeenViewRequest[];
+  /** Resolves with the first request (already seen or yet to come) that `match` accepts; rejects after `ms`. */
+  waitForRequest(match: (r: SeenViewRequest) => boolean, ms?: number): Promise<SeenViewRequest>;
   close(): Promise<void>;
 }
 
 export async function startDjangoEventStreamOrigin(options: { sigKey?: string; limit?: number } = {}): Promise<DjangoEventStreamOrigin> {
   const storage = new Map<string, StoredEvent[]>();
   const denied = new Set<string>();
-  const requests: DjangoEventStreamOrigin['requests'] = [];
+  const requests: SeenViewRequest[] = [];
+  let waiters: Array<() => void> = [];
   let publishUrl: string | undefined;
   const secret = new TextEncoder().encode(SECRET_KEY);
   const limit = options.limit ?? DEFAULT_LIMIT;
@@ -161,12 +173,12 @@ export async function startDjangoEventStreamOrigin(options: { sigKey?: string; l
   }
 
   async function view(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    requests.push({ url: req.url ?? '', headers: req.headers });
+    const seen: SeenViewRequest = { url: req.url ?? '', headers: req.headers, isRecover: false };
     const url = new URL(req.url ?? '/', 'http://origin');
     const q = url.searchParams;
     let answer: { status: number; body: string; headers: Record<string, string> };
     try {
-      answer = await respond(req, url, q);
+      answer = await respond(req, url, q, seen);
     } catch (err) {
       if (err instanceof ResumeNotAllowedError) answer = { status: 400, body: `Invalid request: ${err.message}.\n`, headers: { 'Content-Type': 'text/html; charset=utf-8' } };
       else if (err instanceof RequestError) answer = { status: 200, body: sseEncodeError('bad-request', `Invalid request: ${err.message}.`), headers: { 'Content-Type': 'text/event-stream' } };
@@ -176,9 +188,13 @@ export async function startDjangoEventStreamOrigin(options: { sigKey?: string; l
     // utils.add_default_headers
     res.writeHead(answer.status, { ...answer.headers, 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
     res.end(answer.body);
+    requests.push(seen);
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
   }
 
-  async function respond(req: IncomingMessage, url: URL, q: URLSearchParams) {
+  async function respond(req: IncomingMessage, url: URL, q: URLSearchParams, seen: SeenViewRequest) {
     // EventRequest
     let esMeta: { user?: string; channels?: string[] } = {};
     const token = q.get('es-meta');
@@ -190,12 +206,14 @@ export async function startDjangoEventStreamOrigin(options: { sigKey?: string; l
       }
     }
     const user = esMeta.user ?? (typeof req.headers['x-test-user'] === 'string' ? req.headers['x-test-user'] : 'anonymous');
+    seen.user = user;
     const channels = esMeta.channels ?? [...new Set(q.getAll('channel'))];
     if (channels.length < 1) throw new RequestError('No channels specified');
     if (channels.length > MAX_CHANNELS) throw new RequestError('Channel limit exceeded');
     const isNext = q.get('link') === 'next';
     const lastIds = new Map<string, string>();
     if (q.get('recover') === 'true') {
+      seen.isRecover = true;
       for (const [gripChannel, lastId] of parseGripLast(req.headers['grip-last'] as string | undefined)) {
         if (!gripChannel.startsWith('events-')) continue;
         const channel = decodeURIComponent(gripChannel.slice(7));
@@ -298,7 +316,7 @@ export async function startDjangoEventStreamOrigin(options: { sigKey?: string; l
   }
 
   const origin = await startGripOrigin({
-    '/': (req, res) => { res.end('django eventstream test origin\n'); }, // Pushpin's start-up probe
+    '/': (req, res) => { res.end('bench origin\n'); }, // what bench/pushpin.ts waits for at start-up
     '/events/': view,
   }, { sigKey: options.sigKey ?? TEST_SIG_KEY });
 
@@ -333,6 +351,12 @@ export async function startDjangoEventStreamOrigin(options: { sigKey?: string; l
     publish,
     events: (channel) => [...(storage.get(channel) ?? [])],
     requests,
+    waitForRequest: (match, ms = 10_000) => withDeadline((async () => {
+      for (let i = 0; ; ) {
+        for (; i < requests.length; i++) if (match(requests[i]!)) return requests[i]!;
+        await new Promise<void>((resolve) => waiters.push(resolve));
+      }
+    })(), ms, () => `an origin request that matches; got ${JSON.stringify(requests.map((r) => [r.url.slice(0, 60), r.user]))}`),
     close: () => origin.close(),
   };
 }

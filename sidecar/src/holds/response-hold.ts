@@ -88,6 +88,8 @@ export class ResponseHold implements PositionedSubscriber {
   private isRefreshing = false;
   private readonly channels: ChannelSub[];
   private readonly isFiltered: boolean;
+  /** Ids of items this hold was sent but its filters dropped: the channel stands there now (as in Pushpin). */
+  private passedIds: Map<string, string> | undefined;
   private readonly timer: Timer;
   private readonly startedAt: number;
   private readonly onClientGone = (): void => this.close('client_gone');
@@ -107,9 +109,10 @@ export class ResponseHold implements PositionedSubscriber {
     const format = item.formats['http-response'];
     if (this.state !== 'holding' || format === undefined) return;
     const sub = this.channels.find((c) => c.name === item.channel);
+    const prevId = sub === undefined ? undefined : this.prevIdOf(sub);
     // An item that does not follow the id the origin reported means this client missed one.
-    if (sub?.prevId !== undefined && item.prevId !== undefined && item.prevId !== sub.prevId) {
-      this.retryWith(new Map([[sub.name, sub.prevId]]), false);
+    if (sub !== undefined && prevId !== undefined && item.prevId !== undefined && item.prevId !== prevId) {
+      this.retryWith(new Map([[sub.name, prevId]]), false);
       return;
     }
     const isFiltered = this.isFiltered || format.contentFilters !== undefined;
@@ -153,6 +156,8 @@ export class ResponseHold implements PositionedSubscriber {
   private filter(item: PublishItem, sub: ChannelSub | undefined, contentFilters: readonly string[] | undefined, body: Buffer | undefined): Buffer | undefined {
     const outcome = filterItem(sub?.filters ?? [], contentFilters, this.filterContext(item, sub), body);
     if (outcome.type === 'send') return outcome.content;
+    // Not for this client, yet not missed: the next item follows this one.
+    if (sub !== undefined && this.prevIdOf(sub) !== undefined && item.id !== undefined) (this.passedIds ??= new Map()).set(sub.name, item.id);
     if (outcome.type === 'error') reportFilterError(this.deps, item, outcome.message);
     return undefined;
   }
@@ -160,7 +165,7 @@ export class ResponseHold implements PositionedSubscriber {
   /** As Pushpin: the item's channel already stands at the item's id when its filters run. */
   private filterContext(item: PublishItem, sub: ChannelSub | undefined): FilterContext {
     const prevIds = this.knownPrevIds();
-    if (sub?.prevId !== undefined) {
+    if (sub !== undefined && this.prevIdOf(sub) !== undefined) {
       if (item.id !== undefined) prevIds.set(sub.name, item.id);
       else prevIds.delete(sub.name);
     }
@@ -213,8 +218,15 @@ export class ResponseHold implements PositionedSubscriber {
 
   private knownPrevIds(): Map<string, string> {
     const ids = new Map<string, string>();
-    for (const c of this.channels) if (c.prevId !== undefined) ids.set(c.name, c.prevId);
+    for (const c of this.channels) {
+      const prevId = this.prevIdOf(c);
+      if (prevId !== undefined) ids.set(c.name, prevId);
+    }
     return ids;
+  }
+
+  private prevIdOf(sub: ChannelSub): string | undefined {
+    return this.passedIds?.get(sub.name) ?? sub.prevId;
   }
 
   private retryWith(gripLast: Map<string, string>, isPositionRecovery: boolean): void {

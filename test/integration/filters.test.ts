@@ -157,7 +157,7 @@ async function wsSetup(t: ExecutionContext, limits: Record<string, number> = {})
       '!sub': (ws) => {
         control(ws, { type: 'subscribe', channel: 'w', filters: ['skip-self', 'skip-users', 'require-sub', 'var-subst'] });
         control(ws, { type: 'subscribe', channel: 'ids', filters: ['build-id'] });
-        control(ws, { type: 'set-meta', name: 'id_format', value: 'unused' });
+        control(ws, { type: 'set-meta', name: 'id_format', value: 'ids:%(ids)s' });
         ws.send('ok');
       },
     },
@@ -199,7 +199,7 @@ test('WebSocket: build-id renders %(id)I (a WebSocket has no prev-ids); content 
   await waitForSubscribers(side.sidecar.hub, 'ids', 1);
   await publish(
     wsItem('ids', 'not prepared for build-id'),
-    wsItem('ids', 'bare %I fails'),
+    wsItem('ids', 'bare %I fails: no prev-id for ids'),
     wsItem('ids', 'for plain subscribers', {}, { 'content-filters': [] }),
     wsItem('ids', 'id %(7)I, 5%%', {}, { 'content-filters': ['build-id'] }),
   );

@@ -76,7 +76,7 @@ test('the filters never throw on any content and meta: send, drop or a named err
     fc.dictionary(fc.constantFrom('sender', 'skip_users', 'require_sub'), text), fc.dictionary(fc.constantFrom('a', 'c'), text), content,
     (filters, sub, pub, prevIds, body) => {
       const outcome = runFilters(filters, {
-        subMeta: new Map(Object.entries(sub)), pubMeta: pub, prevIds: new Map(Object.entries(prevIds)), isSubscribed: (c) => c === 'a',
+        subMeta: new Map(Object.entries(sub)), pubMeta: pub, prevIds: new Map<string, string | undefined>([['b', undefined], ...Object.entries(prevIds)]),
       }, body);
       return outcome.type !== 'error' || /^(build-id|var-subst): ./.test(outcome.message);
     },

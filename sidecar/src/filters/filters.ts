@@ -33,10 +33,11 @@ export interface FilterContext {
   readonly subMeta: ReadonlyMap<string, string>;
   /** The item's meta. */
   readonly pubMeta: Readonly<Record<string, string>>;
-  /** Whether the connection is subscribed to a channel (require-sub). */
-  isSubscribed(channel: string): boolean;
-  /** The connection's current prev-ids by channel, for build-id (the item's own id already set). */
-  readonly prevIds: ReadonlyMap<string, string>;
+  /**
+   * The connection's channels with their current prev-ids (undefined where none is known), for
+   * build-id; the item's own id already set. A channel without an id fails a `%(channel)s`.
+   */
+  readonly prevIds: ReadonlyMap<string, string | undefined>;
 }
 
 export type FilterOutcome =
@@ -86,7 +87,7 @@ export function deliveryDecision(filters: readonly string[], ctx: FilterContext)
       }
       case FilterName.RequireSub: {
         const required = ctx.pubMeta['require_sub'];
-        if (required !== undefined && required !== '' && !ctx.isSubscribed(required)) return 'drop';
+        if (required !== undefined && required !== '' && !ctx.prevIds.has(required)) return 'drop';
         break;
       }
       default:
@@ -127,9 +128,9 @@ function renderIds(content: Buffer, handler: DirectiveHandler): Buffer {
 /**
  * build-id's `%I` handler: the connection's id rendered from its id_format (`%(channel)s` = that
  * channel's prev-id), or the literal id of `%(id)I`; hex-encoded with id_encoding=hex. With no
- * prev-id known there is no default id, and a bare `%I` is an error (as in Pushpin).
+ * channel at all (a response body) there is no default id, and a bare `%I` is an error (as in Pushpin).
  */
-function buildIdHandler(subMeta: ReadonlyMap<string, string>, prevIds: ReadonlyMap<string, string>): DirectiveHandler {
+function buildIdHandler(subMeta: ReadonlyMap<string, string>, prevIds: ReadonlyMap<string, string | undefined>): DirectiveHandler {
   const idFormat = subMeta.get('id_format');
   if (idFormat === undefined) throw new DirectiveError("no sub meta 'id_format'");
   const encoding = subMeta.get('id_encoding');

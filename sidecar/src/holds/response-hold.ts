@@ -164,18 +164,10 @@ export class ResponseHold implements PositionedSubscriber {
 
   /** As Pushpin: the item's channel already stands at the item's id when its filters run. */
   private filterContext(item: PublishItem, sub: ChannelSub | undefined): FilterContext {
-    const prevIds = this.knownPrevIds();
-    if (sub !== undefined && this.prevIdOf(sub) !== undefined) {
-      if (item.id !== undefined) prevIds.set(sub.name, item.id);
-      else prevIds.delete(sub.name);
-    }
-    const channels = this.channels;
-    return {
-      subMeta: this.options.meta?.view() ?? NO_META,
-      pubMeta: item.meta,
-      prevIds,
-      isSubscribed: (name) => channels.some((c) => c.name === name),
-    };
+    const prevIds = new Map<string, string | undefined>();
+    for (const c of this.channels) prevIds.set(c.name, this.prevIdOf(c));
+    if (sub !== undefined && this.prevIdOf(sub) !== undefined) prevIds.set(sub.name, item.id);
+    return { subMeta: this.options.meta?.view() ?? NO_META, pubMeta: item.meta, prevIds };
   }
 
   /** First-subscription refresh (spec 3.5): ask the origin again, still holding meanwhile. */

@@ -10,11 +10,10 @@ import type { CloseReason, Metrics } from '../metrics.js';
 import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
 import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
-import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
+import { limitChannels, reportFilterError, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 import { filterItem, hasActiveFilters, responseBodyRenderer, ResponseFilterError, type FilterContext, type ResponseBodyRenderer } from '../filters/filters.js';
 import { MetaLimitError, SubscriptionMeta } from '../filters/sub-meta.js';
-import { reportFilterError } from './hold-ports.js';
 
 // An HTTP stream (spec 3.6), also used for paged streaming (no hold, only a next link, 3.4).
 // Headers and the initial body go out at once; published http-stream content is appended.
@@ -256,13 +255,9 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   }
 
   private filterContext(item: PublishItem): FilterContext {
-    const channels = this.channels;
-    return {
-      subMeta: this.meta?.view() ?? EMPTY_IDS,
-      pubMeta: item.meta,
-      prevIds: this.lastIds ?? EMPTY_IDS,
-      isSubscribed: (name) => channels.some((c) => c.name === name),
-    };
+    const prevIds = new Map<string, string | undefined>();
+    for (const c of this.channels) prevIds.set(c.name, this.lastIds?.get(c.name));
+    return { subMeta: this.meta?.view() ?? EMPTY_IDS, pubMeta: item.meta, prevIds };
   }
 
   /** build-id rendering for an origin body that comes with these channels (Pushpin uses the meta only). */

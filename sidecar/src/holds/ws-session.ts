@@ -430,13 +430,10 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
 
   /** The item's content as this session gets it, after its channel's filters; undefined when not for it. */
   private filter(item: PublishItem, contentFilters: readonly string[] | undefined, content: Buffer | undefined): Buffer | undefined {
-    const channels = this.channels;
-    const ctx: FilterContext = {
-      subMeta: this.meta?.view() ?? NO_META,
-      pubMeta: item.meta,
-      prevIds: NO_META,
-      isSubscribed: (name) => channels.has(name),
-    };
+    // Its channels, none with an id (a WebSocket has no prev-ids), as current Pushpin gives them.
+    const prevIds = new Map<string, undefined>();
+    for (const c of this.channels) prevIds.set(c, undefined);
+    const ctx: FilterContext = { subMeta: this.meta?.view() ?? NO_META, pubMeta: item.meta, prevIds };
     const outcome = filterItem(this.channelFilters?.get(item.channel) ?? NO_FILTERS, contentFilters, ctx, content);
     if (outcome.type === 'send') return outcome.content;
     if (outcome.type === 'error') reportFilterError(this.deps, item, outcome.message);

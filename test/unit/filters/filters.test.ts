@@ -8,13 +8,10 @@ import { MetaLimitError, SubscriptionMeta } from '../../../sidecar/src/filters/s
 // The filter engine as Pushpin defines it (spec 6.3), one filter at a time, then in combination.
 
 function ctx(options: { sub?: Record<string, string>; pub?: Record<string, string>; channels?: string[]; prevIds?: Record<string, string> } = {}): FilterContext {
-  const channels = new Set(options.channels ?? []);
-  return {
-    subMeta: new Map(Object.entries(options.sub ?? {})),
-    pubMeta: options.pub ?? {},
-    prevIds: new Map(Object.entries(options.prevIds ?? {})),
-    isSubscribed: (name) => channels.has(name),
-  };
+  // The connection's channels: those given, without ids, and those with prev-ids.
+  const prevIds = new Map<string, string | undefined>((options.channels ?? []).map((c) => [c, undefined]));
+  for (const [c, id] of Object.entries(options.prevIds ?? {})) prevIds.set(c, id);
+  return { subMeta: new Map(Object.entries(options.sub ?? {})), pubMeta: options.pub ?? {}, prevIds };
 }
 
 const text = (s: string): Buffer => Buffer.from(s);
@@ -100,9 +97,13 @@ test('build-id: id_encoding=hex hex-encodes the id; other encodings and a missin
   t.deepEqual(runFilters(['build-id'], ctx({ prevIds: { c: '1' } }), text('%I')), { type: 'error', message: "build-id: no sub meta 'id_format'" });
 });
 
-test('build-id: a channel of id_format without a prev-id, or no prev-id at all, is an error', (t) => {
+test('build-id: a channel of id_format without a prev-id, or no channel at all, is an error', (t) => {
   const missing = runFilters(['build-id'], ctx({ sub: { id_format: '%(a)s,%(b)s' }, prevIds: { a: '1' } }), text('%I'));
   t.deepEqual(missing, { type: 'error', message: "build-id: failed to render ID: No such variable 'b' at position 10" });
+  const noId = runFilters(['build-id'], ctx({ sub: { id_format: '%(a)s,%(b)s' }, channels: ['b'], prevIds: { a: '1' } }), text('%I'));
+  t.deepEqual(noId, missing);
+  // With channels but an id_format that names none, the id is the format's text.
+  t.is(sent(t, runFilters(['build-id'], ctx({ sub: { id_format: 'fixed' }, channels: ['a'] }), text('%I'))), 'fixed');
   const none = runFilters(['build-id'], ctx({ sub: { id_format: '%(a)s' } }), text('id: %I'));
   t.deepEqual(none, { type: 'error', message: 'build-id: No ID specified and no default ID in context at position 5' });
 });

@@ -11,7 +11,8 @@ import { connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin
 
 /**
  * A hold as the query asks: `mode` response|stream, channel `ch` with filters `f` (comma list) and
- * prev-id `prev`, and Grip-Set-Meta from every other `m.<key>` parameter.
+ * prev-id `prev`, a second channel `ch2`, Grip-Set-Meta from every `m.<key>` parameter, a next
+ * link `link` and the initial stream body `body`.
  */
 function holdRoute(mode: 'response' | 'stream') {
   return (req: IncomingMessage, res: ServerResponse): void => {
@@ -24,6 +25,7 @@ function holdRoute(mode: 'response' | 'stream') {
     res.setHeader('Grip-Channel', extra ? `${channel}, ${extra}` : channel);
     const meta = [...q].filter(([k]) => k.startsWith('m.')).map(([k, v]) => `${k.slice(2)}="${v}"`);
     if (meta.length > 0) res.setHeader('Grip-Set-Meta', meta.join(', '));
+    if (q.get('link')) res.setHeader('Grip-Link', `<${q.get('link')}>; rel=next`);
     res.setHeader('Content-Type', 'text/plain');
     res.end(mode === 'stream' ? (q.get('body') ?? 'open\n') : 'timeout\n');
   };
@@ -76,6 +78,18 @@ test('long-poll: skip-self keeps the sender\'s own item from it; the hold goes o
   t.is((await alice).body, 'from bob\n');
 });
 
+test('long-poll: require-sub lets an item through only to holds also subscribed to the channel it names', async (t) => {
+  const { side, publish } = await setup(t);
+  const withExtra = request(side.url('/poll?ch=q&f=require-sub&ch2=extra'));
+  const without = request(side.url('/poll?ch=q&f=require-sub'));
+  await waitForSubscribers(side.sidecar.hub, 'q', 2);
+  await publish(responseItem('q', 'needs extra\n', { meta: { require_sub: 'extra' } }));
+  t.is((await withExtra).body, 'needs extra\n');
+  await waitForSubscribers(side.sidecar.hub, 'q', 1);
+  await publish(responseItem('q', 'for all\n'));
+  t.is((await without).body, 'for all\n');
+});
+
 test('long-poll: meta from a JSON instruct (hold.meta) feeds skip-users', async (t) => {
   const { side, publish } = await setup(t);
   const held = request(side.url('/json'));
@@ -125,6 +139,22 @@ test('stream: skip-users, require-sub and var-subst act per stream', async (t) =
   await bob.waitFor('all, bob\n');
   t.is(alice.text, 'open\nonly with extra, alice\nall, alice\n');
   t.is(bob.text, 'open\nnot for alice, bob\nall, bob\n');
+});
+
+test('stream: skip-self; a next-link page\'s Grip-Set-Meta with an empty value deletes the key', async (t) => {
+  const { side, publish } = await setup(t);
+  const page = `/stream?ch=p&f=skip-self&m.user=&body=${encodeURIComponent('page\n')}`;
+  const stream = await openStream(side.url(`/stream?ch=p&f=skip-self&m.user=alice&link=${encodeURIComponent(page)}`));
+  t.teardown(() => stream.close());
+  await waitForSubscribers(side.sidecar.hub, 'p', 1);
+  await publish(streamItem('p', 'own, skipped\n', { meta: { sender: 'alice' } }), streamItem('p', 'from bob\n', { meta: { sender: 'bob' } }));
+  await stream.waitFor('from bob\n');
+  // A hint makes the stream fetch its next link; that answer deletes `user`.
+  await publish({ channel: 'p', formats: { 'http-stream': { action: 'hint' } } });
+  await stream.waitFor('page\n');
+  await publish(streamItem('p', 'own, now delivered\n', { meta: { sender: 'alice' } }));
+  await stream.waitFor('own, now delivered\n');
+  t.is(stream.text, 'open\nfrom bob\npage\nown, now delivered\n');
 });
 
 test('stream: build-id with id_encoding=hex; the initial body is rendered too', async (t) => {

@@ -183,11 +183,12 @@ async function wsSetup(t: ExecutionContext, limits: Record<string, number> = {})
     commands: {
       '!alice': (ws) => { control(ws, { type: 'set-meta', name: 'user', value: 'alice' }); ws.send('ok'); },
       '!anon': (ws) => { control(ws, { type: 'set-meta', name: 'user' }); ws.send('ok'); },
+      '!idfmt': (ws) => { control(ws, { type: 'set-meta', name: 'id_format', value: '%(ids)s' }); ws.send('ok'); },
       '!big': (ws) => { control(ws, { type: 'set-meta', name: 'big', value: 'x'.repeat(100) }); ws.send('ok'); },
       '!sub': (ws) => {
         control(ws, { type: 'subscribe', channel: 'w', filters: ['skip-self', 'skip-users', 'require-sub', 'var-subst'] });
         control(ws, { type: 'subscribe', channel: 'ids', filters: ['build-id'] });
-        control(ws, { type: 'set-meta', name: 'id_format', value: 'ids:%(ids)s' });
+        control(ws, { type: 'set-meta', name: 'id_format', value: 'fixed' });
         ws.send('ok');
       },
     },
@@ -223,17 +224,27 @@ test('WebSocket: set-meta sets and deletes meta; skip-self, skip-users, require-
   t.is(await filterErrors(side), 1);
 });
 
-test('WebSocket: build-id renders %(id)I (a WebSocket has no prev-ids); content filters must agree', async (t) => {
+test('WebSocket: build-id renders %I from an id_format that names no channel (there are no prev-ids), and %(id)I; content filters must agree', async (t) => {
   const { side, command, received, publish } = await wsSetup(t);
   await command('!sub');
   await waitForSubscribers(side.sidecar.hub, 'ids', 1);
   await publish(
     wsItem('ids', 'not prepared for build-id'),
-    wsItem('ids', 'bare %I fails: no prev-id for ids'),
+    wsItem('ids', 'bare %I'),
     wsItem('ids', 'for plain subscribers', {}, { 'content-filters': [] }),
     wsItem('ids', 'id %(7)I, 5%%', {}, { 'content-filters': ['build-id'] }),
   );
-  t.deepEqual(await received(2), ['not prepared for build-id', 'id 7, 5%']);
+  t.deepEqual(await received(3), ['not prepared for build-id', 'bare fixed', 'id 7, 5%']);
+});
+
+test('WebSocket: an id_format that names a channel cannot be rendered: build-id drops the item', async (t) => {
+  const { side, command, received, publish } = await wsSetup(t);
+  await command('!sub');
+  await command('!idfmt');
+  await waitForSubscribers(side.sidecar.hub, 'ids', 1);
+  await publish(wsItem('ids', 'id %I'), wsItem('w', 'after, on w'));
+  t.deepEqual(await received(1), ['after, on w']);
+  t.is(await filterErrors(side), 1);
 });
 
 test('WebSocket: a set-meta over the limits is refused and the connection kept', async (t) => {

@@ -52,8 +52,8 @@ import { reportFilterError } from './hold-ports.js';
 //
 // Filters (spec 6.3): subscriptions with filters (c:subscribe `filters`) and the meta of set-meta
 // control messages are kept only once there are some; a session without them gets the shared
-// frame of each item as before. WebSockets have no prev-ids: an id_format that names a channel
-// cannot be rendered there, `%(id)I` can.
+// frame of each item as before. WebSockets have no prev-ids: build-id fails there when the
+// id_format names a channel.
 
 /** The answer to the client's upgrade, once the origin has decided (server/ws-handshake.ts). */
 export interface WsHandshakePort {

@@ -1,7 +1,8 @@
 // Example 2, long-polling without gaps: shared notes on channel "notes". A reader polls
-// GET /poll/notes?after=<id of the last note it has>. Notes it lacks are answered at once;
-// otherwise the sidecar holds the request (GRIP response hold) until the next note is published
-// or 25 s pass (then the reader gets no notes and polls again). POST /poll/notes adds a note.
+// GET /poll/notes?after=<id of the last note it has> (the first time without). Notes it lacks
+// are answered at once; otherwise the sidecar holds the request (GRIP response hold) until the
+// next note is published or 25 s pass (then the reader gets no notes and polls again).
+// POST /poll/notes adds a note.
 //
 // No note falls between two polls: the hold names where the reader stands (prev-id), and each
 // published note names the note before it (id, prev-id). If a note went out between this answer
@@ -19,9 +20,11 @@ export function createLongPollNotes({ publish, store = createEventStore({ max: K
   return {
     /** GET /poll/notes?after=ID: `{ notes, last, reset? }`; `reset` means "start over: these are all the notes kept". */
     read(req, res, url) {
-      const { events, isReset } = store.after(url.searchParams.get('after') ?? undefined);
+      const after = url.searchParams.get('after') ?? undefined;
+      const { events, isReset } = store.after(after);
       const body = { notes: events.map(noteOf), last: store.lastId, ...(isReset ? { reset: true } : {}) };
-      if (events.length > 0 || isReset) return sendJson(res, 200, body);
+      // A reader without a position gets what is kept at once, even nothing, and holds from there.
+      if (events.length > 0 || isReset || after === undefined) return sendJson(res, 200, body);
       sendJson(res, 200, body, {
         'Grip-Hold': 'response',
         'Grip-Channel': `${CHANNEL}; prev-id=${store.lastId}`,

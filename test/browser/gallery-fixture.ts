@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 // @ts-expect-error plain JavaScript example, no types
 import { createExampleOrigin } from '../../examples/origin.js';
-import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { startTestSidecar, waitForSubscribers, type TestSidecar } from '../helpers/sidecar.js';
 
 // What `npm start` runs, in this process: the example origin and a sidecar on the in-process bus
 // in front of it, with the sidecar alone stoppable and restartable on the same ports (so open
@@ -16,6 +16,8 @@ export interface GalleryFixture {
   /** The sidecar's publish API. */
   publishUrl: string;
   isSidecarRunning(): boolean;
+  /** Waits until the running sidecar holds `count` subscribers on `channel`. */
+  waitForSubscribers(channel: string, count: number): Promise<void>;
   stopSidecar(): Promise<void>;
   startSidecar(): Promise<void>;
   close(): Promise<void>;
@@ -40,6 +42,10 @@ export async function startGallery(): Promise<GalleryFixture> {
     originUrl: (path) => `${originBase}${path}`,
     publishUrl,
     isSidecarRunning: () => side !== undefined,
+    async waitForSubscribers(channel, count) {
+      if (side === undefined) throw new Error('the sidecar is stopped');
+      await waitForSubscribers(side.sidecar.hub, channel, count);
+    },
     async stopSidecar() {
       const running = side;
       side = undefined;

@@ -10,13 +10,13 @@ declare const document: any;
 /** Where screenshots go (git-ignored). */
 export const SCREENSHOT_DIR = new URL('../output/browser/', import.meta.url);
 
-const WAIT_MS = 15_000;
+const WAIT_MS = 20_000;
 
 export class GalleryPage {
   /** Responses of 400 and above, as "STATUS URL": a page that works asks for nothing it cannot get. */
   readonly failedResponses: string[] = [];
 
-  private constructor(readonly page: Page, readonly example: string) {
+  private constructor(readonly page: Page, public example: string) {
     page.on('response', (res: HTTPResponse) => {
       if (res.status() >= 400) this.failedResponses.push(`${res.status()} ${res.url()}`);
     });
@@ -27,6 +27,13 @@ export class GalleryPage {
     const gallery = new GalleryPage(page, example);
     await page.goto(`${url}#${example}`, { waitUntil: 'load' });
     return gallery;
+  }
+
+  /** Clicks the gallery's tab for `example`, as a person switching examples. */
+  async openTab(example: string): Promise<void> {
+    await this.page.bringToFront();
+    await this.page.click(`nav a[href="#${example}"]`);
+    this.example = example;
   }
 
   private get section(): string {

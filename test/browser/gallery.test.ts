@@ -24,8 +24,15 @@ if (chromium === undefined && process.env['KG_BROWSER_TESTS'] === 'required') {
   const theBrowser = () => (browser ??= launchChromium(chromium));
   test.after.always(async () => { if (browser) await (await browser).close(); });
 
+  /**
+   * Room for a browser on a busy machine: a test's own timeout, which also holds off ava's
+   * global one (60 s of no results) while it runs. Each wait inside has its own deadline.
+   */
+  const allowBrowserTime = (t: ExecutionContext) => t.timeout(180_000, 'browser test over 180 s');
+
   /** A fresh origin and sidecar, and two tabs on `example`. */
   async function openTwo(t: ExecutionContext, example: string): Promise<[GalleryFixture, GalleryPage, GalleryPage]> {
+    allowBrowserTime(t);
     const gallery = await startGallery();
     t.teardown(() => gallery.close());
     const b = await theBrowser();
@@ -169,5 +176,29 @@ if (chromium === undefined && process.env['KG_BROWSER_TESTS'] === 'required') {
     }
     await a.screenshot('feed-1');
     await b.screenshot('feed-2');
+  });
+
+  test.serial('switching tabs closes the example left: only the open one holds a connection', async (t) => {
+    allowBrowserTime(t);
+    const gallery = await startGallery();
+    t.teardown(() => gallery.close());
+    const page = await GalleryPage.open(await theBrowser(), gallery.url('/'), 'sse');
+    t.teardown(() => page.close());
+    await page.waitForStatus('live', /^live$/);
+    await gallery.waitForSubscribers('demo', 1);
+    await page.openTab('feed');
+    await page.waitForStatus('live', /^live$/);
+    await gallery.waitForSubscribers('feed', 1);
+    await gallery.waitForSubscribers('demo', 0);
+    await page.openTab('ws');
+    await page.waitForStatus('live', /^connected$/);
+    await gallery.waitForSubscribers('chat', 1);
+    await gallery.waitForSubscribers('feed', 0);
+    await page.openTab('longpoll');
+    await page.waitForStatus('live', /waiting for notes/);
+    await gallery.waitForSubscribers('notes', 1);
+    await gallery.waitForSubscribers('chat', 0);
+    t.is(await page.page.$eval('nav a[aria-current="page"]', (el: any) => el.textContent as string), 'Long-poll notes');
+    t.deepEqual(page.failedResponses, []);
   });
 }

@@ -24,14 +24,16 @@ import { runHerd } from './scenarios/herd.js';
 import { runPeak } from './scenarios/peak.js';
 import { runScale, scaleBudgetMs, type ScaleParams } from './scenarios/scale.js';
 import { runStreamRate } from './scenarios/stream-rate.js';
+import { pluginServerMetrics } from './scenarios/plugin-server.js';
+import { measurePluginServers } from './pluginserver.js';
 import type { Metric, ScenarioContext, ScenarioResult } from './scenarios/types.js';
 import type { StartTarget, Target } from './target.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak', 'scale'] as const;
+const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak', 'pluginserver', 'scale'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 /** What runs without --scenarios: everything but the long scale run. */
-const DEFAULT_SCENARIOS: ScenarioName[] = ['sse', 'ws', 'herd', 'streams', 'peak'];
+const DEFAULT_SCENARIOS: ScenarioName[] = ['sse', 'ws', 'herd', 'streams', 'peak', 'pluginserver'];
 const SYSTEMS = ['pushpin', 'kong-grip'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 /** The systems under test plus the floor (a bare node:http fan-out server, SSE fan-out only). */
@@ -192,6 +194,8 @@ function buildJobs(o: Options): Job[] {
       case 'peak':
         jobs.push({ scenario: s, name: `peak-${o.peakN}`, connections: o.peakN, run: (ctx) => runPeak(ctx, { clients: o.peakN, messages: o.peakMessages }) });
         break;
+      case 'pluginserver':
+        break; // no proxy and no clients: run on its own in main()
       case 'scale': {
         const n = o.scale.connections;
         const workers = workersFor(n);
@@ -289,6 +293,7 @@ const METHOD = [
   'Floor: the SSE fan-out also runs against a bare node:http server with no GRIP (bench/floor-server.ts: holds the responses, writes each published item to every one), in its own process, with the same clients. Its figures (last column) show what the clients, the kernel and a plain node:http server cost with no proxy logic at all; it is a reference, not a hard lower bound (it writes through node:http, one write per response). For new streams per second the floor is the clients talking to the origin directly, with no proxy between.',
   'With `--repeat R`, each scenario runs R times per system, alternating systems, and the table shows the median of each figure; the notes keep every run.',
   'Scale run (`--scenarios scale`, not in the default set): N SSE streams on one channel (`--scale-n`, default 100,000), opened like the fan-out\'s from enough client agents that none holds more than 18,000 and from source addresses 127.0.0.2… (20,000 connections each, every agent binding its own series of ports on them), since one process may hold at most the hard open-files limit. kong-grip runs in cluster mode, `--nats nats://127.0.0.1:P --workers W` with its own nats-server and W = ceil(N / 16,000), at least 2: each worker is a process with its own limit. Opening stops at a deadline (2 min + 6 ms per stream) or after 2 × window failed attempts in a row in an agent, so a proxy that runs out of descriptors is measured at what it holds. Then warm-up probes until every stream has one, memory as in the fan-out (all the proxy\'s processes; nats-server\'s RSS in the notes, not counted), and K messages (`--scale-messages`, default 3) 500 ms apart: delivered = deliveries ÷ (streams held × K), latency over every delivery.',
+  'Plugin server (kong-grip only; Pushpin has none): the one plugin-server process of a Kong node runs every new request\'s access phase. bench/pluginserver.ts starts it as Kong does (empty environment, its own Unix socket) and drives it over 4 connections, as 4 Kong workers: StartInstance once each, 200 warm-up phases, then access phases back to back for 5 s with every PDK call answered at once (get_consumer with a consumer row, set_headers), forward_consumer on. Access phases per second, and the server process\'s CPU (user + system, from /proc) per phase. Measured for grip-pluginserver (what kong-grip ships) and, beside it, for kong-pdk\'s own kong-js-pluginserver with the same plugin. The driver shares the machine\'s cores with the server.',
   'Peak deliveries per second: N SSE streams; K messages published back to back (10 items per publish request, 2 requests in flight); deliveries received ÷ time from the first publish to the last delivery.',
 ];
 
@@ -378,6 +383,23 @@ async function main(): Promise<void> {
           } finally {
             await target?.stop();
           }
+        }
+      }
+    }
+    if (o.scenarios.includes('pluginserver') && o.systems.includes('kong-grip')) {
+      for (let rep = 1; rep <= o.repeat; rep++) {
+        log(`pluginserver${o.repeat > 1 ? ` (run ${rep} of ${o.repeat})` : ''}`);
+        try {
+          const result = pluginServerMetrics(await measurePluginServers());
+          for (const m of result.metrics) {
+            const list = samples['kong-grip'].get(m.key) ?? [];
+            list.push(m);
+            samples['kong-grip'].set(m.key, list);
+          }
+          figures['kong-grip'].notes.push(...result.notes.map((n) => (o.repeat > 1 ? `run ${rep}: ${n}` : n)));
+        } catch (err) {
+          log(`pluginserver failed: ${(err as Error).message}`);
+          figures['kong-grip'].errors.set('pluginserver', (err as Error).message);
         }
       }
     }

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { LIMITS, ORIGIN_SHAPE, parseOriginUrl } from '../../sidecar/src/kong/handoff-format.js';
 import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js';
 
-// The `grip` Kong plugin, run by kong-js-pluginserver (kong-pdk). It makes a route realtime by
-// handing each request to the kong-grip sidecars with a signed token saying which origin the
-// request is for and who the caller is. Kong's own auth, ACL and rate-limiting plugins run
+// The `grip` Kong plugin, run by grip-pluginserver (kong-pdk's plugin server, plugin-server.ts).
+// It makes a route realtime by handing each request to the kong-grip sidecars with a signed
+// token saying which origin the request is for and who the caller is. Kong's own auth, ACL and rate-limiting plugins run
 // first (Priority below theirs), so rejected requests never cost a plugin-server round trip.
 //
 // What it does NOT do, on purpose:
@@ -17,15 +17,15 @@ import { consumerFromKong, handoffHeaders, type HeaderTable } from './handoff.js
 //   (global plugins only) or `log` (extra round trips when a long-lived connection closes).
 //
 // PDK budget: every kong.* call is a Kong → Node → Kong round trip while Kong's request is
-// parked. access makes at most three:
-//   1. kong.plugin.get_id()                      the instance check below
-//   2. kong.client.get_consumer()                only if config.forward_consumer
-//   3. kong.service.request.set_headers({...})   the token plus every cleared header, in one call
-// The refusal paths stay within three too: get_id, worker_events.post, response.exit for a
-// stale instance; the calls made so far plus response.exit when get_id or get_consumer fails.
-// An instance whose config is unusable (see configProblem) answers 500 naming the problem:
-// response.exit alone without __plugin_id (Kong < 3.4), get_id then exit otherwise.
-// (A failing set_headers would make four, but Kong never hands such a failure back: a Lua error
+// parked. access makes one, or two with config.forward_consumer:
+//   1. kong.client.get_consumer()                only if config.forward_consumer
+//   2. kong.service.request.set_headers({...})   the token plus every cleared header, in one call
+// No per-request instance check: grip-pluginserver numbers instances from a random start, so
+// after a plugin-server restart a Kong worker's old instance number names no instance and Kong
+// restarts it with the right config (plugin-server.ts says why). A failing get_consumer adds
+// response.exit (500). An instance whose config is unusable (see configProblem) answers
+// response.exit(500) naming the problem, one call (its first request also kong.log.err).
+// (A failing set_headers would make three, but Kong never hands such a failure back: a Lua error
 // in a PDK call ends the request on Kong's side, and Kong drops the error half of `nil, err`.)
 
 export const Name = 'grip';
@@ -37,7 +37,7 @@ export const Version = '0.1.0';
  */
 export const Priority = 850;
 
-/** Kong versions this plugin runs on: __plugin_id and kong.plugin.get_id exist from 3.4. */
+/** Kong versions this plugin runs on: __plugin_id (signed into every token) exists from 3.4. */
 export const SUPPORTED_KONG = '3.4 to 3.9';
 /** Shortest secret the plugin and the sidecars (kong.secret) accept, counted as Kong's len_min counts: bytes. */
 export const SECRET_MIN_BYTES = 32;
@@ -98,11 +98,10 @@ export interface GripConfig {
 
 /** The part of the kong PDK proxy this plugin uses (method names as Kong spells them). */
 export interface GripPdk {
-  plugin: { get_id(): Promise<unknown> };
   client: { get_consumer(): Promise<unknown> };
   service: { request: { set_headers(headers: HeaderTable): Promise<unknown> } };
   response: { exit(status: number, body?: unknown, headers?: Record<string, string>): Promise<unknown> };
-  worker_events: { post(source: string, event: string, data: unknown): Promise<unknown> };
+  log: { err(...message: string[]): Promise<unknown> };
 }
 
 /** Clock and randomness, replaceable in tests (kong-pdk only ever passes the config). */
@@ -112,15 +111,31 @@ export interface PluginEnv {
   log(line: string): void;
 }
 
+/**
+ * 16-byte nonces cut from a pooled CSPRNG buffer: one randomBytes call per 256 nonces instead of
+ * one per request (as crypto.randomUUID caches its entropy).
+ */
+function pooledNonces(): () => string {
+  let pool = Buffer.alloc(0);
+  let at = 0;
+  return () => {
+    if (at + 16 > pool.length) {
+      pool = randomBytes(16 * 256);
+      at = 0;
+    }
+    at += 16;
+    return pool.toString('base64url', at - 16, at);
+  };
+}
+
 const defaultEnv: PluginEnv = {
   nowMs: () => Date.now(),
-  nonce: () => randomBytes(16).toString('base64url'),
+  nonce: pooledNonces(),
   // The plugin server's stderr goes to Kong's error log; stdout must stay clean for the dump.
   log: (line) => { process.stderr.write(`[grip] ${line}\n`); },
 };
 
 const INTERNAL_ERROR = { message: 'An unexpected error occurred' };
-const STALE_INSTANCE = { message: 'Service temporarily unavailable, retry' };
 
 /**
  * What makes a config unusable, or undefined when it is usable. Kong validated the fields
@@ -152,6 +167,8 @@ export class Plugin {
   private readonly env: PluginEnv;
   /** Set when the config is unusable: every request is answered 500 with this text. */
   private readonly broken: string | undefined;
+  /** Whether the broken instance has written its problem to Kong's error log yet. */
+  private reportedToKong = false;
 
   constructor(config: GripConfig, env: PluginEnv = defaultEnv) {
     // Never throws. kong-pdk turns a throw here into a failed StartInstance; Kong then fails the
@@ -182,20 +199,8 @@ export class Plugin {
       return;
     }
     try {
-      // Instance check (kong.md 1.5). kong-js-pluginserver numbers instances 0, 1, 2, ... per
-      // process. After it restarts, a Kong worker may still hold instance id N for route A while
-      // the new process has given N to route B's config; Kong would then run this instance,
-      // built with B's config, for A's request, and nothing would report it. Kong knows which
-      // plugin entity it meant to run (kong.plugin.get_id()); this instance knows which entity
-      // its config came from (__plugin_id). They must match, or we refuse to sign anything.
-      // Refusing alone would leave that worker stuck on the stale id, so we also post the
-      // worker event Kong itself uses to drop cached instances of a plugin; the next request
-      // starts a fresh instance with the right config.
-      const runningFor = await kong.plugin.get_id();
-      if (runningFor !== this.pluginId) {
-        await this.resetStale(kong, runningFor);
-        return;
-      }
+      // __plugin_id is signed so the sidecar can tell routes' tokens apart (and configProblem
+      // has made sure it is there).
       const pluginId = this.pluginId as string;
       const consumer = this.config.forward_consumer ? consumerFromKong(await kong.client.get_consumer()) : null;
       const headers = handoffHeaders({
@@ -217,29 +222,17 @@ export class Plugin {
   }
 
   /**
-   * A broken instance: 500 naming the problem. When its config names a plugin entity, it first
-   * makes the instance check, so a stale instance id (another route's broken config) resets
-   * Kong's caches instead of failing a route whose own config is fine. Kong < 3.4 sends no
-   * __plugin_id and has no kong.plugin.get_id: one call, the exit.
+   * A broken instance: 500 naming the problem, one PDK call. The first request also writes the
+   * problem to Kong's error log at level err: the plugin server's own output reaches that log
+   * only at level info, which default Kong installs do not show.
    */
   private async refuseBroken(kong: GripPdk): Promise<void> {
-    try {
-      if (this.pluginId !== null) {
-        const runningFor = await kong.plugin.get_id();
-        if (runningFor !== this.pluginId) {
-          await this.resetStale(kong, runningFor);
-          return;
-        }
-      }
-    } catch (err) {
-      this.env.log(`access failed: ${err instanceof Error ? err.message : String(err)}`);
+    if (!this.reportedToKong) {
+      this.reportedToKong = true;
+      try {
+        await kong.log.err(`${this.broken as string}; this instance answers every request with 500`);
+      } catch { /* the 500 still names it */ }
     }
     await kong.response.exit(500, { message: this.broken });
-  }
-
-  private async resetStale(kong: GripPdk, runningFor: unknown): Promise<void> {
-    this.env.log(`instance config is for plugin ${String(this.pluginId)} but Kong ran it for ${String(runningFor)}; resetting cached instances`);
-    await kong.worker_events.post('plugin_server', 'reset_instances', { plugin_name: Name });
-    await kong.response.exit(503, STALE_INSTANCE, { 'Retry-After': '1' });
   }
 }

@@ -11,8 +11,6 @@ export interface PdkCall {
 }
 
 export interface FakeRequestScript {
-  /** What kong.plugin.get_id() returns: the plugin entity Kong is running. */
-  pluginId: string;
   /** What kong.client.get_consumer() returns (a Kong consumer row or nil). */
   consumer?: unknown;
   /** Upstream request headers before the plugin runs (lower-case names). */
@@ -34,10 +32,6 @@ export class FakePdk implements GripPdk {
     this.calls.push({ method, args });
     if (this.script.failOn === method) throw new Error(`PDK method ${method} failed: scripted failure`);
   }
-
-  readonly plugin = {
-    get_id: async (): Promise<unknown> => { this.record('kong.plugin.get_id', []); return this.script.pluginId; },
-  };
 
   readonly client = {
     get_consumer: async (): Promise<unknown> => { this.record('kong.client.get_consumer', []); return this.script.consumer; },
@@ -66,10 +60,10 @@ export class FakePdk implements GripPdk {
     },
   };
 
-  readonly worker_events = {
-    post: async (source: string, event: string, data: unknown): Promise<unknown> => {
-      this.record('kong.worker_events.post', [source, event, data]);
-      return true;
+  readonly log = {
+    err: async (...message: string[]): Promise<unknown> => {
+      this.record('kong.log.err', message);
+      return undefined;
     },
   };
 

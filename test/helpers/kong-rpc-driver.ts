@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeMultiStream, encode } from '@msgpack/msgpack';
-import { buildPlugin } from '../../plugin/build.js';
+import { build } from 'esbuild';
+import { KongRpcConnection, RpcError, runPhase, type PdkAnswer, type PhaseRun } from '../../bench/kong-rpc.js';
+import { buildPluginServer } from '../../plugin/build.js';
 
 // Kong's side of the external-plugin protocol (kong.md 1.3-1.5), for tests: the query command,
 // the plugin server process Kong supervises, and the MessagePack-RPC calls Kong makes over the
@@ -14,30 +14,32 @@ import { buildPlugin } from '../../plugin/build.js';
 // kong/runloop/plugin_servers/{process,plugin}.lua and rpc/mp_rpc.lua of Kong 3.9.
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-export const WRAPPER = join(REPO, 'kong/start-pluginserver.sh');
-const SERVER_BIN = join(REPO, 'node_modules/.bin/kong-js-pluginserver');
-// This repository's top-level TypeScript is 7 (no JS API); kong-pdk's unconditional ts-node
-// registration must use the TypeScript 4 that kong-pdk ships. A deployed plugin server
-// (docker/kong.Dockerfile) installs kong-pdk alone and resolves its TypeScript by itself.
+const PLAIN_SERVER_BIN = join(REPO, 'node_modules/.bin/kong-js-pluginserver');
+// kong-pdk's own server registers ts-node, which needs a TypeScript with a JS API: kong-pdk's
+// nested TypeScript 4, not this repository's TypeScript 7.
 const TS_FOR_KONG_PDK = join(REPO, 'node_modules/kong-pdk/node_modules/typescript');
 
-/** The plugins directory as deployed: the bundled grip.js and its package.json, nothing else. */
-export async function makePluginsDir(): Promise<{ dir: string; remove(): void }> {
-  const dir = mkdtempSync(join(tmpdir(), 'kg-plugins-'));
-  await buildPlugin(join(dir, 'grip.js'));
+/** The launcher as shipped: plugin/dist/grip-pluginserver.js and its package.json, built into a temp directory. */
+export async function buildLauncher(): Promise<{ dir: string; file: string; remove(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kg-launcher-'));
+  const file = join(dir, 'grip-pluginserver.js');
+  await buildPluginServer(file);
   cpSync(join(REPO, 'plugin/dist/package.json'), join(dir, 'package.json'));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, file, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Environment for the wrapper: what Kong gives it (nothing) plus where this checkout keeps things. */
-function wrapperEnv(pluginsDir: string, prefix: string): NodeJS.ProcessEnv {
-  return {
-    GRIP_NODE: process.execPath,
-    GRIP_PLUGINSERVER: SERVER_BIN,
-    GRIP_PLUGINS_DIR: pluginsDir,
-    GRIP_KONG_PREFIX: prefix,
-    TS_NODE_COMPILER: TS_FOR_KONG_PDK,
-  };
+/**
+ * A plugins directory for kong-pdk's plain kong-js-pluginserver (the grip plugin bundled alone,
+ * CommonJS): used only to show what the launcher protects against.
+ */
+export async function buildPlainPluginsDir(): Promise<{ dir: string; remove(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kg-plugins-'));
+  await build({
+    entryPoints: [join(REPO, 'plugin/src/grip.ts')], outfile: join(dir, 'grip.js'),
+    bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning',
+  });
+  cpSync(join(REPO, 'plugin/dist/package.json'), join(dir, 'package.json'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 export interface PluginInfo {
@@ -49,10 +51,10 @@ export interface PluginInfo {
   [extra: string]: unknown;
 }
 
-/** Runs the query command as Kong does (io.popen, whole stdout, cjson.decode). Rejects unless stdout is one JSON array. */
-export function queryPluginInfo(pluginsDir: string): Promise<{ infos: PluginInfo[]; stdout: string; stderr: string }> {
+/** Runs the query command as Kong does (io.popen with an empty environment, whole stdout, cjson.decode). Rejects unless stdout is one JSON array. */
+export function queryPluginInfo(launcherFile: string): Promise<{ infos: PluginInfo[]; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(WRAPPER, ['-dump'], { env: wrapperEnv(pluginsDir, pluginsDir), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [launcherFile, '--dump'], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
@@ -82,10 +84,22 @@ export interface PluginServer {
   stop(): Promise<void>;
 }
 
-/** Starts the plugin server through the wrapper, as Kong's worker 0 does, and waits until it listens. */
-export function startPluginServer(pluginsDir: string, prefix: string): Promise<PluginServer> {
+/** Starts the launcher as Kong's worker 0 does (empty environment, absolute paths) and waits until it listens. */
+export function startPluginServer(launcherFile: string, prefix: string): Promise<PluginServer> {
   const socketPath = join(prefix, 'grip.sock');
-  const child: ChildProcess = spawn(WRAPPER, [], { env: wrapperEnv(pluginsDir, prefix), stdio: ['ignore', 'pipe', 'pipe'] });
+  return superviseServer(spawn(process.execPath, [launcherFile, '--socket', socketPath], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] }), socketPath);
+}
+
+/** Starts kong-pdk's plain kong-js-pluginserver on a plugins directory (numbers instances from 0). */
+export function startPlainPdkServer(pluginsDir: string, prefix: string): Promise<PluginServer> {
+  const socketPath = join(prefix, 'grip.sock');
+  const child = spawn(process.execPath, [PLAIN_SERVER_BIN, '--plugins-directory', pluginsDir, '--kong-prefix', prefix, '--sock-name', 'grip.sock'], {
+    cwd: pluginsDir, env: { TS_NODE_COMPILER: TS_FOR_KONG_PDK }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return superviseServer(child, socketPath);
+}
+
+function superviseServer(child: ChildProcess, socketPath: string): Promise<PluginServer> {
   const output: string[] = [];
   let outputWaiters: Array<() => void> = [];
   const waitForOutput = async (pattern: RegExp): Promise<string> => {
@@ -135,56 +149,13 @@ export function makePrefix(): { dir: string; remove(): void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export class RpcError extends Error {}
+export { RpcError };
 
 /**
- * One Kong worker's connection to the plugin server. Kong takes a pooled connection per call,
- * sends `[0, msgid, method, [args]]` and reads until `[1, msgid, error, result]`; calls never
- * overlap on a connection.
+ * One Kong worker's connection to the plugin server (bench/kong-rpc.ts) with the calls Kong
+ * makes: StartInstance, CloseInstance, and a whole phase with its Steps.
  */
-export class KongRpcDriver {
-  private msgId = 0;
-  private socket: Socket | undefined;
-  private reader: AsyncGenerator<unknown> | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Every RPC made, in order (method names as sent). */
-  readonly sent: string[] = [];
-
-  constructor(private readonly socketPath: string) {}
-
-  private async open(): Promise<void> {
-    if (this.socket && !this.socket.destroyed) return;
-    if (!existsSync(this.socketPath)) throw new RpcError(`connect() to unix:${this.socketPath} failed (2: No such file or directory)`);
-    const socket = connect(this.socketPath);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
-    this.socket = socket;
-    this.reader = decodeMultiStream(socket)[Symbol.asyncIterator]() as AsyncGenerator<unknown>;
-  }
-
-  call(method: string, ...args: unknown[]): Promise<unknown> {
-    const run = async (): Promise<unknown> => {
-      await this.open();
-      const id = ++this.msgId;
-      this.sent.push(method);
-      (this.socket as Socket).write(encode([0, id, method, args]));
-      for (;;) {
-        const next = await (this.reader as AsyncGenerator<unknown>).next();
-        if (next.done) throw new RpcError('no data');
-        const msg = next.value as unknown[];
-        if (msg[0] === 2) continue; // notification (JS servers never send one)
-        if (msg[0] !== 1 || msg[1] !== id) throw new RpcError(`unexpected RPC response ${JSON.stringify(msg)}`);
-        if (msg[2] !== null && msg[2] !== undefined) throw new RpcError(String(msg[2]));
-        return msg[3];
-      }
-    };
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
-  }
-
+export class KongRpcDriver extends KongRpcConnection {
   /** plugin.StartInstance as Kong sends it: the config travels as a JSON string. */
   async startInstance(name: string, config: Record<string, unknown>): Promise<{ Name: string; Id: number; Config: unknown; StartTime: number }> {
     return await this.call('plugin.StartInstance', { Name: name, Config: JSON.stringify(config) }) as { Name: string; Id: number; Config: unknown; StartTime: number };
@@ -194,58 +165,62 @@ export class KongRpcDriver {
     return this.call('plugin.CloseInstance', id);
   }
 
-  /**
-   * Runs one phase for one request: HandleEvent, then answers each PDK call the plugin makes from
-   * `request` with the Step variant Kong picks, until the plugin returns ("ret") or exits the
-   * request (after kong.response.exit Kong never steps the event again).
-   */
+  /** One phase for one request, PDK calls answered from `request` (bench/kong-rpc.ts runPhase). */
   async runPhase(instanceId: number, phase: string, request: FakeKongRequest): Promise<PhaseRun> {
-    const roundTripsBefore = this.sent.length;
-    let step = await this.call('plugin.HandleEvent', { InstanceId: instanceId, EventName: phase }) as { EventId: number; Data: unknown };
-    const eventId = step.EventId;
-    while (step.Data !== 'ret') {
-      const data = step.Data as { Method: string; Args?: unknown[] };
-      const answer = request.answer(data.Method, data.Args ?? []);
-      if (answer.kind === 'ended') break;
-      const stepMethod = STEP_BY_METHOD[data.Method] ?? 'plugin.Step';
-      // Lua drops a nil field from the table, so "no value" travels as a map without Data.
-      const params = answer.value === undefined || answer.value === null ? { EventId: eventId } : { EventId: eventId, Data: answer.value };
-      step = await this.call(stepMethod, params) as { EventId: number; Data: unknown };
+    return runPhase(this, instanceId, phase, (method, args) => request.answer(method, args));
+  }
+}
+
+/**
+ * One Kong worker's instance cache and its handle_event (plugin_servers/plugin.lua and
+ * rpc/mp_rpc.lua): instances cached by plugin entity (__plugin_id), started on first use, and an
+ * error containing "no plugin instance" answered by dropping the cached id, starting a new
+ * instance with the same configuration and running the event again.
+ */
+export class KongWorker {
+  private readonly instances = new Map<string, number>();
+  /** Instances this worker (re)started because the server no longer knew its cached number. */
+  restarts = 0;
+
+  constructor(private readonly rpc: KongRpcDriver, private readonly pluginName = 'grip') {}
+
+  /** The instance number this worker holds for a plugin entity, if any. */
+  cached(pluginId: string): number | undefined {
+    return this.instances.get(pluginId);
+  }
+
+  /** Seeds the cache, as a worker that started this instance before a restart holds it. */
+  remember(pluginId: string, instanceId: number): void {
+    this.instances.set(pluginId, instanceId);
+  }
+
+  async access(config: Record<string, unknown>, request: FakeKongRequest): Promise<PhaseRun & { instanceId: number }> {
+    const key = String(config['__plugin_id']);
+    for (let attempt = 0; ; attempt++) {
+      let id = this.instances.get(key);
+      if (id === undefined) {
+        id = (await this.rpc.startInstance(this.pluginName, config)).Id;
+        this.instances.set(key, id);
+      }
+      try {
+        return { ...await this.rpc.runPhase(id, 'access', request), instanceId: id };
+      } catch (err) {
+        if (attempt > 0 || !(err instanceof RpcError) || !/no plugin instance/i.test(err.message)) throw err;
+        this.instances.delete(key);
+        this.restarts++;
+      }
     }
-    return { roundTrips: this.sent.length - roundTripsBefore };
-  }
-
-  close(): void {
-    this.socket?.destroy();
   }
 }
 
-export interface PhaseRun {
-  /** RPCs for this phase: HandleEvent plus one Step per PDK call answered. */
-  roundTrips: number;
-}
-
-// Kong's get_step_method table (rpc/mp_rpc.lua).
-const STEP_BY_METHOD: Record<string, string> = {
-  'kong.client.get_credential': 'plugin.StepCredential',
-  'kong.client.load_consumer': 'plugin.StepConsumer',
-  'kong.client.get_consumer': 'plugin.StepConsumer',
-  'kong.client.authenticate': 'plugin.StepCredential',
-  'kong.node.get_memory_stats': 'plugin.StepMemoryStats',
-  'kong.router.get_route': 'plugin.StepRoute',
-  'kong.router.get_service': 'plugin.StepService',
-  'kong.request.get_query': 'plugin.StepMultiMap',
-  'kong.request.get_headers': 'plugin.StepMultiMap',
-  'kong.response.get_headers': 'plugin.StepMultiMap',
-  'kong.service.response.get_headers': 'plugin.StepMultiMap',
-};
+export type { PhaseRun };
 
 export interface RecordedCall {
   method: string;
   args: unknown[];
 }
 
-type Answer = { kind: 'value'; value: unknown } | { kind: 'ended' };
+type Answer = PdkAnswer;
 
 /**
  * One proxied request as Kong holds it during access: the plugin entity being run, the

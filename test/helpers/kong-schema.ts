@@ -8,15 +8,19 @@ export type SchemaFields = ReadonlyArray<Readonly<Record<string, Field>>>;
 
 const TYPES = new Set(['string', 'number', 'integer', 'boolean', 'array', 'set', 'map', 'record']);
 // Attributes metaschema.lua allows on a field (validators and others) that make sense over JSON.
-const ATTRIBUTES = new Set([
+export const ATTRIBUTES: ReadonlySet<string> = new Set([
   'type', 'required', 'default', 'description', 'examples', 'referenceable', 'encrypted', 'err',
   'between', 'eq', 'ne', 'gt', 'len_eq', 'len_min', 'len_max', 'match', 'not_match', 'match_all', 'match_none',
   'match_any', 'starts_with', 'one_of', 'not_one_of', 'contains', 'is_regex', 'timestamp', 'uuid',
   'elements', 'keys', 'values', 'fields',
 ]);
 
-/** Attributes older Kongs' metaschema does not know (and so refuse the whole schema for): the first version that has them. */
-export const ATTRIBUTE_SINCE: Readonly<Record<string, readonly [number, number]>> = { description: [3, 4] };
+/**
+ * Attributes older Kongs' metaschema does not know (and so refuse the whole schema for): the first
+ * version that has them (metaschema.lua's field_schema at tags 2.8.5, 3.4.2 ... 3.9.1; the
+ * per-version lists are in kong-versions.ts).
+ */
+export const ATTRIBUTE_SINCE: Readonly<Record<string, readonly [number, number]>> = { description: [3, 4], examples: [3, 6] };
 
 /**
  * Problems with the schema itself (what Kong's MetaSchema would refuse at startup). `kong`:

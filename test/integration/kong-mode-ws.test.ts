@@ -3,7 +3,7 @@ import { Publisher, WebSocketMessageFormat } from '@fanoutio/grip';
 import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { startGateway, type GatewayConsumer } from '../helpers/kong-gateway.js';
 import {
-  KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
+  KongRpcDriver, kongPluginConfig, buildLauncher, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
 } from '../helpers/kong-rpc-driver.js';
 import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
 import { useKongNats } from '../helpers/kong-nats.js';
@@ -24,10 +24,10 @@ const BOB: GatewayConsumer = { id: 'b0b00000-0000-4000-8000-000000000002', usern
 test('a WebSocket held through Kong echoes, receives publishes, and the origin sees the verified consumer on every request', async (t) => {
   const origin = await startWsOrigin(echoHandler({ onOpen: (ws) => ws.subscribe('room') }));
   const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY });
-  const plugins = await makePluginsDir();
+  const plugins = await buildLauncher();
   const prefix = makePrefix();
-  const { infos } = await queryPluginInfo(plugins.dir);
-  const server = await startPluginServer(plugins.dir, prefix.dir);
+  const { infos } = await queryPluginInfo(plugins.file);
+  const server = await startPluginServer(plugins.file, prefix.dir);
   const driver = new KongRpcDriver(server.socketPath);
   const { Id } = await driver.startInstance('grip', kongPluginConfig(infos[0] as PluginInfo, { secret: SECRET, origin: origin.url }, { pluginId: PLUGIN_ID, serviceId: SERVICE_ID }));
   const gateway = await startGateway({

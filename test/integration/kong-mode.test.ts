@@ -6,7 +6,7 @@ import { startGripOrigin, TEST_SIG_KEY, type SeenRequest } from '../helpers/grip
 import { openStream, request } from '../helpers/http.js';
 import { startGateway, type GatewayConsumer } from '../helpers/kong-gateway.js';
 import {
-  KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo, type PluginServer,
+  KongRpcDriver, kongPluginConfig, buildLauncher, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo, type PluginServer,
 } from '../helpers/kong-rpc-driver.js';
 import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
 import { useKongNats } from '../helpers/kong-nats.js';
@@ -15,7 +15,7 @@ import { useKongNats } from '../helpers/kong-nats.js';
 const kongNats = useKongNats();
 
 // End to end in Kong mode: client → gateway (key-auth, then the grip plugin's access phase in
-// the real kong-js-pluginserver, its effects applied) → sidecar with --kong-secret → a GRIP
+// grip-pluginserver, its effects applied) → sidecar with --kong-secret → a GRIP
 // origin (serve-grip, validating Grip-Sig). And the ways around it, all refused.
 // Serial: each test runs its own plugin server process.
 
@@ -26,15 +26,15 @@ const ALICE: GatewayConsumer = { id: 'a11ce000-0000-4000-8000-000000000001', use
 
 // One bundled plugin, one query and one plugin server for the file (each test starts its own
 // instance); the fail-closed test stops a server of its own.
-let shared: Promise<{ pluginsDir: string; info: PluginInfo; server: PluginServer; cleanup(): Promise<void> }> | undefined;
+let shared: Promise<{ launcherFile: string; info: PluginInfo; server: PluginServer; cleanup(): Promise<void> }> | undefined;
 const sharedServer = () => {
   shared ??= (async () => {
-    const plugins = await makePluginsDir();
+    const plugins = await buildLauncher();
     const prefix = makePrefix();
-    const { infos } = await queryPluginInfo(plugins.dir);
-    const server = await startPluginServer(plugins.dir, prefix.dir);
+    const { infos } = await queryPluginInfo(plugins.file);
+    const server = await startPluginServer(plugins.file, prefix.dir);
     return {
-      pluginsDir: plugins.dir, info: infos[0] as PluginInfo, server,
+      launcherFile: plugins.file, info: infos[0] as PluginInfo, server,
       async cleanup() { await server.stop(); plugins.remove(); prefix.remove(); },
     };
   })();
@@ -65,7 +65,7 @@ const setup = async (options: { pluginOrigin?: string; ownPluginServer?: boolean
   let own: { server: PluginServer; prefix: { remove(): void } } | undefined;
   if (options.ownPluginServer) {
     const prefix = makePrefix();
-    own = { server: await startPluginServer(common.pluginsDir, prefix.dir), prefix };
+    own = { server: await startPluginServer(common.launcherFile, prefix.dir), prefix };
   }
   const driver = new KongRpcDriver((own?.server ?? common.server).socketPath);
   const { Id } = await driver.startInstance('grip', kongPluginConfig(common.info, { secret: SECRET, origin: options.pluginOrigin ?? origin.url }, { pluginId: PLUGIN_ID, serviceId: SERVICE_ID }));
@@ -123,7 +123,7 @@ test.serial('an SSE stream held through Kong delivers published events; the orig
   assertIdentityAtOrigin(t, s.origin.seen[0]);
   t.is(s.origin.seen[0]?.url, '/events', 'apikey removed from the query');
   const run = s.gateway.runs[0];
-  t.deepEqual(run?.methods(), ['kong.plugin.get_id', 'kong.client.get_consumer', 'kong.service.request.set_headers']);
+  t.deepEqual(run?.methods(), ['kong.client.get_consumer', 'kong.service.request.set_headers']);
 });
 
 test.serial('a long-poll held through Kong is answered by a publish; the origin sees the verified consumer', async (t) => {
@@ -137,7 +137,7 @@ test.serial('a long-poll held through Kong is answered by a publish; the origin 
   t.is(res.body, '{"messages":["hi alice"]}\n');
   assertIdentityAtOrigin(t, s.origin.seen[0]);
   t.is(s.gateway.runs.length, 1);
-  t.is(s.gateway.runs[0]?.calls.length, 3);
+  t.is(s.gateway.runs[0]?.calls.length, 2);
 });
 
 test.serial('a request straight to the sidecar, bypassing Kong, is refused with 401 and counted; the origin is not asked', async (t) => {

@@ -9,7 +9,7 @@ import { createPublisher, publish, sseEvent } from '../../sidecar/src/publish/pu
 import { openStream, request, type StreamReader } from '../helpers/http.js';
 import { startGateway, type Gateway, type GatewayConsumer, type GatewayRouteSpec } from '../helpers/kong-gateway.js';
 import {
-  KongRpcDriver, kongPluginConfig, makePluginsDir, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
+  KongRpcDriver, kongPluginConfig, buildLauncher, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
 } from '../helpers/kong-rpc-driver.js';
 import { startTestSidecar, waitForSubscribers, type TestSidecar } from '../helpers/sidecar.js';
 import { useKongNats } from '../helpers/kong-nats.js';
@@ -19,7 +19,7 @@ import { closed, connect, logOf } from '../helpers/ws-origin.js';
 const kongNats = useKongNats();
 
 // The docker-compose quick start without Docker: every route of kong/kong.yml, read from the file,
-// through the Kong stand-in (key-auth, acl and the grip plugin in the real kong-js-pluginserver)
+// through the Kong stand-in (key-auth, acl and the grip plugin in the real plugin server, grip-pluginserver)
 // to a Kong-mode sidecar in front of the example origin (examples/origin.js). Each grip entry of
 // kong.yml gets its own plugin instance with its config, the vault secret and the compose host
 // name of the origin replaced by this test's values. Not emulated: rate-limiting and
@@ -73,12 +73,12 @@ async function startQuickStart(): Promise<QuickStart> {
     closers.push(() => side.close());
     example = createExampleOrigin({ publishUrl: `${side.controlUri}publish/` }) as http.Server;
 
-    const plugins = await makePluginsDir();
+    const plugins = await buildLauncher();
     closers.push(() => plugins.remove());
     const prefix = makePrefix();
     closers.push(() => prefix.remove());
-    const { infos } = await queryPluginInfo(plugins.dir);
-    const server = await startPluginServer(plugins.dir, prefix.dir);
+    const { infos } = await queryPluginInfo(plugins.file);
+    const server = await startPluginServer(plugins.file, prefix.dir);
     closers.push(() => server.stop());
     const driver = new KongRpcDriver(server.socketPath);
     closers.push(() => driver.close());

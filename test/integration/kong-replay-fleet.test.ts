@@ -87,7 +87,7 @@ test('a store outage (nats-server stopped) refuses handed-off requests with 503 
     const res = await request(side.url('/'), { headers: { 'Kong-Grip-Handoff': tokenFor(origin.url) } });
     t.is(res.status, 503);
     t.is(res.headers['retry-after'], '1');
-    t.is(res.body, 'Service Unavailable: too many new requests, retry.\n');
+    t.is(res.body, 'Service Unavailable: the handoff check is unavailable, retry.\n');
   }
   t.true(Date.now() - startedAt < 5 * 1100, 'each refusal within the claim timeout');
   // A forged token is still a 401: the local checks come first.

@@ -223,7 +223,7 @@ test('HandoffVerifier fails closed when the store is unavailable (503), and the 
   store.fail = true;
   const v = verifierOn(store);
   const err = await t.throwsAsync(v.verify(headersWith(withConsumer.token), atIat));
-  t.true(isKgError(err, 'KG_ERR_HANDOFF_CAPACITY'));
+  t.true(isKgError(err, 'KG_ERR_HANDOFF_STORE'));
   t.is((err as KgError).status, 503);
   t.is(handoffFailureReason(err), 'store_unavailable');
   // Not accepted, so not remembered locally: once the store is back the same token passes.

@@ -168,7 +168,7 @@ export class HandoffVerifier {
     this.replayCache = new ReplayCache(options.maxAgeSec + CLOCK_SKEW_SEC, options.replayCacheSize);
   }
 
-  /** Rejects with a KgError (KG_ERR_HANDOFF_INVALID, or KG_ERR_HANDOFF_CAPACITY for a full cache or an unavailable store). */
+  /** Rejects with a KgError: KG_ERR_HANDOFF_INVALID, KG_ERR_HANDOFF_CAPACITY (a full replay cache) or KG_ERR_HANDOFF_STORE (the nonce store does not answer). */
   async verify(headers: IncomingHttpHeaders, nowMs: number): Promise<VerifiedHandoff> {
     let nonce = '';
     const verified = checkHandoff(headers, { ...this.options, now: nowMs, replayCache: this.replayCache }, this.allowed, (n) => { nonce = n; });
@@ -186,8 +186,9 @@ export class HandoffVerifier {
 }
 
 function handoffKgError(err: HandoffError): KgError {
-  const isCapacity = err.reason === 'replay_cache_full' || err.reason === 'store_unavailable';
-  return new KgError(isCapacity ? 'KG_ERR_HANDOFF_CAPACITY' : 'KG_ERR_HANDOFF_INVALID', err.message, { cause: err });
+  const code = err.reason === 'replay_cache_full' ? 'KG_ERR_HANDOFF_CAPACITY'
+    : err.reason === 'store_unavailable' ? 'KG_ERR_HANDOFF_STORE' : 'KG_ERR_HANDOFF_INVALID';
+  return new KgError(code, err.message, { cause: err });
 }
 
 function checkHandoff(headers: IncomingHttpHeaders, options: HandoffOptions, allowed: readonly AllowedOrigin[], onNonce?: (nonce: string) => void): VerifiedHandoff {

@@ -41,7 +41,7 @@ export class FleetNonceStore implements NonceStore {
       if (!this.isOutage) {
         this.isOutage = true;
         this.metrics.handoffStoreOutage.set(1);
-        this.log.error({ code: 'KG_ERR_HANDOFF_CAPACITY', err: err instanceof Error ? err.message : String(err) },
+        this.log.error({ code: 'KG_ERR_HANDOFF_STORE', err: err instanceof Error ? err.message : String(err) },
           'handoff nonce store unavailable: refusing handed-off requests until it answers again');
       }
       throw err;

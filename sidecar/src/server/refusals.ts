@@ -42,11 +42,12 @@ export const IDLE_LIMIT_OUTCOME = 'idle_limit';
 
 export const HANDOFF_REFUSED_TEXT = 'Unauthorized: missing or invalid Kong handoff.';
 export const HANDOFF_CAPACITY_TEXT = 'Service Unavailable: too many new requests, retry.';
+export const HANDOFF_STORE_TEXT = 'Service Unavailable: the handoff check is unavailable, retry.';
 
 /** A KgError raised while routing a request (handoff, origin), as the client sees it. */
 export function refusalFor(err: KgError): Refusal {
   const headers = err.code === 'KG_ERR_HANDOFF_INVALID' ? ['WWW-Authenticate', 'Kong-Grip-Handoff']
-    : err.code === 'KG_ERR_HANDOFF_CAPACITY' ? ['Retry-After', '1'] : [];
+    : err.code === 'KG_ERR_HANDOFF_CAPACITY' || err.code === 'KG_ERR_HANDOFF_STORE' ? ['Retry-After', '1'] : [];
   return { status: err.status || 400, text: `${err.message}\n`, headers, outcome: err.code ?? 'error' };
 }
 

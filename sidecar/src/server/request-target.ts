@@ -6,7 +6,7 @@ import { handoffFailureReason, isHandoffOwnedHeader, type HandoffVerifier, type 
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { originUrl } from '../origin/origin-url.js';
-import { HANDOFF_CAPACITY_TEXT, HANDOFF_REFUSED_TEXT } from './refusals.js';
+import { HANDOFF_CAPACITY_TEXT, HANDOFF_REFUSED_TEXT, HANDOFF_STORE_TEXT } from './refusals.js';
 
 // Where a client request goes and with which headers, for plain requests and WebSocket
 // upgrades alike: in Kong mode from the grip plugin's signed handoff (origin and caller),
@@ -39,10 +39,11 @@ export function createTargetResolver(options: RequestTargetOptions): (req: Incom
     const reason = handoffFailureReason(err);
     if (reason === undefined) return err;
     const e = err as KgError;
-    const isCapacity = e.code === 'KG_ERR_HANDOFF_CAPACITY';
     metrics.handoffRejected.inc({ reason });
     // An unavailable nonce store is logged once per outage by the store, not per request.
-    if (reason !== 'store_unavailable') log[isCapacity ? 'error' : 'warn']({ code: e.code, reason, err: e.message, remote: req.socket.remoteAddress }, 'handoff refused');
+    if (e.code === 'KG_ERR_HANDOFF_STORE') return new KgError(e.code, HANDOFF_STORE_TEXT, { cause: err });
+    const isCapacity = e.code === 'KG_ERR_HANDOFF_CAPACITY';
+    log[isCapacity ? 'error' : 'warn']({ code: e.code, reason, err: e.message, remote: req.socket.remoteAddress }, 'handoff refused');
     return new KgError(e.code, isCapacity ? HANDOFF_CAPACITY_TEXT : HANDOFF_REFUSED_TEXT, { cause: err });
   };
   return async (req) => {

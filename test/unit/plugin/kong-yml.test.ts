@@ -87,7 +87,7 @@ test('every origin a grip entry names is on the sidecars\' allow-list (docker/si
   for (const e of gripEntries) {
     // Sign a token the way the plugin would with this entry and verify it as the sidecar would.
     const secret = 'y'.repeat(40);
-    const kong = new FakePdk({ pluginId: 'p1' });
+    const kong = new FakePdk({});
     await new Plugin({ ...(e.config as unknown as GripConfig), secret, __plugin_id: 'p1' }).access(kong);
     t.is(kong.exit, undefined, e.where);
     const headers = { 'kong-grip-handoff': kong.upstreamHeaders['kong-grip-handoff']?.[0] ?? '' };

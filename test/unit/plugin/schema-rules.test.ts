@@ -132,7 +132,7 @@ test('the secret: the schema\'s len_min is the plugin\'s minimum, both counted i
 test('a config the schema accepts starts a working plugin instance (for origins whose host and port parse)', async (t) => {
   for (const [origin, schema] of ORIGINS) {
     if (!schema || !urlParses(origin)) continue;
-    const kong = new FakePdk({ pluginId: 'p' });
+    const kong = new FakePdk({});
     await new Plugin({ secret: SECRET, origin, forward_consumer: false, __plugin_id: 'p' } as GripConfig, { nowMs: () => 0, nonce: () => 'QUJDREVGR0hJSktMTU5PUA', log: () => {} }).access(kong);
     t.is(kong.exit, undefined, origin);
     t.truthy(kong.upstreamHeaders['kong-grip-handoff'], origin);

@@ -101,6 +101,10 @@ test('a handoff refusal asks for the handoff; a capacity refusal says when to re
   t.is(invalid.text, 'Unauthorized: missing or invalid Kong handoff.\n');
   const capacity = refusalFor(new KgError('KG_ERR_HANDOFF_CAPACITY', 'busy'));
   t.deepEqual(capacity.headers, ['Retry-After', '1']);
+  const store = refusalFor(new KgError('KG_ERR_HANDOFF_STORE', 'Service Unavailable: the handoff check is unavailable, retry.'));
+  t.is(store.status, 503);
+  t.deepEqual(store.headers, ['Retry-After', '1'], 'retry soon: the store is usually back within seconds');
+  t.is(store.outcome, 'KG_ERR_HANDOFF_STORE');
 });
 
 test('a refusal written to an upgrade socket is a whole HTTP/1.1 response that closes the connection once', (t) => {

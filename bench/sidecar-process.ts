@@ -56,7 +56,12 @@ export class SidecarProcess {
     });
     const side = new SidecarProcess(child);
     side.capture();
-    const started = await side.waitForLog((l) => l.msg === 'sidecar started');
+    // A start that fails or times out must not leave the process (and, with --workers, its
+    // workers, which leave with it) running after the test.
+    const started = await side.waitForLog((l) => l.msg === 'sidecar started').catch((err: unknown) => {
+      child.kill('SIGKILL');
+      throw err;
+    });
     const listen = String(started['listen']);
     const control = String(started['control']);
     side.clientPort = Number(listen.slice(listen.lastIndexOf(':') + 1));

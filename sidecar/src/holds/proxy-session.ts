@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { gripLastHeaders } from '../origin/grip-last.js';
 import { readGripResponse, type GripResponse } from '../origin/grip-response.js';
+import type { GoneLink } from '../origin/gone-link.js';
 import type { OriginPort } from '../origin/origin-client.js';
 import type { RequestTarget } from '../server/request-target.js';
 import { ResponseHold, type OriginReask, type RefreshAnswer, type ResponseHoldDeps } from './response-hold.js';
@@ -122,6 +123,11 @@ export class ProxySession implements OriginReask {
   /** Aborted when the client leaves: cancels whatever the session has asked the origin. */
   private readonly cancel = new AbortController();
   private readonly onClientGone = (): void => this.cancel.abort();
+  /**
+   * The gone link of the long-poll that handed back to this session (retry): sent if the client
+   * leaves before a new answer takes over, so a session's end is reported even mid-retry.
+   */
+  private retryGoneLink: GoneLink | undefined;
 
   constructor(
     private readonly deps: ProxySessionDeps,
@@ -171,11 +177,15 @@ export class ProxySession implements OriginReask {
 
   /** Asks the origin again with the original request plus Grip-Last (hint, a gap in ids, or a hold behind its channel). */
   async retry(lastIds: ReadonlyMap<string, string>, isPositionRecovery: boolean): Promise<void> {
-    if (this.isClientGone()) return;
+    if (this.isClientGone()) {
+      this.sendRetryGone();
+      return;
+    }
     try {
       const originRes = await this.askAgain(lastIds);
       if (this.isClientGone()) {
         originRes.destroy();
+        this.sendRetryGone();
         return;
       }
       // The answer to a position recovery is not compared with the channels' positions again: no loop.
@@ -276,14 +286,24 @@ export class ProxySession implements OriginReask {
     return { type: 'grip', res: originRes, grip };
   }
 
+  /** The client left while a long-poll's retry was under way: that long-poll's gone link, once. */
+  private sendRetryGone(): void {
+    const link = this.retryGoneLink;
+    this.retryGoneLink = undefined;
+    if (link !== undefined) this.deps.responseHolds.gone.notify(link);
+  }
+
   /** Gives the client what the origin answered; `checkPosition`: compare new holds' prev-ids with their channels. */
   private send(answer: OriginAnswer, checkPosition: boolean): void {
     if (this.isClientGone()) {
       // Never a hold (or a response) for a client that has left.
       answer.res.destroy();
       this.deps.metrics.requests.inc({ outcome: 'client_gone' });
+      this.sendRetryGone();
       return;
     }
+    // The new answer takes over: its own gone link, if any, or none (the origin answered).
+    this.retryGoneLink = undefined;
     switch (answer.type) {
       case 'relay':
         this.relay(answer.res);
@@ -304,6 +324,7 @@ export class ProxySession implements OriginReask {
   private apply({ instruct, body }: GripResponse, checkPosition: boolean): void {
     const hold = instruct.hold;
     const headers = withoutHeaders(instruct.headers, ['content-length']);
+    const goneLink: GoneLink | undefined = instruct.goneLink === undefined ? undefined : { url: instruct.goneLink.url, requestUrl: this.target.url };
     if (hold?.mode === 'response') {
       new ResponseHold(this.deps.responseHolds, this.res, {
         channels: hold.channels,
@@ -312,7 +333,10 @@ export class ProxySession implements OriginReask {
         timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: Buffer.isBuffer(body) ? body : EMPTY },
         reask: this,
         checkPosition,
+        ...(goneLink ? { goneLink } : {}),
       });
+      // Kept in case the long-poll hands back (retry) and the client leaves meanwhile.
+      this.retryGoneLink = goneLink;
       // Keeps listening: the long-poll may retry or refresh, which the client's departure cancels.
       this.deps.metrics.requests.inc({ outcome: 'hold_response' });
       return;
@@ -325,6 +349,7 @@ export class ProxySession implements OriginReask {
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
         requestUrl: this.target.url,
+        ...(goneLink ? { goneLink } : {}),
       };
       this.finished(); // the stream hold cancels its own origin reads from here
       new StreamHold(this.deps.streamHolds, this.res, options);

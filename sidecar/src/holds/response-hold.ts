@@ -6,6 +6,7 @@ import type { PositionedSubscriber } from '../hub/hub.js';
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
+import { isGoneEnd, type GoneLink, type GoneNotifier } from '../origin/gone-link.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
 import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
 
@@ -18,6 +19,10 @@ import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldM
 //      │ ────refresh answered─────▶ closed (the answer applied first: it replaces this hold)
 //      │ ────refresh failed───────▶ holding (as before; a later refresh may ask again)
 //      └─────client gone──────────▶ closed
+//
+// The origin's gone link (Grip-Link rel=gone) is POSTed when the hold closes, unless a published
+// item answered it or it handed over to the origin again (retry, refresh: the new answer has its
+// own); the session sends it if the client leaves during such a retry.
 //
 // Each channel is subscribed with its prev-id, so the hub can compare it with the channel's
 // position: a hold that is behind is caught up from history, or recover() retries the origin.
@@ -37,6 +42,7 @@ export interface ResponseHoldDeps {
   log: Pick<Logger, 'warn'>;
   limits: Pick<Limits, 'maxPatchedBodyBytes'>;
   clock: Clock;
+  gone: GoneNotifier;
 }
 
 /** Items whose body-patch failed and has been logged: once per item, however many long-polls it answers. */
@@ -72,6 +78,8 @@ export interface ResponseHoldOptions {
   reask: OriginReask;
   /** Compare prev-ids with the channels' positions; off for the answer to a position recovery, so it cannot loop. */
   checkPosition: boolean;
+  /** The origin's rel=gone link, POSTed when the hold ends without the origin's doing. */
+  goneLink?: GoneLink;
 }
 
 export class ResponseHold implements PositionedSubscriber {
@@ -214,6 +222,7 @@ export class ResponseHold implements PositionedSubscriber {
     if (reason !== 'retry') {
       this.deps.metrics.holdsClosed.inc({ kind: 'response', reason });
       this.deps.metrics.holdDuration.observe({ kind: 'response' }, (this.deps.clock.now() - this.startedAt) / 1000);
+      if (this.options.goneLink !== undefined && isGoneEnd(reason)) this.deps.gone.notify(this.options.goneLink);
     }
   }
 }

@@ -7,6 +7,7 @@ import type { PositionedSubscriber } from '../hub/hub.js';
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
+import { isGoneEnd, type GoneLink, type GoneNotifier } from '../origin/gone-link.js';
 import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
 import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
@@ -21,6 +22,9 @@ import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 //      │                                  │  ──behind the channel (recover)───────┘
 //      │                                  │ close item · client gone · slow client ·
 //      └──── origin error ────────────────┴──── page without hold or link · shutdown ───▶ closed
+//
+// On closing, the origin's gone link (if any) is POSTed unless the origin ended the stream itself
+// (a close item, a page without hold or link).
 //
 // Items that arrive while starting or fetching wait in a bounded queue; close() runs once and
 // releases subscriptions and timers. The first channels are subscribed with their prev-ids, so
@@ -64,6 +68,7 @@ export interface StreamHoldDeps {
   log: Pick<Logger, 'warn'>;
   limits: Pick<Limits, 'maxQueueItems' | 'maxQueueBytes'>;
   clock: Clock;
+  gone: GoneNotifier;
 }
 
 export interface StreamHoldOptions {
@@ -76,6 +81,11 @@ export interface StreamHoldOptions {
   nextLink?: Link;
   /** Where the client request was forwarded: every next link of the chain is checked against it. */
   requestUrl: URL;
+  /**
+   * The first answer's rel=gone link (later pages cannot change it, as in Pushpin), POSTed when
+   * the stream ends without the origin's doing (a close item, a last page).
+   */
+  goneLink?: GoneLink;
 }
 
 type State = 'starting' | 'holding' | 'fetching' | 'closed';
@@ -97,6 +107,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private fetchAbort: AbortController | undefined;
   private retryTimer: Timer | undefined;
   private readonly requestUrl: URL;
+  private readonly goneLink: GoneLink | undefined;
   private readonly startedAt: number;
   lastWriteTick = 0;
   corkedTick = 0;
@@ -107,6 +118,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   constructor(private readonly deps: StreamHoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
     this.startedAt = deps.clock.now();
     this.requestUrl = options.requestUrl;
+    this.goneLink = options.goneLink;
     holdsByResponse.set(res, this);
     res.on('close', onResponseClose); // not once(): that wraps it in a closure per response
     deps.metrics.connections.inc({ kind: 'stream' });
@@ -411,5 +423,6 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     this.deps.metrics.connections.dec({ kind: 'stream' });
     this.deps.metrics.holdsClosed.inc({ kind: 'stream', reason });
     this.deps.metrics.holdDuration.observe({ kind: 'stream' }, (this.deps.clock.now() - this.startedAt) / 1000);
+    if (this.goneLink !== undefined && isGoneEnd(reason)) this.deps.gone.notify(this.goneLink);
   }
 }

@@ -6,6 +6,7 @@ import type { Limits, WsSettings } from '../config.js';
 import { isKgError } from '../errors.js';
 import { parseWsControl, type WsClientMessage, type WsControl } from '../grip/ws-control.js';
 import type { DecodedWsEvent, WsEvent } from '../grip/ws-events.js';
+import { parseGoneLink } from '../grip/instruct.js';
 import { gripExtensionFrom, routeOriginMessage, type GripExtension } from '../grip/ws-extension.js';
 import { encodeFrame, isSendableCloseCode, Opcode, opcodeOf, truncateCloseReason } from '../grip/ws-frame.js';
 import { headerValues } from '../grip/ws-headers.js';
@@ -13,6 +14,7 @@ import type { HeaderList, PublishItem, WsMessageFormat } from '../grip/types.js'
 import type { Hub, Subscriber } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
+import { isGoneEnd, type GoneLink, type GoneNotifier } from '../origin/gone-link.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
 import type { RequestTarget } from '../server/request-target.js';
 import type { Clock, Timer } from './clock.js';
@@ -37,10 +39,12 @@ import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origi
 // opening: OPEN is posted and the client's upgrade waits; the 101 goes out only once the origin
 //   accepts. open: client messages go to the link; origin events and published ws-message items
 //   are written to the client. detached: the origin side is closed (CLOSE posted), publishes
-//   still flow. closing: we relayed the origin's CLOSE and wait for the client's reply, which
-//   goes back to the origin as CLOSE.
+//   still flow, as do the events after the detach in the same origin reply. closing: we relayed
+//   the origin's CLOSE and wait for the client's reply, which goes back to the origin as CLOSE.
 // close() releases subscriptions, timers and listeners, ends the client socket as asked, and
-// hands the link at most one farewell event (CLOSE or DISCONNECT) for the origin.
+// hands the link at most one farewell event (CLOSE or DISCONNECT) for the origin; a gone link
+// given on the OPEN reply is POSTed unless the origin ended the session (CLOSE, DISCONNECT, a
+// published close).
 //
 // A held WebSocket is mostly idle and there may be many, so it keeps little: no closure of its
 // own (the listeners are shared and find the session through a symbol on the socket or the ws
@@ -69,6 +73,8 @@ export interface WsSessionDeps {
   keepAlives: KeepAliveWheel;
   /** Origin retries, send-delayed, and the hold's duration. */
   clock: Clock;
+  /** A gone link from the OPEN reply is POSTed when the session ends without the origin's doing. */
+  gone: GoneNotifier;
   /** Runs once for every session, when it ends. */
   onClosed: (session: WsSession) => void;
 }
@@ -141,6 +147,8 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   private ws: WebSocket | undefined;
   private grip: GripExtension | undefined;
   private readonly socket: Duplex;
+  private readonly url: URL;
+  private goneLink: GoneLink | undefined;
   private opening: Opening | undefined;
   private readonly link: WsOriginLink;
   private readonly channels = new Set<string>();
@@ -158,6 +166,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   constructor(private readonly deps: WsSessionDeps, upgrade: WsUpgrade) {
     this.startedAt = deps.clock.now();
     this.socket = upgrade.socket;
+    this.url = upgrade.target.url;
     this.opening = { req: upgrade.req, head: upgrade.head, clientHeaders: upgrade.target.headers, earlyData: undefined, earlyBytes: 0 };
     this.log = deps.log.child({ connId: this.connectionId, holdKind: 'ws', route: upgrade.target.url.pathname });
     this.link = new WsOriginLink(deps, this, upgrade.target.url, upgrade.target.headers, this.connectionId, this.log);
@@ -217,6 +226,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   // ── opening (what the link reports) ────────────────────────────────────────
 
   originAccepted(headers: HeaderList, events: DecodedWsEvent[]): void {
+    this.goneLink = this.goneLinkOf(headers);
     this.accept(headers);
     if (this.isClosed()) return;
     this.handleEvents(events, 1);
@@ -226,6 +236,18 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     const socket = this.socket;
     this.close(refusal.type === 'refused' ? 'rejected' : 'origin_error', ENDED, undefined);
     this.deps.handshake.refuse(socket, refusal);
+  }
+
+  /** Grip-Link rel=gone on the OPEN reply; a malformed one is logged and ignored, not a reason to refuse the client. */
+  private goneLinkOf(headers: HeaderList): GoneLink | undefined {
+    try {
+      const url = parseGoneLink(headers, this.url.href);
+      return url === undefined ? undefined : { url, requestUrl: this.url };
+    } catch (err) {
+      if (!isKgError(err)) throw err;
+      this.log.warn({ err: err.message }, 'Grip-Link on the OPEN reply ignored');
+      return undefined;
+    }
   }
 
   private keepEarlyData(chunk: Buffer): void {
@@ -294,8 +316,10 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   }
 
   private handleEvents(events: DecodedWsEvent[], from: number): void {
-    // Stops at a detach as well: Pushpin drops what the origin sends once detached.
-    for (let i = from; i < events.length && this.state === 'open'; i++) {
+    // A detach does not stop this loop: Pushpin handles the rest of the same reply (its control
+    // channel learns of the detach only after relaying it); later replies are not read (the link
+    // is muted). A CLOSE, DISCONNECT or failure does stop it.
+    for (let i = from; i < events.length && (this.state === 'open' || this.state === 'detached'); i++) {
       const e = events[i] as DecodedWsEvent;
       switch (e.type) {
         case 'TEXT':
@@ -574,6 +598,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     if (wasOpen) this.log.debug({ reason, durationMs: Math.round(durationSec * 1000) }, 'hold closed');
     this.deps.onClosed(this);
     this.link.close(farewell);
+    if (this.goneLink !== undefined && isGoneEnd(reason)) this.deps.gone.notify(this.goneLink);
   }
 
   private detachEarlyListeners(): void {

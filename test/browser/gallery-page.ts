@@ -89,6 +89,7 @@ export class GalleryPage {
 
   async screenshot(name: string): Promise<void> {
     mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    await this.page.bringToFront(); // a tab in the background may not paint a new frame for a long time
     await this.page.screenshot({ path: new URL(`${name}.png`, SCREENSHOT_DIR).pathname as `${string}.png`, fullPage: true });
   }
 

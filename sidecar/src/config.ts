@@ -38,6 +38,10 @@ export interface Limits {
   requestBodyTimeoutMs: number;
   /** Largest body a published body-patch may produce for one long-poll. */
   maxPatchedBodyBytes: number;
+  /** Subscription meta keys one connection may hold (Grip-Set-Meta, hold.meta, WS set-meta). */
+  maxMetaKeys: number;
+  /** Bytes of subscription meta (keys and values, UTF-8) one connection may hold. */
+  maxMetaBytes: number;
 }
 
 export interface KongConfig {
@@ -193,6 +197,8 @@ export const DEFAULT_LIMITS: Limits = {
   headerTimeoutMs: 10_000,
   requestBodyTimeoutMs: 30_000,
   maxPatchedBodyBytes: 1_048_576,
+  maxMetaKeys: 32,
+  maxMetaBytes: 8_192,
 };
 
 /** Limits where 0 would refuse everything or spin: at least 1. */

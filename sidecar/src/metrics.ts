@@ -47,7 +47,7 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       labelNames: ['kind'] as const, registers: [registry],
     }),
     deliveriesDropped: new Counter({
-      name: 'kong_grip_deliveries_dropped_total', help: 'Published items not delivered as published to a connection, by reason (patch: its body-patch failed)',
+      name: 'kong_grip_deliveries_dropped_total', help: 'Published items not delivered as published to a connection, by reason (patch: its body-patch failed; filter_error: a subscription filter failed on it)',
       labelNames: ['reason'] as const, registers: [registry],
     }),
     channelsDropped: new Counter({

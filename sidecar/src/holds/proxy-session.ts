@@ -16,9 +16,10 @@ import type { OriginPort } from '../origin/origin-client.js';
 import type { RequestTarget } from '../server/request-target.js';
 import { ResponseHold, type OriginReask, type RefreshAnswer, type ResponseHoldDeps } from './response-hold.js';
 import { StreamHold, type StreamHoldDeps } from './stream-hold.js';
+import { MetaLimitError, SubscriptionMeta } from '../filters/sub-meta.js';
 
 // One client HTTP request: forward it to the origin, then either relay the answer (not GRIP)
-// or carry out the origin's instructions (spec 3). Retries re-send the original request, so
+// or carry out the origin's instructions (docs/grip.md, "Instructions in the origin's response"). Retries re-send the original request, so
 // the client body is kept, up to maxRequestBodyBytes, while it streams to the origin.
 //
 // Asking the origin again goes one way: the long-poll calls this session's OriginReask (retry
@@ -37,7 +38,7 @@ export interface ProxySessionDeps {
   origin: OriginPort;
   metrics: Pick<Metrics, 'requests' | 'originErrors'>;
   log: Pick<Logger, 'debug' | 'warn' | 'error'>;
-  limits: Pick<Limits, 'maxRequestBodyBytes' | 'maxInstructBodyBytes'>;
+  limits: Pick<Limits, 'maxRequestBodyBytes' | 'maxInstructBodyBytes' | 'maxMetaKeys' | 'maxMetaBytes'>;
   /** Request path prefixes whose SSE Last-Event-ID stands for the prev-id of their channels. */
   lastEventIdPaths: readonly string[];
   responseHolds: ResponseHoldDeps;
@@ -324,10 +325,13 @@ export class ProxySession implements OriginReask {
   private apply({ instruct, body }: GripResponse, checkPosition: boolean): void {
     const hold = instruct.hold;
     const headers = withoutHeaders(instruct.headers, ['content-length']);
+    const meta = this.subscriptionMeta(instruct.meta);
+    if (meta === undefined) return;
     const goneLink: GoneLink | undefined = instruct.goneLink === undefined ? undefined : { url: instruct.goneLink.url, requestUrl: this.target.url };
     if (hold?.mode === 'response') {
       new ResponseHold(this.deps.responseHolds, this.res, {
         channels: hold.channels,
+        meta,
         timeoutSec: hold.timeoutSec,
         // Read whole by readGripResponse (a long-poll's body is its timeout response).
         timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: Buffer.isBuffer(body) ? body : EMPTY },
@@ -346,6 +350,7 @@ export class ProxySession implements OriginReask {
         code: instruct.code, reason: instruct.reason, headers,
         initialBody: body,
         channels: this.withLastEventId(hold?.channels ?? []),
+        meta,
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
         requestUrl: this.target.url,
@@ -368,6 +373,20 @@ export class ProxySession implements OriginReask {
     }
     this.res.end(bytes);
     this.deps.metrics.requests.inc({ outcome: 'grip_response' });
+  }
+
+  /** The connection's subscription meta from the origin's answer; undefined (502 sent) when it is over the limits. */
+  private subscriptionMeta(fields: Readonly<Record<string, string>>): SubscriptionMeta | undefined {
+    const meta = new SubscriptionMeta({ maxKeys: this.deps.limits.maxMetaKeys, maxBytes: this.deps.limits.maxMetaBytes });
+    try {
+      const entries = Object.entries(fields);
+      if (entries.length > 0) meta.apply(entries);
+    } catch (err) {
+      if (!(err instanceof MetaLimitError)) throw err;
+      this.fail(new KgError('KG_ERR_INSTRUCT_INVALID', err.message));
+      return undefined;
+    }
+    return meta;
   }
 
   /**

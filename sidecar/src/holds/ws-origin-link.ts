@@ -12,7 +12,7 @@ import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
 import type { Clock, Timer } from './clock.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 
-// The origin side of one WebSocket session (spec 7.1): the client's events go to the origin as
+// The origin side of one WebSocket session (docs/websocket.md): the client's events go to the origin as
 // short POSTs of websocket-events, one request in flight at a time so order holds, and what
 // arrives meanwhile waits for the next batch. The link knows nothing of the client socket: it
 // tells its owner (the session) what the origin said, and the owner tells it what the client did.
@@ -127,7 +127,7 @@ export class WsOriginLink implements KeepAliveMember {
     this.pump();
   }
 
-  /** Asks the origin for anything new with a request even if nothing is pending (spec 3.5, refresh action). */
+  /** Asks the origin for anything new with a request even if nothing is pending (docs/grip.md, "Long-polling", refresh action). */
   refresh(): void {
     if (this.state !== 'open') return;
     this.refreshWanted = true;

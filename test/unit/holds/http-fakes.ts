@@ -315,7 +315,7 @@ export function fakePorts(options: { maxChannels?: number; maxQueueItems?: numbe
   };
   const streamHolds: StreamHoldDeps = {
     hub, holds, channelLimit, metrics, clock, log, keepAlives, links, gone,
-    limits: { maxQueueItems: options.maxQueueItems ?? 100, maxQueueBytes: options.maxQueueBytes ?? 1_048_576 },
+    limits: { maxQueueItems: options.maxQueueItems ?? 100, maxQueueBytes: options.maxQueueBytes ?? 1_048_576, maxMetaKeys: 32, maxMetaBytes: 8192 },
     chunks: new ChunkWriter(),
     countStreamSent: () => { streamSent++; },
   };

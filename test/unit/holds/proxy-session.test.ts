@@ -55,7 +55,7 @@ function startSession(options: RequestOptions & { lastEventIdPaths?: string[]; m
   const req = clientRequest(options);
   const deps: ProxySessionDeps = {
     origin, metrics: ports.metrics, log: ports.log,
-    limits: { maxRequestBodyBytes: options.maxRequestBodyBytes ?? 100, maxInstructBodyBytes: 1000 },
+    limits: { maxRequestBodyBytes: options.maxRequestBodyBytes ?? 100, maxInstructBodyBytes: 1000, maxMetaKeys: 32, maxMetaBytes: 8192 },
     lastEventIdPaths: options.lastEventIdPaths ?? [],
     responseHolds: ports.responseHolds,
     streamHolds: ports.streamHolds,

@@ -56,7 +56,8 @@ export class SidecarProcess {
     });
     const side = new SidecarProcess(child);
     side.capture();
-    // A sidecar that never says it started is not left running (its workers go with it).
+    // A start that fails or times out must not leave the process (and, with --workers, its
+    // workers, which leave with it) running after the test.
     const started = await side.waitForLog((l) => l.msg === 'sidecar started').catch((err: unknown) => {
       child.kill('SIGKILL');
       throw err;

@@ -18,6 +18,7 @@ import { createLogger } from '../sidecar/src/log.js';
 import { createMetrics } from '../sidecar/src/metrics.js';
 import type { PostWsEvents, WsOriginOutcome } from '../sidecar/src/origin/ws-origin.js';
 import { WsUpgradeHandler } from '../sidecar/src/server/ws-upgrade.js';
+import { NO_GONE_LINKS } from '../sidecar/src/origin/gone-link.js';
 
 // Fan-out of one published ws-message to N WebSocket clients held by the sidecar's session code.
 //   npx tsx bench/ws-fanout.bench.ts [clients=5000] [rounds=30] [payloadBytes=100]
@@ -48,7 +49,7 @@ const hub = new Hub(bus, metrics);
 const handler = new WsUpgradeHandler({
   hub, post, metrics, log: createLogger('silent'),
   limits: { ...DEFAULT_LIMITS, maxConnections: clients + 10 }, ws: DEFAULT_WS, keepAlives: new KeepAliveWheel(), clock: systemClock,
-  onSessionEnded: () => undefined,
+  gone: NO_GONE_LINKS, onSessionEnded: () => undefined,
 });
 const server = http.createServer((_req, res) => { res.writeHead(404); res.end(); });
 server.on('upgrade', (req, socket, head) => handler.start(req, socket, head, {

@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { redact } from './bus/nats-log.js';
 import { normalizeSubjectPrefix } from './bus/subject.js';
 import { KgError } from './errors.js';
+import { didYouMean, suggest } from './suggest.js';
 import { parseOriginUrl } from './kong/handoff-format.js';
 
 // The sidecar's configuration, typed once and frozen. Layers, lowest first: defaults, the YAML
@@ -37,6 +38,10 @@ export interface Limits {
   requestBodyTimeoutMs: number;
   /** Largest body a published body-patch may produce for one long-poll. */
   maxPatchedBodyBytes: number;
+  /** Subscription meta keys one connection may hold (Grip-Set-Meta, hold.meta, WS set-meta). */
+  maxMetaKeys: number;
+  /** Bytes of subscription meta (keys and values, UTF-8) one connection may hold. */
+  maxMetaBytes: number;
 }
 
 export interface KongConfig {
@@ -61,7 +66,7 @@ export interface UsageConfig {
 }
 
 export interface HoldDefaults {
-  /** Whether a channel's first local subscriber triggers Pushpin's refresh (spec 3.5). */
+  /** Whether a channel's first local subscriber triggers Pushpin's refresh (docs/grip.md, "Reliability"). */
   refreshOnFirstSubscription: boolean;
   firstSubscriptionRefreshMs: number;
   /**
@@ -121,7 +126,7 @@ export const DEFAULT_JETSTREAM: JetStreamConfig = {
   lastEventIdPaths: [],
 };
 
-/** Per-channel ordering of items by id / prev-id (spec 5.2); Pushpin's values are the defaults. */
+/** Per-channel ordering of items by id / prev-id (docs/grip.md, "Reliability"); Pushpin's values are the defaults. */
 export interface SequencingConfig {
   /** How long an out-of-order item waits for its predecessor. */
   waitMs: number;
@@ -162,7 +167,7 @@ export interface ShutdownConfig {
   drainMs: number;
 }
 
-/** WebSocket-over-HTTP sessions (spec 7.1); Pushpin's values are the defaults. */
+/** WebSocket-over-HTTP sessions (docs/websocket.md); Pushpin's values are the defaults. */
 export interface WsSettings {
   /** Largest client message; a larger one closes the connection with 1009. */
   maxMessageBytes: number;
@@ -204,6 +209,8 @@ export const DEFAULT_LIMITS: Limits = {
   headerTimeoutMs: 10_000,
   requestBodyTimeoutMs: 30_000,
   maxPatchedBodyBytes: 1_048_576,
+  maxMetaKeys: 32,
+  maxMetaBytes: 8_192,
 };
 
 /** Limits where 0 would refuse everything or spin: at least 1. */
@@ -211,87 +218,150 @@ const MIN_ONE_LIMITS = new Set<keyof Limits>(['maxQueueItems', 'maxChannelsPerCo
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** Flags the CLI accepts, with the config key each one sets. */
-export const FLAGS = {
-  '--listen': 'listen',
-  '--control': 'control',
-  '--origin': 'origin',
-  '--sig-key': 'sigKey',
-  '--sig-iss': 'sigIss',
-  '--publish-token': 'publishToken',
-  '--nats': 'nats',
-  '--nats-prefix': 'natsPrefix',
-  '--kong-secret': 'kongSecret',
-  '--kong-allowed-origins': 'kongAllowedOrigins',
-  '--workers': 'workers',
-  '--log-level': 'logLevel',
-  '--config': 'config',
-} as const;
+/**
+ * Every command-line option: its flag, environment variable and config key (the file's key
+ * where it differs), and its --help text, limits included. FLAGS, ENV and USAGE come from here,
+ * so a new option cannot be missing from any of them.
+ */
+interface OptionSpec {
+  flag: string;
+  arg: string;
+  env: string;
+  key: string;
+  /** The key in the --config file where it differs from `key`; '' for none. */
+  fileKey?: string;
+  help: string;
+}
 
-const ENV = {
-  GRIP_LISTEN: 'listen',
-  GRIP_CONTROL: 'control',
-  GRIP_ORIGIN: 'origin',
-  GRIP_SIG_KEY: 'sigKey',
-  GRIP_SIG_ISS: 'sigIss',
-  GRIP_PUBLISH_TOKEN: 'publishToken',
-  NATS_URL: 'nats',
-  GRIP_NATS_PREFIX: 'natsPrefix',
-  GRIP_KONG_SECRET: 'kongSecret',
-  GRIP_KONG_ALLOWED_ORIGINS: 'kongAllowedOrigins',
-  GRIP_WORKERS: 'workers',
-  GRIP_LOG_LEVEL: 'logLevel',
-  GRIP_CONFIG: 'config',
-} as const;
+export const OPTIONS: readonly OptionSpec[] = [
+  { flag: '--listen', arg: 'HOST:PORT', env: 'GRIP_LISTEN', key: 'listen',
+    help: 'client-facing HTTP and WebSocket; default 127.0.0.1:7999; port 0-65535 (0 = any free port)' },
+  { flag: '--control', arg: 'HOST:PORT', env: 'GRIP_CONTROL', key: 'control',
+    help: 'control port: POST /publish/, GET /metrics, GET /healthz (200 while the process runs), GET /readyz (200 when the bus is connected, 503 while it is not or while draining); default 127.0.0.1:5561; port 0-65535' },
+  { flag: '--origin', arg: 'URL', env: 'GRIP_ORIGIN', key: 'origin',
+    help: 'standalone mode: the origin every client request is forwarded to; an http:// or https:// URL; required unless --kong-secret is set' },
+  { flag: '--sig-key', arg: 'SECRET', env: 'GRIP_SIG_KEY', key: 'sigKey',
+    help: 'HS256 key of the Grip-Sig JWT sent to the origin, at least 1 byte ("base64:" prefix for a binary key); default: no Grip-Sig' },
+  { flag: '--sig-iss', arg: 'ISSUER', env: 'GRIP_SIG_ISS', key: 'sigIss',
+    help: 'Grip-Sig issuer, at least 1 character; default pushpin' },
+  { flag: '--publish-token', arg: 'TOKEN', env: 'GRIP_PUBLISH_TOKEN', key: 'publishToken',
+    help: 'require "Authorization: Bearer TOKEN" on the publish API and /metrics; at least 8 bytes; default: open' },
+  { flag: '--nats', arg: 'URL[,URL...]', env: 'NATS_URL', key: 'nats', fileKey: 'nats.servers',
+    help: 'NATS servers (nats://, tls://, ws://, wss:// URLs or HOST:PORT) to use as the bus; needed for several sidecars or workers; default: the in-process bus' },
+  { flag: '--nats-prefix', arg: 'PREFIX', env: 'GRIP_NATS_PREFIX', key: 'natsPrefix', fileKey: 'nats.subjectPrefix',
+    help: 'NATS subject prefix of channels; needs --nats; default grip.ch.' },
+  { flag: '--kong-secret', arg: 'SECRET', env: 'GRIP_KONG_SECRET', key: 'kongSecret', fileKey: 'kong.secret',
+    help: 'Kong mode: serve only requests handed off by the grip plugin; the plugin\'s secret, at least 32 bytes; needs --nats (with JetStream) and --kong-allowed-origins; excludes --origin' },
+  { flag: '--kong-allowed-origins', arg: 'URL[,URL...]', env: 'GRIP_KONG_ALLOWED_ORIGINS', key: 'kongAllowedOrigins', fileKey: 'kong.allowedOrigins',
+    help: 'Kong mode: origin base URLs a handoff may name, at least one, without credentials, query or fragment' },
+  { flag: '--workers', arg: 'N', env: 'GRIP_WORKERS', key: 'workers',
+    help: 'worker processes sharing the listen port, 1-256; more than 1 needs --nats; default: the number of cores with NATS, else 1' },
+  { flag: '--log-level', arg: 'LEVEL', env: 'GRIP_LOG_LEVEL', key: 'logLevel',
+    help: `${LOG_LEVELS.join('|')}; default info` },
+  { flag: '--config', arg: 'FILE', env: 'GRIP_CONFIG', key: 'config', fileKey: '',
+    help: 'YAML file with the keys named here and the sections limits:, hold:, ws:, sequencing:, shutdown:, nats:, kong: (docs/security.md and docs/nats.md list them with defaults and limits)' },
+];
+
+/** Flags the CLI accepts, with the config key each one sets. */
+export const FLAGS: Readonly<Record<string, string>> = Object.fromEntries(OPTIONS.map((o) => [o.flag, o.key]));
+
+const ENV: Readonly<Record<string, string>> = Object.fromEntries(OPTIONS.map((o) => [o.env, o.key]));
 
 type RawConfig = Record<string, unknown>;
 
-export const USAGE = `Usage: grip-sidecar [options]
+/** Breaks `text` into lines of at most `width` characters. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
 
-  --listen HOST:PORT      client-facing HTTP/WebSocket (default 127.0.0.1:7999)
-  --control HOST:PORT     publish API, /metrics, /healthz (default 127.0.0.1:5561)
-  --origin URL            origin every client request is forwarded to (standalone mode)
-  --sig-key SECRET        HS256 key for the Grip-Sig JWT sent to the origin
-  --sig-iss ISSUER        Grip-Sig issuer (default pushpin)
-  --publish-token TOKEN   require "Authorization: Bearer TOKEN" on the publish API
-  --nats URL[,URL...]     use NATS at these servers as the bus (default: in-process bus)
-  --nats-prefix PREFIX    NATS subject prefix for channels (default grip.ch.)
-  --kong-secret SECRET    Kong mode: accept only requests handed off by the grip plugin
-                          (the same secret as the plugin's, at least 32 bytes)
-  --kong-allowed-origins URL[,URL...]
-                          Kong mode: origins a handoff may name (or kong.allowedOrigins)
-  --workers N             worker processes (default: number of cores with NATS, else 1)
-  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
-  --config FILE           YAML config file (flags override it)
-  --help                  show this help
+function usage(): string {
+  const indent = ' '.repeat(28);
+  const out = [
+    'Usage: grip-sidecar [options]',
+    '',
+    'Each option can also be set by the environment variable or config file key shown under it.',
+    'Flags win over the environment, which wins over the --config file, which wins over defaults.',
+    '',
+  ];
+  for (const o of OPTIONS) {
+    const head = `  ${o.flag} ${o.arg}`;
+    const text = wrap(o.help, 100 - indent.length);
+    if (head.length < indent.length - 1) out.push(head.padEnd(indent.length) + text[0]);
+    else out.push(head, indent + text[0]);
+    for (const line of text.slice(1)) out.push(indent + line);
+    const fileKey = o.fileKey ?? o.key;
+    out.push(`${indent}env ${o.env}${fileKey === '' ? '' : `, file ${fileKey}:`}`);
+  }
+  out.push(
+    `  --help, -h${' '.repeat(indent.length - 12)}show this help and exit`,
+    '',
+    'Exit status: 0 after a clean stop (SIGTERM, SIGINT); 1 when a port cannot be bound or start-up',
+    'fails (the message names the option that sets the port); 2 when the configuration is invalid.',
+    '',
+  );
+  return out.join('\n');
+}
 
-Environment: GRIP_LISTEN, GRIP_CONTROL, GRIP_ORIGIN, GRIP_SIG_KEY, GRIP_SIG_ISS,
-GRIP_PUBLISH_TOKEN, NATS_URL, GRIP_NATS_PREFIX, GRIP_KONG_SECRET, GRIP_KONG_ALLOWED_ORIGINS, GRIP_WORKERS,
-GRIP_LOG_LEVEL, GRIP_CONFIG.
-`;
+export const USAGE = usage();
 
-/** Splits argv into config keys. Throws KG_ERR_CONFIG_INVALID for unknown flags or missing values. */
+/**
+ * Splits argv into config keys. Throws KG_ERR_CONFIG_INVALID listing every unknown flag (with the
+ * nearest known one) and every flag without a value.
+ */
 export function parseArgs(argv: readonly string[]): { values: RawConfig; help: boolean } {
+  const { values, help, problems } = readArgs(argv);
+  if (problems.length > 0 && !help) throw invalid(problems);
+  return { values, help };
+}
+
+/** parseArgs without throwing: loadConfig reports these problems with all the others. */
+export function readArgs(argv: readonly string[]): { values: RawConfig; help: boolean; problems: string[]; named: Set<string> } {
   const values: RawConfig = {};
+  /** Keys whose flag was given, with or without a valid value. */
+  const named = new Set<string>();
+  const problems: string[] = [];
   let help = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === '--help' || arg === '-h') { help = true; continue; }
     const eq = arg.indexOf('=');
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    if (!(flag in FLAGS)) throw new KgError('KG_ERR_CONFIG_INVALID', `unknown option ${JSON.stringify(flag)} (see --help)`);
+    const key = FLAGS[flag];
+    if (key === undefined) {
+      // An unknown flag's value (if any) is skipped too, so it is not reported as a second problem.
+      if (eq < 0 && argv[i + 1] !== undefined && !(argv[i + 1] as string).startsWith('-')) i++;
+      problems.push(flag.startsWith('-')
+        ? `unknown option ${JSON.stringify(flag)}${didYouMean(flag, Object.keys(FLAGS))} (see --help)`
+        : `unexpected argument ${JSON.stringify(flag)}: options start with -- (see --help)`);
+      continue;
+    }
+    named.add(key);
     let value: string | undefined;
     if (eq > 0) value = arg.slice(eq + 1);
     else {
       value = argv[i + 1];
-      i++;
+      if (value !== undefined && !value.startsWith('--')) i++;
     }
     if (value === undefined || (eq < 0 && value.startsWith('--'))) {
-      throw new KgError('KG_ERR_CONFIG_INVALID', `option ${flag} needs a value`);
+      problems.push(`option ${flag} needs a value (${flag} ${OPTIONS.find((o) => o.flag === flag)?.arg ?? 'VALUE'})`);
+      continue;
     }
-    values[FLAGS[flag as keyof typeof FLAGS]] = value;
+    values[key] = value;
   }
-  return { values, help };
+  return { values, help, problems, named };
+}
+
+function invalid(problems: readonly string[]): KgError {
+  return new KgError('KG_ERR_CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
 }
 
 function envValues(env: NodeJS.ProcessEnv): RawConfig {
@@ -346,6 +416,11 @@ function port(key: string, n: number, problems: Problems): number | undefined {
   return n;
 }
 
+/** A URL as it may be shown: any `user:password@` replaced by `***@`. */
+export function withoutCredentials(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1***@');
+}
+
 function httpUrl(key: string, v: unknown, problems: Problems): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v === 'string') {
@@ -354,7 +429,7 @@ function httpUrl(key: string, v: unknown, problems: Problems): string | undefine
       if (u.protocol === 'http:' || u.protocol === 'https:') return u.href;
     } catch { /* reported below */ }
   }
-  problems.add(key, 'must be an http:// or https:// URL', v);
+  problems.add(key, 'must be an http:// or https:// URL', typeof v === 'string' ? withoutCredentials(v) : v);
   return undefined;
 }
 
@@ -404,7 +479,9 @@ function section(key: string, v: unknown, problems: Problems): RawConfig {
 
 function unknownKeys(prefix: string, obj: RawConfig, known: readonly string[], problems: Problems): void {
   for (const k of Object.keys(obj)) {
-    if (!known.includes(k)) problems.list.push(`${prefix}${k} is not a known setting`);
+    if (known.includes(k)) continue;
+    const near = suggest(k, known);
+    problems.list.push(`${prefix}${k} is not a known setting${near === undefined ? '' : ` (did you mean ${prefix}${near}?)`}`);
   }
 }
 
@@ -417,12 +494,16 @@ export interface LoadOptions {
 
 /** Builds the frozen Config. Throws KgError KG_ERR_CONFIG_INVALID listing every problem. */
 export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
-  const flagValues = parseArgs(options.argv ?? []).values;
+  const args = readArgs(options.argv ?? []);
+  const flagValues = args.values;
   const env = envValues(options.env ?? process.env);
   const configPath = (options.overrides?.['config'] ?? flagValues['config'] ?? env['config']) as string | undefined;
   const file = configPath === undefined ? {} : readFileValues(configPath);
   const problems = new Problems();
-  for (const k of Object.keys(file)) if (!FILE_KEYS.has(k)) problems.list.push(`${k} is not a known setting (in ${configPath})`);
+  problems.list.push(...args.problems);
+  for (const k of Object.keys(file)) {
+    if (!FILE_KEYS.has(k)) problems.list.push(`${k} is not a known setting${didYouMean(k, [...FILE_KEYS])} (in ${configPath})`);
+  }
   const raw: RawConfig = { ...file, ...env, ...flagValues, ...options.overrides };
 
   const limitsRaw = section('limits', raw['limits'], problems);
@@ -536,6 +617,10 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
       problems.add('kong.allowedOrigins', 'must list at least one origin URL the grip plugin may name (Kong mode refuses every other origin)', allowed);
     } else {
       allowed.forEach((o, i) => {
+        if (withoutCredentials(o) !== o) {
+          problems.list.push(`kong.allowedOrigins[${i}] must not carry credentials (user:password@), got ${JSON.stringify(withoutCredentials(o))}`);
+          return;
+        }
         try {
           parseOriginUrl(`kong.allowedOrigins[${i}]`, o);
         } catch (err) {
@@ -557,15 +642,15 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
       problems.list.push('kong.secret (Kong mode) needs nats (--nats URL, a nats-server with JetStream, nats-server -js): every handoff nonce is claimed once for the whole fleet in a JetStream key-value bucket (docs/kong.md, "Replays")');
     }
   }
-  if (config.origin === undefined && config.kong === undefined) {
+  // Only when neither was given at all: a bad --origin or --kong-secret is already reported.
+  if (raw['origin'] === undefined && raw['kongSecret'] === undefined && kongRaw['secret'] === undefined
+    && !args.named.has('origin') && !args.named.has('kongSecret')) {
     problems.list.push('origin is required (--origin URL) unless Kong mode is on (--kong-secret)');
   }
   const usage = usageConfig(raw['usage'], config, problems);
   if (usage !== undefined) config.usage = usage;
 
-  if (problems.list.length > 0) {
-    throw new KgError('KG_ERR_CONFIG_INVALID', `invalid configuration:\n  - ${problems.list.join('\n  - ')}`);
-  }
+  if (problems.list.length > 0) throw invalid(problems.list);
   return deepFreeze(config);
 }
 

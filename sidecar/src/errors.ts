@@ -4,6 +4,7 @@
 
 export const ErrorCodes = {
   KG_ERR_CONFIG_INVALID: { status: 0, summary: 'configuration is invalid; the process does not start' },
+  KG_ERR_LISTEN_FAILED: { status: 0, summary: 'a port could not be bound (in use, not permitted, no such address); the process does not start' },
   KG_ERR_INSTRUCT_INVALID: { status: 502, summary: 'the origin answered with GRIP instructions that do not parse' },
   KG_ERR_INSTRUCT_TOO_LARGE: { status: 502, summary: 'a GRIP response body from the origin exceeded the buffered limit' },
   KG_ERR_REQUEST_TOO_LARGE: { status: 400, summary: 'the client body was too large to keep for a GRIP hold' },

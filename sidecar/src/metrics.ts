@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-// Fixed names, bounded labels (no channel, consumer or URL labels), prefix kong_grip_.
+// Fixed names, bounded labels (no channel, consumer or URL labels), prefix kong_grip_. Node and
+// process metrics keep prom-client's standard names (process_cpu_seconds_total,
+// nodejs_eventloop_lag_seconds, ...), which standard dashboards look for (docs/metrics.md).
 
 export type HoldKindLabel = 'response' | 'stream' | 'ws';
 export type CloseReason =
@@ -12,7 +14,7 @@ export type CloseReason =
 
 export function createMetrics(options: { collectDefaults?: boolean } = {}) {
   const registry = new Registry();
-  if (options.collectDefaults) collectDefaultMetrics({ register: registry, prefix: 'kong_grip_process_' });
+  if (options.collectDefaults) collectDefaultMetrics({ register: registry });
   const m = {
     registry,
     requests: new Counter({
@@ -47,7 +49,7 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       labelNames: ['kind'] as const, registers: [registry],
     }),
     deliveriesDropped: new Counter({
-      name: 'kong_grip_deliveries_dropped_total', help: 'Published items not delivered as published to a connection, by reason (patch: its body-patch failed)',
+      name: 'kong_grip_deliveries_dropped_total', help: 'Published items not delivered as published to a connection, by reason (patch: its body-patch failed; filter_error: a subscription filter failed on it)',
       labelNames: ['reason'] as const, registers: [registry],
     }),
     channelsDropped: new Counter({
@@ -149,6 +151,12 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
     originErrors: new Counter({
       name: 'kong_grip_origin_errors_total', help: 'Failures talking to the origin, by kind',
       labelNames: ['kind'] as const, registers: [registry],
+    }),
+    // Grip-Link rel=gone notifications (origin/gone-link.ts): sent (the origin answered),
+    // refused (outbound policy), failed (the origin did not answer).
+    goneLinks: new Counter({
+      name: 'kong_grip_gone_links_total', help: 'Gone-link notifications to the origin, by outcome',
+      labelNames: ['outcome'] as const, registers: [registry],
     }),
     // Client connections (server/admission.ts), read when scraped, not updated per connection:
     // `active` (a request in progress or a WebSocket session: what limits.maxConnections bounds)

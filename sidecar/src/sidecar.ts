@@ -2,7 +2,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import type { Bus, BusEvent } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import { NatsBus } from './bus/nats-bus.js';
-import type { Config } from './config.js';
+import { withoutCredentials, type Config } from './config.js';
 import { ChunkWriter } from './holds/chunk-writer.js';
 import { systemClock } from './holds/clock.js';
 import { createChannelLimit } from './holds/hold-ports.js';
@@ -12,9 +12,11 @@ import { ProxySession, type ProxySessionDeps } from './holds/proxy-session.js';
 import { Hub } from './hub/hub.js';
 import { HandoffVerifier, type NonceStore } from './kong/handoff-verifier.js';
 import { FleetNonceStore } from './kong/nonce-store.js';
+import { listenFailure } from './listen-failure.js';
 import { createLogger, type Logger } from './log.js';
 import { countPerTick, createMetrics, type Metrics } from './metrics.js';
 import { GripSigner } from './origin/grip-sig.js';
+import { GoneLinkSender } from './origin/gone-link.js';
 import { LinkFetcher } from './origin/link-fetch.js';
 import { OriginClient } from './origin/origin-client.js';
 import { createOutboundPolicy, type OutboundCheck } from './origin/outbound-policy.js';
@@ -62,6 +64,9 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
+/** How long a shutdown waits for gone-link POSTs under way before it closes origin connections. */
+const GONE_FLUSH_MS = 2000;
+
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const { config } = options;
   const log = options.log ?? createLogger(config.logLevel);
@@ -78,8 +83,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   // Next links go through the outbound policy, built once both listeners' ports are known.
   let outbound: OutboundCheck | undefined;
   const links = new LinkFetcher(origin, config.limits.maxInstructBodyBytes, () => outbound);
+  // Gone links likewise: the same policy, the same origin client (Grip-Sig).
+  const gone = new GoneLinkSender(origin, () => outbound, metrics, log);
   // Each HTTP hold gets only the ports it uses; these objects are shared by all of them.
-  const holdPorts = { hub, holds, metrics, clock: systemClock, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log) };
+  const holdPorts = {
+    hub, holds, metrics, clock: systemClock, gone, channelLimit: createChannelLimit(config.limits.maxChannelsPerConnection, metrics, log),
+  };
   const sessions: ProxySessionDeps = {
     origin, metrics, log, limits: config.limits,
     lastEventIdPaths: config.nats?.jetstream?.lastEventIdPaths ?? [],
@@ -111,8 +120,18 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   });
   const wsUpgrades = new WsUpgradeHandler({
     hub, metrics, log, limits: config.limits, ws: config.ws, post: createWsEventsPoster(origin, config.ws.maxResponseBytes),
-    keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),
+    keepAlives, clock: systemClock, gone, onSessionEnded: () => admission.release('ws'),
   });
+  // Whatever was started before a listener failed is stopped again, so the caller gets the
+  // error and no half-started sidecar keeps the process alive.
+  const stopStarted = async (): Promise<void> => {
+    await nonceStore?.close?.();
+    origin.close();
+    keepAlives.close();
+    hub.close();
+    stopBusMetrics();
+    await bus.close();
+  };
   const clientServer = await ClientServer.start({
     host: config.listen.host,
     port: config.listen.port,
@@ -129,6 +148,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     }),
     handleRequest: (req, res, target) => new ProxySession(sessions, req, res, target).run(),
     wsUpgrades, holds, metrics, log,
+  }).catch(async (err: unknown) => {
+    await stopStarted();
+    throw listenFailure('listen', config.listen, err);
   });
   let closing: Promise<void> | undefined;
 
@@ -144,7 +166,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
         return { ready: status.type === 'connected' && !isDraining, details: { bus: status, channels: hub.channelCount(), ...(isDraining ? { draining: true } : {}) } };
       },
       renderMetrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
-    }, config.control);
+    }, config.control).catch(async (err: unknown) => {
+      await clientServer.cut();
+      await stopStarted();
+      throw listenFailure('control', config.control, err);
+    });
   }
   const controlPort = control?.port ?? 0;
   outbound = createOutboundPolicy({
@@ -156,7 +182,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   log.info({
     listen: `${config.listen.host}:${clientPort}`,
     ...(control ? { control: `${config.control.host}:${controlPort}` } : {}),
-    origin: config.origin,
+    // Credentials in the origin URL stay out of the logs.
+    origin: config.origin === undefined ? undefined : withoutCredentials(config.origin),
     bus: bus instanceof NatsBus ? 'nats' : 'memory',
   }, control ? 'sidecar started' : 'worker started');
 
@@ -183,6 +210,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     // received is handed to the bus before the bus closes, however late.
     await control?.close();
     await publishes;
+    // The sessions just ended may have gone links on their way to the origin: a short wait.
+    await gone.whenIdle(GONE_FLUSH_MS);
     origin.close();
     keepAlives.close();
     hub.close();

@@ -20,7 +20,11 @@ type Route = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest) => v
  * Grip-Sig (HS256, iss "pushpin") and refuses requests that did not come through the proxy.
  * Every request is recorded, and each can be awaited.
  */
-export async function startGripOrigin(routes: Record<string, Route>, options: { sigKey?: string } = {}) {
+export async function startGripOrigin(routes: Record<string, Route>, options: {
+  sigKey?: string;
+  /** Paths answered by hand without serve-grip (e.g. WebSocket-over-HTTP, whose body serve-grip would read again). */
+  rawPaths?: readonly string[];
+} = {}) {
   const serveGrip = new ServeGrip({
     grip: { control_uri: 'http://127.0.0.1:1/', verify_key: options.sigKey ?? TEST_SIG_KEY, verify_iss: 'pushpin' },
     gripProxyRequired: true,
@@ -30,7 +34,8 @@ export async function startGripOrigin(routes: Record<string, Route>, options: { 
   const http = await listenHttp(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    if (!(await serveGrip.run(req, res))) return;
+    const isRaw = options.rawPaths?.includes((req.url ?? '/').split('?')[0] as string) === true;
+    if (!isRaw && !(await serveGrip.run(req, res))) return;
     const entry: SeenRequest = {
       method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders,
       body: Buffer.concat(chunks).toString('utf8'), isSigned: req.grip?.isSigned ?? false,

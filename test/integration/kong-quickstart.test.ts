@@ -195,6 +195,15 @@ const checks: Record<string, Check> = {
     const stream = await sseThroughKong(q, t);
     await publish({ http: { url: q.gateway.url('/rt/'), apiKey: q.publisherKey } }, { channel: 'demo', httpStream: { content: sseEvent({ data: '{"text":"published"}' }) } });
     await stream.waitFor('data: {"text":"published"}\n\n');
+    // The gallery's reliable feed lives under /events too: posted and read through Kong.
+    const feed = await openStream(q.gateway.url(`/events/feed?apikey=${q.webKey}`), { Accept: 'text/event-stream' });
+    t.teardown(() => feed.close());
+    t.is(feed.res.statusCode, 200);
+    await feed.waitFor('retry: 1000\n\n');
+    await waitForSubscribers(q.side.sidecar.hub, 'feed', 1);
+    const posted = await request(q.gateway.url(`/events/feed?apikey=${q.webKey}`), { method: 'POST', body: 'feed via kong' });
+    t.is(posted.status, 201, posted.body);
+    await feed.waitFor(`id: ${JSON.parse(posted.body).id}\ndata: {"text":"feed via kong"`);
   },
   '/poll': async (q, t) => {
     const pending = request(q.gateway.url(`/poll?apikey=${q.webKey}`));
@@ -204,6 +213,12 @@ const checks: Record<string, Check> = {
     t.is(res.status, 200);
     t.deepEqual(JSON.parse(res.body), { messages: ['for the poll'] });
     await waitForSubscribers(q.side.sidecar.hub, 'demo', 0);
+    // The gallery's long-poll notes live under /poll too: a held poll answered by a note, through Kong.
+    const { last } = JSON.parse((await request(q.gateway.url(`/poll/notes?apikey=${q.webKey}`))).body) as { last: string };
+    const held = request(q.gateway.url(`/poll/notes?apikey=${q.webKey}&after=${last}`));
+    await waitForSubscribers(q.side.sidecar.hub, 'notes', 1);
+    t.is((await request(q.gateway.url(`/poll/notes?apikey=${q.webKey}`), { method: 'POST', body: 'note via kong' })).status, 201);
+    t.like(JSON.parse((await held).body), { notes: [{ text: 'note via kong' }] });
   },
   '/ws': async (q, t) => {
     const url = q.gateway.url(`/ws?apikey=${q.webKey}`);

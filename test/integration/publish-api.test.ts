@@ -27,11 +27,16 @@ test('publish API answers with Pushpin statuses and texts', async (t) => {
   t.is(res.body, 'Body is not valid JSON.\n');
   res = await publish('[]');
   t.is(res.body, 'Invalid format.\n');
+  // Pushpin's JSON parser takes only an object or an array at the top, at most 1024 levels deep.
+  for (const notJson of ['"items"', 'null', '5', `{"items":${'['.repeat(1024)}${']'.repeat(1024)}}`]) {
+    res = await publish(notJson);
+    t.is(res.body, 'Body is not valid JSON.\n', notJson.slice(0, 20));
+  }
   res = await publish('{}');
   t.is(res.body, "Invalid format: object does not contain 'items'\n");
   res = await publish('{"items":[{"channel":"a","formats":{"http-stream":{}}}]}');
   t.is(res.status, 400);
-  t.is(res.body, "Invalid format: items[0].formats.http-stream: does not contain 'content' or 'content-bin'\n");
+  t.is(res.body, "Invalid format: items[0]: 'http-stream' does not contain 'content' or 'content-bin'\n");
   res = await request(`${side.controlUri}publish/`);
   t.is(res.status, 405);
   t.is(res.headers['allow'], 'POST');

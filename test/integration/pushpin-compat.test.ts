@@ -12,6 +12,8 @@ import type { Target } from '../../bench/target.js';
 import { startGripOrigin, TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { openStream, request, type SimpleResponse } from '../helpers/http.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { connect, logOf } from '../helpers/ws-origin.js';
+import { withDeadline } from '../../bench/proc.js';
 
 type Origin = Awaited<ReturnType<typeof startGripOrigin>>;
 let origin: Origin;
@@ -53,8 +55,20 @@ test.before(async () => {
     '/page1': (req, res) => { res.setHeader('Grip-Link', '</page2>; rel=next'); res.end('one\n'); },
     '/page2': (req, res) => { res.end('two\n'); },
     '/bad-hold': (req, res) => { res.setHeader('Grip-Hold', 'forever'); res.end(); },
+    // WebSocket-over-HTTP answered by hand: OPEN with GRIP on; "go" gets a message, a detach and
+    // a message after it, in one reply.
+    '/ws-detach': (req, res, seen) => {
+      res.setHeader('Content-Type', 'application/websocket-events');
+      if (seen.body.startsWith('OPEN')) {
+        res.setHeader('Sec-WebSocket-Extensions', 'grip');
+        res.end('OPEN\r\n');
+        return;
+      }
+      const events = ['m:before', 'c:{"type":"detach"}', 'm:after'].map((m) => `TEXT ${m.length.toString(16)}\r\n${m}\r\n`);
+      res.end(seen.body.includes('\r\ngo\r\n') ? events.join('') : '');
+    },
     '/echo-headers': (req, res) => { res.end(JSON.stringify({ gripFoo: req.headers['grip-foo'] ?? null, ae: req.headers['accept-encoding'] ?? null })); },
-  });
+  }, { rawPaths: ['/ws-detach'] });
   workDir = mkdtempSync(join(tmpdir(), 'kg-compat-'));
   pushpin = await startPushpin({ originPort: origin.port, sigKey: TEST_SIG_KEY, workDir });
   await waitUntilPushpinHandlesGrip();
@@ -175,8 +189,45 @@ test.serial('a stream gets published content appended and ends on a close item',
   t.is(results[0]?.text, 'stream open\nhello\n');
 });
 
+test.serial('WebSocket: the messages after a detach in the same origin reply reach the client', async (t) => {
+  for (const x of proxies()) {
+    const client = await connect(x.url('/ws-detach'));
+    const log = logOf(client);
+    client.send('go');
+    t.deepEqual(await withDeadline(log.waitForCount(2), 10_000, `two messages through ${x.name}`), ['before', 'after'], x.name);
+    client.close();
+  }
+});
+
+test.serial('publish item errors carry Pushpin\'s reason, after the item\'s location', async (t) => {
+  const stream = { 'http-stream': { content: 'x' } };
+  const items: unknown[][] = [
+    [{ channel: 5, formats: stream }], [5], [{ formats: stream }], [{ channel: 'a', id: 5, formats: stream }],
+    [{ channel: 'a', formats: 5 }], [{ channel: 'a' }], [{ channel: 'a', formats: { 'http-stream': 5 } }],
+    [{ channel: 'a', formats: { 'http-stream': { action: 5 } } }], [{ channel: 'a', formats: { 'http-stream': {} } }],
+    [{ channel: 'a', formats: { 'http-stream': { content: 'x', 'content-filters': [5] } } }],
+    [{ channel: 'a', formats: { 'http-response': {} } }], [{ channel: 'a', formats: { 'http-response': { body: 'x', code: 1000 } } }],
+    [{ channel: 'a', formats: { 'http-response': { body: 'x', headers: [['a']] } } }],
+    [{ channel: 'a', formats: { 'http-response': { body: 'x', headers: { a: 5 } } } }],
+    [{ channel: 'a', formats: { 'ws-message': { type: 'nope', content: 'x' } } }],
+    [{ channel: 'a', formats: { 'ws-message': { action: 'close', code: -5 } } }],
+    [{ channel: 'a', formats: stream, meta: { k: 5 } }], [{ channel: 'a', formats: stream, 'no-seq': 'yes' }],
+    [{ channel: 'a', formats: stream, size: -1 }], [{ channel: 'a', formats: stream }, { channel: 7 }],
+  ];
+  for (const list of items) {
+    const body = JSON.stringify({ items: list });
+    const [p, k] = await Promise.all(proxies().map((x) => request(x.publish, { method: 'POST', body })));
+    t.is(p?.status, 400, body);
+    t.is(k?.status, 400, body);
+    const at = list.length - 1; // the bad item is the last
+    t.is(k?.body, (p?.body ?? '').replace('Invalid format: ', `Invalid format: items[${at}]: `), body);
+  }
+});
+
 test.serial('publish API answers alike', async (t) => {
-  for (const [body, accept] of [['{not json', undefined], ['{}', undefined], ['{"items":{}}', undefined], ['{"items":[]}', 'application/json'], ['{"items":[]}', 'image/png']] as const) {
+  const deep = (d: number) => `{"items":[{"channel":"c","formats":{"http-stream":{"content":"x"}},"meta":{"k":"v"},"x":${'['.repeat(d)}${']'.repeat(d)}}]}`;
+  for (const [body, accept] of [['{not json', undefined], ['{}', undefined], ['{"items":{}}', undefined], ['{"items":[]}', 'application/json'], ['{"items":[]}', 'image/png'],
+    ['[]', undefined], ['"items"', undefined], ['null', undefined], ['5', undefined], [deep(1022), undefined], [deep(1021), undefined]] as const) {
     const [p, k] = await Promise.all(proxies().map((x) => request(x.publish, { method: 'POST', body, headers: accept ? { Accept: accept } : {} })));
     t.is(k?.status, p?.status, body);
     t.is(k?.body, p?.body, body);

@@ -43,9 +43,9 @@ test('rejects an invalid item with the path of the field, before anything is sen
   t.throws(() => toPublishItems([{ channel: 'ok', httpStream: { content: 'x' } }, { channel: 'bad' }]), {
     code: 'KG_ERR_PUBLISH_INVALID', message: /items\[1\]: no formats specified/,
   });
-  t.throws(() => toPublishItems({ channel: '', httpStream: { content: 'x' } }), { message: /'channel' must not be empty/ });
-  t.throws(() => toPublishItems({ channel: 'c', httpStream: {} }), { message: /items\[0\]\.formats\.http-stream: does not contain 'content'/ });
-  t.throws(() => toPublishItems({ channel: 'c', httpResponse: { code: 1000, body: 'x' } }), { message: /'code' must be an integer 100-999, got 1000/ });
+  t.throws(() => toPublishItems({ channel: '', httpStream: { content: 'x' } }), { message: /items\[0\]: publish item object contains 'channel' with invalid value \(empty\)/ });
+  t.throws(() => toPublishItems({ channel: 'c', httpStream: {} }), { message: /items\[0\]: 'http-stream' does not contain 'content'/ });
+  t.throws(() => toPublishItems({ channel: 'c', httpResponse: { code: 1000, body: 'x' } }), { message: /'http-response' contains 'code' with invalid value/ });
 });
 
 test('the package exports kong-grip/publish from the built publisher module', (t) => {

@@ -8,7 +8,7 @@ import type { PublishItem } from '../grip/types.js';
 // Subscriptions are local interest: the bus holds one upstream subscription per channel that has
 // at least one local handler. Becoming "live" (publishes from anywhere now reach the handlers) can
 // lag behind subscribe() on a networked bus, so the bus announces it with a `channel-live` event;
-// that is where holds do Pushpin's first-subscription refresh (spec 3.5): anything published
+// that is where holds do Pushpin's first-subscription refresh (docs/grip.md, "Reliability"): anything published
 // before the event may have been missed by the channel's holds.
 
 export type ItemHandler = (item: PublishItem) => void;

@@ -15,7 +15,7 @@ import { channelToSubject } from './subject.js';
 // churn interest.
 //
 // A channel becomes live only once the server has confirmed its SUB (a flush round trip); that
-// is the `channel-live` event holds use for the first-subscription refresh (spec 3.5). After a
+// is the `channel-live` event holds use for the first-subscription refresh (docs/grip.md, "Reliability"). After a
 // reconnect every channel goes live again with cause `resubscribed`: items published during the
 // outage were not received. With history, a channel whose stream position is known goes live
 // with cause `resumed` instead and its history reads what was missed (history-channel.ts).

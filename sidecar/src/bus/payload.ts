@@ -2,7 +2,7 @@ import { KgError, isKgError } from '../errors.js';
 import { encodePublishItem, parsePublishItem } from '../grip/publish-item.js';
 import type { PublishItem } from '../grip/types.js';
 
-// An item on NATS: the publish-item JSON (spec 4.1) in strict UTF-8, on its channel's subject.
+// An item on NATS: the publish-item JSON (docs/grip.md, "Publishing") in strict UTF-8, on its channel's subject.
 // Live delivery and history reads both judge a message here, so an item is valid or invalid
 // the same way whichever path brought it. Pure: no connection, no logging.
 

@@ -1,4 +1,4 @@
-// HTTP list/parameter syntax as the Grip-* headers use it (spec 3.2):
+// HTTP list/parameter syntax as the Grip-* headers use it (docs/grip.md, "Instructions in the origin's response"):
 //   element[, element]...         element = first[; name[=value | ="quoted \" value"]]...
 // Repeated headers are concatenated as one list. `first` is kept raw (Grip-Channel names,
 // keep-alive data and link targets are not quoted strings); parameter values are unquoted.

@@ -1,11 +1,18 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderList } from './types.js';
 
-// Header rules for requests forwarded to the origin (spec 2.1) and responses relayed to the
+// Header rules for requests forwarded to the origin (docs/grip.md, "Requests to the origin") and responses relayed to the
 // client. Pure: raw header lists in, header lists out.
 
-/** The optional GRIP capabilities this sidecar implements, advertised in Grip-Feature. */
-export const GRIP_FEATURES = ['status', 'link:next'] as const;
+/**
+ * The optional GRIP capabilities this sidecar implements, advertised in Grip-Feature in Pushpin's
+ * order: the one list to change when a feature comes or goes. Pushpin's `session` (GRIP session
+ * ids kept by an external state service, docs/grip.md "What kong-grip does not do") is not implemented, so it is not claimed.
+ */
+export const GRIP_FEATURES = [
+  'status', 'link:next', 'link:gone',
+  'filter:skip-self', 'filter:skip-users', 'filter:require-sub', 'filter:build-id', 'filter:var-subst',
+] as const;
 
 // Hop-by-hop, plus the encoding headers Pushpin drops so bodies stay identity-encoded.
 const REQUEST_DROP = new Set([

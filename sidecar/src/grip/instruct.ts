@@ -9,7 +9,7 @@ import { MAX_JSON_DEPTH, describeJson, textNestingExceeds } from './json-input.j
 import { reasonPhrase } from './publish-item.js';
 import { MAX_TIMER_SEC, type ChannelSub, type HeaderList, type Hold, type HoldMode, type Instruct, type KeepAlive, type Link } from './types.js';
 
-// The origin's GRIP instructions (spec 3.1-3.4) turned into one Instruct value. Grip-* headers
+// The origin's GRIP instructions (docs/grip.md, "Instructions in the origin's response") turned into one Instruct value. Grip-* headers
 // are read first; a JSON instruct body (application/grip-instruct) then overrides or adds, and
 // alone decides the client response. Every problem is a KG_ERR_INSTRUCT_INVALID naming the
 // header or JSON field and what was expected. Pure: no I/O, no config; the caller applies
@@ -41,7 +41,7 @@ export interface InstructContext {
   requestUrl: string;
 }
 
-// Removed from every client response the GRIP engine builds (spec 3.1); the sender recomputes
+// Removed from every client response the GRIP engine builds (docs/grip.md, "Instructions in the origin's response"); the sender recomputes
 // framing, so Content-Length goes too.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'content-encoding', 'transfer-encoding', 'content-length']);
 
@@ -208,7 +208,7 @@ function isBase64(text: string): boolean {
 function parseKeepAliveHeader(headers: HeaderList): KeepAlive | undefined {
   const value = singleHeader(headers, 'Grip-Keep-Alive');
   if (value === undefined) return undefined;
-  // Not a list: the data may contain commas. Data runs to the first ';' (spec 3.2).
+  // Not a list: the data may contain commas. Data runs to the first ';' (docs/grip.md, "Instructions in the origin's response").
   const semi = value.indexOf(';');
   const data = (semi === -1 ? value : value.slice(0, semi)).trim();
   const params = withHeader('Grip-Keep-Alive', () => parseParams(semi === -1 ? '' : value.slice(semi + 1)));
@@ -283,7 +283,7 @@ function parseStatusHeader(value: string): { code: number; reason: string } {
 /**
  * The status of the response the client gets. A 1xx there is taken as informational and the
  * client waits for a final response that never comes; below 100 is not HTTP at all. Pushpin's
- * parser takes 0-999 (spec 3.2), but Node cannot end a response with either.
+ * parser takes 0-999 (docs/grip.md, "Instructions in the origin's response"), but Node cannot end a response with either.
  */
 function checkFinalCode(code: number, what: string): void {
   if (code < 200) {
@@ -331,6 +331,15 @@ function parseLinkHeaders(headers: HeaderList, requestUrl: string): { next?: Lin
   return out;
 }
 
+/**
+ * The rel=gone link of a WebSocket-over-HTTP OPEN reply (kong-grip's extension: Pushpin reads
+ * Grip-Link on HTTP holds only), resolved against the request URL; undefined when there is none.
+ * Throws KG_ERR_INSTRUCT_INVALID for a Grip-Link that is malformed.
+ */
+export function parseGoneLink(headers: HeaderList, requestUrl: string): string | undefined {
+  return parseLinkHeaders(headers, requestUrl).gone?.url;
+}
+
 // ---- Client headers --------------------------------------------------------------------------
 
 /** What reaches writeHead must be writable by Node (see http-text.ts); `what` names the source. */
@@ -366,7 +375,7 @@ function clientHeaders(headers: HeaderList, exposed?: Set<string>): HeaderList {
   });
 }
 
-// ---- JSON instruct (spec 3.3) ----------------------------------------------------------------
+// ---- JSON instruct (docs/grip.md, "Instructions in the origin's response") ------------------
 
 type Json = Record<string, unknown>;
 
@@ -586,7 +595,7 @@ export function parseInstruct(response: OriginResponse, context: InstructContext
       channels: draft.channels,
       timeoutSec: capTimer(Math.max(draft.timeoutSec ?? InstructDefaults.responseTimeoutSec, InstructDefaults.minResponseTimeoutSec)),
     };
-    // Keep-alives only mean something on a stream (spec 3.2 "applies to").
+    // Keep-alives only mean something on a stream (docs/grip.md, "Instructions in the origin's response").
     if (draft.keepAlive !== undefined && hold.mode === 'stream') hold.keepAlive = draft.keepAlive;
     instruct.hold = hold;
   }

@@ -4,7 +4,7 @@ import { isGripHeader, overlayHeaders, withoutHeaders } from './headers.js';
 import { isMoveIntoItself, reasonPhrase } from './publish-item.js';
 import type { HeaderList, HttpResponseFormat, JsonPatchOperation } from './types.js';
 
-// The response a long-poll client gets when an http-response item is published (spec 3.5):
+// The response a long-poll client gets when an http-response item is published (docs/grip.md, "Long-polling (response hold)"):
 // the timeout response's headers overlaid by the item's, and the item's body (or the timeout
 // body with the item's JSON Patch applied).
 

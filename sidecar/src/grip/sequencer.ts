@@ -1,6 +1,6 @@
 import type { PublishItem } from './types.js';
 
-// Per-channel ordering of published items by id / prev-id (spec 5.2). Publishers may deliver
+// Per-channel ordering of published items by id / prev-id (docs/grip.md, "Reliability"). Publishers may deliver
 // items out of order (several publisher processes, NATS reconnects); an item whose prev-id is
 // not the last id delivered on the channel waits, keyed by that prev-id, until its predecessor
 // arrives or its wait expires. Pure: the caller passes the clock and delivers what is returned.

@@ -10,7 +10,7 @@ export type HeaderList = Array<[name: string, value: string]>;
 /**
  * The longest timer an origin may ask for, in seconds (24 h). Node's setTimeout takes at most
  * 2^31-1 ms (about 24.8 days) and treats anything larger as 1 ms, so an origin's huge timeout
- * would fire every millisecond. Pushpin sets no bound of its own (spec 3.2, 7.1, 7.3).
+ * would fire every millisecond. Pushpin sets no bound of its own (docs/grip.md and docs/websocket.md).
  */
 export const MAX_TIMER_SEC = 86_400;
 

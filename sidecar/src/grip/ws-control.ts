@@ -2,7 +2,7 @@ import { KgError } from '../errors.js';
 import { MAX_JSON_DEPTH, describeJson, textNestingExceeds } from './json-input.js';
 import { MAX_TIMER_SEC, type WsMessageType } from './types.js';
 
-// GRIP WebSocket control messages (spec 7.3): the JSON object an origin sends after the `c:`
+// GRIP WebSocket control messages (docs/websocket.md): the JSON object an origin sends after the `c:`
 // prefix. Pure: parses and validates one message into a typed value; what the message does is
 // the session's business. Pushpin ignores a malformed control message (debug log), so the
 // session catches KG_ERR_WS_CONTROL_INVALID and carries on.
@@ -32,7 +32,7 @@ export type WsControl =
   | { type: 'subscribe'; channel: string; filters: string[] }
   | { type: 'unsubscribe'; channel: string }
   | { type: 'detach' }
-  /** GRIP session id (spec 6.4); empty or absent clears it. */
+  /** GRIP session id (docs/grip.md, "What kong-grip does not do (yet)"); empty or absent clears it. */
   | { type: 'session'; id: string }
   /** value undefined deletes the key. */
   | { type: 'set-meta'; name: string; value?: string }

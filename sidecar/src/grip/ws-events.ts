@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { KgError } from '../errors.js';
 
-// The WebSocket-over-HTTP event codec (spec 7.1): a body of Content-Type
+// The WebSocket-over-HTTP event codec (docs/websocket.md): a body of Content-Type
 // application/websocket-events is a run of events, each
 //   TYPE SP HEXLEN CRLF PAYLOAD CRLF     (with content)
 //   TYPE CRLF                            (without content)

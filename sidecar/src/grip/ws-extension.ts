@@ -1,4 +1,4 @@
-// The `grip` WebSocket extension and message prefixes (spec 7.2). Pure.
+// The `grip` WebSocket extension and message prefixes (docs/websocket.md). Pure.
 //
 // The origin turns GRIP on by naming `grip` in the Sec-WebSocket-Extensions header of its OPEN
 // reply, optionally with `message-prefix` (default `m:`, may be empty). With GRIP on, every text

@@ -1,16 +1,16 @@
 import { MAX_TIMER_SEC, type HeaderList } from './types.js';
 
-// Header rules of WebSocket-over-HTTP (spec 7.1). Pure.
+// Header rules of WebSocket-over-HTTP (docs/websocket.md). Pure.
 //
 // Every POST to the origin replays the client's handshake headers, minus hop-by-hop and GRIP
-// headers (spec 2.1) and minus the headers this protocol owns; it adds Connection-Id, the
+// headers (docs/grip.md, "Requests to the origin") and minus the headers this protocol owns; it adds Connection-Id, the
 // websocket-events content type, Sec-WebSocket-Extensions: grip and one Meta-<Name> per bound
 // meta field. The origin's replies bind meta (Set-Meta-*), set keep-alives (Keep-Alive-Interval)
 // and, for the first reply, supply the headers of the client's 101.
 
 export const WS_EVENTS_CONTENT_TYPE = 'application/websocket-events';
 
-// Dropped from the replayed handshake: hop-by-hop and encoding headers (spec 2.1 step 1), the
+// Dropped from the replayed handshake: hop-by-hop and encoding headers (docs/grip.md, "Requests to the origin"), the
 // upgrade itself, and everything this protocol sets per request. Meta-* and Grip-* are dropped
 // by prefix below (anti-spoofing).
 const NOT_REPLAYED = new Set([

@@ -1,4 +1,5 @@
 import type { PositionedSubscriber, Subscriber } from '../hub/hub.js';
+import type { PublishItem } from '../grip/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { HoldRegistry } from './hold-registry.js';
@@ -42,4 +43,20 @@ export function limitChannels<T>(channels: readonly T[], limit: ChannelLimit): T
   if (channels.length <= limit.max) return [...channels];
   limit.dropped(channels.length);
   return channels.slice(0, limit.max);
+}
+
+/** Items whose filter failed and has been logged: once per item, however many connections it failed for. */
+const loggedFilterErrors = new WeakSet<PublishItem>();
+
+/**
+ * A filter failed on an item for one connection (docs/grip.md, "Meta and filters"): the item is dropped for it, counted
+ * per connection and logged once per item (the reason is the same for every connection alike).
+ */
+export function reportFilterError(
+  deps: { metrics: Pick<Metrics, 'deliveriesDropped'>; log: Pick<Logger, 'warn'> }, item: PublishItem, message: string,
+): void {
+  deps.metrics.deliveriesDropped.inc({ reason: 'filter_error' });
+  if (loggedFilterErrors.has(item)) return;
+  loggedFilterErrors.add(item);
+  deps.log.warn({ channel: item.channel, id: item.id, err: message }, 'filter error; item not delivered to the connection');
 }

@@ -11,13 +11,15 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { gripLastHeaders } from '../origin/grip-last.js';
 import { readGripResponse, type GripResponse } from '../origin/grip-response.js';
+import type { GoneLink } from '../origin/gone-link.js';
 import type { OriginPort } from '../origin/origin-client.js';
 import type { RequestTarget } from '../server/request-target.js';
 import { ResponseHold, type OriginReask, type RefreshAnswer, type ResponseHoldDeps } from './response-hold.js';
 import { StreamHold, type StreamHoldDeps } from './stream-hold.js';
+import { MetaLimitError, SubscriptionMeta } from '../filters/sub-meta.js';
 
 // One client HTTP request: forward it to the origin, then either relay the answer (not GRIP)
-// or carry out the origin's instructions (spec 3). Retries re-send the original request, so
+// or carry out the origin's instructions (docs/grip.md, "Instructions in the origin's response"). Retries re-send the original request, so
 // the client body is kept, up to maxRequestBodyBytes, while it streams to the origin.
 //
 // Asking the origin again goes one way: the long-poll calls this session's OriginReask (retry
@@ -36,7 +38,7 @@ export interface ProxySessionDeps {
   origin: OriginPort;
   metrics: Pick<Metrics, 'requests' | 'originErrors'>;
   log: Pick<Logger, 'debug' | 'warn' | 'error'>;
-  limits: Pick<Limits, 'maxRequestBodyBytes' | 'maxInstructBodyBytes'>;
+  limits: Pick<Limits, 'maxRequestBodyBytes' | 'maxInstructBodyBytes' | 'maxMetaKeys' | 'maxMetaBytes'>;
   /** Request path prefixes whose SSE Last-Event-ID stands for the prev-id of their channels. */
   lastEventIdPaths: readonly string[];
   responseHolds: ResponseHoldDeps;
@@ -122,6 +124,11 @@ export class ProxySession implements OriginReask {
   /** Aborted when the client leaves: cancels whatever the session has asked the origin. */
   private readonly cancel = new AbortController();
   private readonly onClientGone = (): void => this.cancel.abort();
+  /**
+   * The gone link of the long-poll that handed back to this session (retry): sent if the client
+   * leaves before a new answer takes over, so a session's end is reported even mid-retry.
+   */
+  private retryGoneLink: GoneLink | undefined;
 
   constructor(
     private readonly deps: ProxySessionDeps,
@@ -171,11 +178,15 @@ export class ProxySession implements OriginReask {
 
   /** Asks the origin again with the original request plus Grip-Last (hint, a gap in ids, or a hold behind its channel). */
   async retry(lastIds: ReadonlyMap<string, string>, isPositionRecovery: boolean): Promise<void> {
-    if (this.isClientGone()) return;
+    if (this.isClientGone()) {
+      this.sendRetryGone();
+      return;
+    }
     try {
       const originRes = await this.askAgain(lastIds);
       if (this.isClientGone()) {
         originRes.destroy();
+        this.sendRetryGone();
         return;
       }
       // The answer to a position recovery is not compared with the channels' positions again: no loop.
@@ -276,14 +287,24 @@ export class ProxySession implements OriginReask {
     return { type: 'grip', res: originRes, grip };
   }
 
+  /** The client left while a long-poll's retry was under way: that long-poll's gone link, once. */
+  private sendRetryGone(): void {
+    const link = this.retryGoneLink;
+    this.retryGoneLink = undefined;
+    if (link !== undefined) this.deps.responseHolds.gone.notify(link);
+  }
+
   /** Gives the client what the origin answered; `checkPosition`: compare new holds' prev-ids with their channels. */
   private send(answer: OriginAnswer, checkPosition: boolean): void {
     if (this.isClientGone()) {
       // Never a hold (or a response) for a client that has left.
       answer.res.destroy();
       this.deps.metrics.requests.inc({ outcome: 'client_gone' });
+      this.sendRetryGone();
       return;
     }
+    // The new answer takes over: its own gone link, if any, or none (the origin answered).
+    this.retryGoneLink = undefined;
     switch (answer.type) {
       case 'relay':
         this.relay(answer.res);
@@ -304,16 +325,23 @@ export class ProxySession implements OriginReask {
   private apply({ instruct, body }: GripResponse, checkPosition: boolean): void {
     const hold = instruct.hold;
     const headers = withoutHeaders(instruct.headers, ['content-length']);
+    const meta = this.subscriptionMeta(instruct.meta);
+    if (meta === undefined) return;
+    const goneLink: GoneLink | undefined = instruct.goneLink === undefined ? undefined : { url: instruct.goneLink.url, requestUrl: this.target.url };
     if (hold?.mode === 'response') {
       new ResponseHold(this.deps.responseHolds, this.res, {
         channels: hold.channels,
+        meta,
         timeoutSec: hold.timeoutSec,
         // Read whole by readGripResponse (a long-poll's body is its timeout response).
         timeoutResponse: { code: instruct.code, reason: instruct.reason, headers, body: Buffer.isBuffer(body) ? body : EMPTY },
         reask: this,
         checkPosition,
         usage: this.target.connection?.usage,
+        ...(goneLink ? { goneLink } : {}),
       });
+      // Kept in case the long-poll hands back (retry) and the client leaves meanwhile.
+      this.retryGoneLink = goneLink;
       // Keeps listening: the long-poll may retry or refresh, which the client's departure cancels.
       this.deps.metrics.requests.inc({ outcome: 'hold_response' });
       return;
@@ -323,10 +351,12 @@ export class ProxySession implements OriginReask {
         code: instruct.code, reason: instruct.reason, headers,
         initialBody: body,
         channels: this.withLastEventId(hold?.channels ?? []),
+        meta,
         ...(hold?.keepAlive ? { keepAlive: hold.keepAlive } : {}),
         ...(instruct.nextLink ? { nextLink: instruct.nextLink } : {}),
         requestUrl: this.target.url,
         usage: this.target.connection?.usage,
+        ...(goneLink ? { goneLink } : {}),
       };
       this.finished(); // the stream hold cancels its own origin reads from here
       new StreamHold(this.deps.streamHolds, this.res, options);
@@ -345,6 +375,20 @@ export class ProxySession implements OriginReask {
     }
     this.res.end(bytes);
     this.deps.metrics.requests.inc({ outcome: 'grip_response' });
+  }
+
+  /** The connection's subscription meta from the origin's answer; undefined (502 sent) when it is over the limits. */
+  private subscriptionMeta(fields: Readonly<Record<string, string>>): SubscriptionMeta | undefined {
+    const meta = new SubscriptionMeta({ maxKeys: this.deps.limits.maxMetaKeys, maxBytes: this.deps.limits.maxMetaBytes });
+    try {
+      const entries = Object.entries(fields);
+      if (entries.length > 0) meta.apply(entries);
+    } catch (err) {
+      if (!(err instanceof MetaLimitError)) throw err;
+      this.fail(new KgError('KG_ERR_INSTRUCT_INVALID', err.message));
+      return undefined;
+    }
+    return meta;
   }
 
   /**

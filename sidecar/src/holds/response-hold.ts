@@ -7,27 +7,37 @@ import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
 import type { ConnectionUsage } from '../usage/usage-ledger.js';
+import { isGoneEnd, type GoneLink, type GoneNotifier } from '../origin/gone-link.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
-import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
+import { limitChannels, reportFilterError, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
+import { filterItem, hasActiveFilters, type FilterContext } from '../filters/filters.js';
+import type { SubscriptionMeta } from '../filters/sub-meta.js';
 
-// A long-poll (spec 3.5). The client has been sent nothing; it gets exactly one response:
+// A long-poll (docs/grip.md, "Long-polling"). The client has been sent nothing; it gets exactly one response:
 //
 //   holding ──http-response item──▶ closed (item's response)
 //      │ ────timeout / shutdown───▶ closed (the origin's timeout response)
 //      │ ────hint / prev-id gap───▶ closed, then reask.retry (the origin decides anew)
-//      │ ────behind the channel───▶ closed, then reask.retry (likewise, at accept time: spec 5.3)
+//      │ ────behind the channel───▶ closed, then reask.retry (likewise, at accept time: docs/grip.md, "Reliability")
 //      │ ────refresh answered─────▶ closed (the answer applied first: it replaces this hold)
 //      │ ────refresh failed───────▶ holding (as before; a later refresh may ask again)
 //      └─────client gone──────────▶ closed
 //
+// The origin's gone link (Grip-Link rel=gone) is POSTed when the hold closes, unless a published
+// item answered it or it handed over to the origin again (retry, refresh: the new answer has its
+// own); the session sends it if the client leaves during such a retry.
+//
 // Each channel is subscribed with its prev-id, so the hub can compare it with the channel's
 // position: a hold that is behind is caught up from history, or recover() retries the origin.
-// A refresh (the channel just went live on the bus, spec 3.5) asks the origin again through
+// A refresh (the channel just went live on the bus, docs/grip.md, "Long-polling") asks the origin again through
 // reask.refresh but keeps holding meanwhile: an item that arrives before the origin's new answer
 // is still delivered, and the answer is then dropped; a refresh that fails leaves it holding.
 // The hold only calls its session's OriginReask, never the other way: the session asks the
 // origin, and the hold decides whether the answer still applies. close() runs once and releases
 // the subscriptions and the timer.
+//
+// Filters (docs/grip.md, "Meta and filters") run only for a hold whose channels have some, or for an item whose format
+// names content filters: a dropped item leaves the hold holding, as if it had not come.
 
 /** What a long-poll is given from the sidecar (one for all of them). */
 export interface ResponseHoldDeps {
@@ -38,7 +48,10 @@ export interface ResponseHoldDeps {
   log: Pick<Logger, 'warn'>;
   limits: Pick<Limits, 'maxPatchedBodyBytes'>;
   clock: Clock;
+  gone: GoneNotifier;
 }
+
+const NO_META: ReadonlyMap<string, string> = new Map();
 
 /** Items whose body-patch failed and has been logged: once per item, however many long-polls it answers. */
 const loggedPatchFailures = new WeakSet<PublishItem>();
@@ -68,6 +81,8 @@ export interface RefreshAnswer {
 
 export interface ResponseHoldOptions {
   channels: readonly ChannelSub[];
+  /** The connection's subscription meta (Grip-Set-Meta, hold.meta), read by the filters. */
+  meta?: SubscriptionMeta;
   timeoutSec: number;
   timeoutResponse: ResponseParts;
   reask: OriginReask;
@@ -75,18 +90,24 @@ export interface ResponseHoldOptions {
   checkPosition: boolean;
   /** The connection's usage meter: a published response counts as one message of its body's bytes. */
   usage?: ConnectionUsage | undefined;
+  /** The origin's rel=gone link, POSTed when the hold ends without the origin's doing. */
+  goneLink?: GoneLink;
 }
 
 export class ResponseHold implements PositionedSubscriber {
   private state: 'holding' | 'closed' = 'holding';
   private isRefreshing = false;
   private readonly channels: ChannelSub[];
+  private readonly isFiltered: boolean;
+  /** Ids of items this hold was sent but its filters dropped: the channel stands there now (as in Pushpin). */
+  private passedIds: Map<string, string> | undefined;
   private readonly timer: Timer;
   private readonly startedAt: number;
   private readonly onClientGone = (): void => this.close('client_gone');
 
   constructor(private readonly deps: ResponseHoldDeps, private readonly res: ServerResponse, private readonly options: ResponseHoldOptions) {
     this.channels = limitChannels(options.channels, deps.channelLimit);
+    this.isFiltered = this.channels.some((c) => hasActiveFilters(c.filters));
     this.startedAt = deps.clock.now();
     this.timer = deps.clock.setTimeout(() => this.finish('timeout', options.timeoutResponse), timerMs(options.timeoutSec));
     res.once('close', this.onClientGone);
@@ -99,14 +120,21 @@ export class ResponseHold implements PositionedSubscriber {
     const format = item.formats['http-response'];
     if (this.state !== 'holding' || format === undefined) return;
     const sub = this.channels.find((c) => c.name === item.channel);
+    const prevId = sub === undefined ? undefined : this.prevIdOf(sub);
     // An item that does not follow the id the origin reported means this client missed one.
-    if (sub?.prevId !== undefined && item.prevId !== undefined && item.prevId !== sub.prevId) {
-      this.retryWith(new Map([[sub.name, sub.prevId]]), false);
+    if (sub !== undefined && prevId !== undefined && item.prevId !== undefined && item.prevId !== prevId) {
+      this.retryWith(new Map([[sub.name, prevId]]), false);
       return;
     }
+    const isFiltered = this.isFiltered || format.contentFilters !== undefined;
     switch (format.action) {
       case 'send': {
         const response = buildPublishedResponse(this.options.timeoutResponse, format, { maxPatchedBodyBytes: this.deps.limits.maxPatchedBodyBytes });
+        if (isFiltered) {
+          const body = this.filter(item, sub, format.contentFilters, response.body);
+          if (body === undefined) return;
+          response.body = body;
+        }
         if (response.patchError !== undefined) {
           // The patched body is dropped for this client, which gets the item's response with an
           // empty body, as from Pushpin. Counted per client, logged once per item.
@@ -123,6 +151,7 @@ export class ResponseHold implements PositionedSubscriber {
       }
       case 'hint':
       case 'refresh':
+        if (isFiltered && this.filter(item, sub, format.contentFilters, undefined) === undefined) return;
         this.retryWith(this.knownPrevIds(), false);
         return;
       case 'close':
@@ -134,14 +163,32 @@ export class ResponseHold implements PositionedSubscriber {
     }
   }
 
-  /** First-subscription refresh (spec 3.5): ask the origin again, still holding meanwhile. */
+  /** The body as this client gets it, after its channel's filters; undefined when the item is not for it. */
+  private filter(item: PublishItem, sub: ChannelSub | undefined, contentFilters: readonly string[] | undefined, body: Buffer | undefined): Buffer | undefined {
+    const outcome = filterItem(sub?.filters ?? [], contentFilters, this.filterContext(item, sub), body);
+    if (outcome.type === 'send') return outcome.content;
+    // Not for this client, yet not missed: the next item follows this one.
+    if (sub !== undefined && this.prevIdOf(sub) !== undefined && item.id !== undefined) (this.passedIds ??= new Map()).set(sub.name, item.id);
+    if (outcome.type === 'error') reportFilterError(this.deps, item, outcome.message);
+    return undefined;
+  }
+
+  /** As Pushpin: the item's channel already stands at the item's id when its filters run. */
+  private filterContext(item: PublishItem, sub: ChannelSub | undefined): FilterContext {
+    const prevIds = new Map<string, string | undefined>();
+    for (const c of this.channels) prevIds.set(c.name, this.prevIdOf(c));
+    if (sub !== undefined && this.prevIdOf(sub) !== undefined) prevIds.set(sub.name, item.id);
+    return { subMeta: this.options.meta?.view() ?? NO_META, pubMeta: item.meta, prevIds };
+  }
+
+  /** First-subscription refresh (docs/grip.md, "Long-polling"): ask the origin again, still holding meanwhile. */
   refresh(): void {
     if (this.state !== 'holding' || this.isRefreshing) return;
     this.isRefreshing = true;
     void this.refreshFromOrigin();
   }
 
-  /** This hold's prev-id is behind the channel and history could not help (spec 5.3): retry at once. */
+  /** This hold's prev-id is behind the channel and history could not help (docs/grip.md, "Reliability"): retry at once. */
   recover(): void {
     if (this.state !== 'holding') return;
     this.retryWith(this.knownPrevIds(), true);
@@ -174,8 +221,15 @@ export class ResponseHold implements PositionedSubscriber {
 
   private knownPrevIds(): Map<string, string> {
     const ids = new Map<string, string>();
-    for (const c of this.channels) if (c.prevId !== undefined) ids.set(c.name, c.prevId);
+    for (const c of this.channels) {
+      const prevId = this.prevIdOf(c);
+      if (prevId !== undefined) ids.set(c.name, prevId);
+    }
     return ids;
+  }
+
+  private prevIdOf(sub: ChannelSub): string | undefined {
+    return this.passedIds?.get(sub.name) ?? sub.prevId;
   }
 
   private retryWith(gripLast: Map<string, string>, isPositionRecovery: boolean): void {
@@ -219,6 +273,7 @@ export class ResponseHold implements PositionedSubscriber {
     if (reason !== 'retry') {
       this.deps.metrics.holdsClosed.inc({ kind: 'response', reason });
       this.deps.metrics.holdDuration.observe({ kind: 'response' }, (this.deps.clock.now() - this.startedAt) / 1000);
+      if (this.options.goneLink !== undefined && isGoneEnd(reason)) this.deps.gone.notify(this.options.goneLink);
     }
   }
 }

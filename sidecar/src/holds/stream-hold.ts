@@ -7,14 +7,17 @@ import type { PositionedSubscriber } from '../hub/hub.js';
 import type { Limits } from '../config.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
+import { isGoneEnd, type GoneLink, type GoneNotifier } from '../origin/gone-link.js';
 import type { FetchedPage, NextLinks } from '../origin/link-fetch.js';
 import type { ConnectionUsage } from '../usage/usage-ledger.js';
 import type { ChunkWriter, CoalesceState } from './chunk-writer.js';
 import { timerMs, type Clock, type Timer } from './clock.js';
-import { limitChannels, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
+import { limitChannels, reportFilterError, type ChannelLimit, type ChannelSubscriptions, type HoldMetrics, type OpenHolds } from './hold-ports.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
+import { filterItem, hasActiveFilters, responseBodyRenderer, ResponseFilterError, type FilterContext, type ResponseBodyRenderer } from '../filters/filters.js';
+import { MetaLimitError, SubscriptionMeta } from '../filters/sub-meta.js';
 
-// An HTTP stream (spec 3.6), also used for paged streaming (no hold, only a next link, 3.4).
+// An HTTP stream (docs/grip.md, "Streams"), also used for paged streaming (no hold, only a next link).
 // Headers and the initial body go out at once; published http-stream content is appended.
 //
 //   starting ──initial body written──▶ holding ◀──page appended── fetching
@@ -23,9 +26,12 @@ import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 //      │                                  │ close item · client gone · slow client ·
 //      └──── origin error ────────────────┴──── page without hold or link · shutdown ───▶ closed
 //
+// On closing, the origin's gone link (if any) is POSTed unless the origin ended the stream itself
+// (a close item, a page without hold or link).
+//
 // Items that arrive while starting or fetching wait in a bounded queue; close() runs once and
 // releases subscriptions and timers. The first channels are subscribed with their prev-ids, so
-// the hub can compare them with the channels' positions (spec 5.3): a stream that is behind is
+// the hub can compare them with the channels' positions (docs/grip.md, "Reliability"): a stream that is behind is
 // caught up from history, or recover() fetches the next link. Pages from the next link are the
 // recovery itself and are not compared again.
 //
@@ -33,8 +39,14 @@ import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 // of its own (one shared close listener finds the hold through a WeakMap), keep-alives on the
 // shared wheel, the id map and the queue created only when first needed, and nothing of the
 // request or the origin's response once the initial body is through.
+//
+// Filters (docs/grip.md, "Meta and filters"): a stream whose channels have no filter takes the path above, the same
+// content Buffer for every stream. One with filters (or an item whose format names content
+// filters) runs them per item, with its subscription meta and its per-channel ids; build-id
+// also renders the initial body and every next-link page as they are written.
 
 const EMPTY_IDS: ReadonlyMap<string, string> = new Map();
+const EMPTY_BODY = Buffer.alloc(0);
 
 /** The hold on each response, for the one close listener all stream holds share. */
 const holdsByResponse = new WeakMap<ServerResponse, StreamHold>();
@@ -54,7 +66,7 @@ export interface StreamHoldDeps {
   hub: ChannelSubscriptions;
   holds: OpenHolds;
   channelLimit: ChannelLimit;
-  metrics: HoldMetrics & Pick<Metrics, 'originErrors'>;
+  metrics: HoldMetrics & Pick<Metrics, 'originErrors' | 'deliveriesDropped'>;
   /** Counts one published item written to a stream (kong_grip_messages_sent_total, batched per tick). */
   countStreamSent: () => void;
   /** Shared by all stream holds: published content to sockets, framed once per item. */
@@ -63,8 +75,9 @@ export interface StreamHoldDeps {
   keepAlives: Pick<KeepAliveWheel, 'add' | 'remove' | 'currentTick'>;
   links: NextLinks;
   log: Pick<Logger, 'warn'>;
-  limits: Pick<Limits, 'maxQueueItems' | 'maxQueueBytes'>;
+  limits: Pick<Limits, 'maxQueueItems' | 'maxQueueBytes' | 'maxMetaKeys' | 'maxMetaBytes'>;
   clock: Clock;
+  gone: GoneNotifier;
 }
 
 export interface StreamHoldOptions {
@@ -73,12 +86,19 @@ export interface StreamHoldOptions {
   headers: HeaderList;
   initialBody: Buffer | IncomingMessage;
   channels: readonly ChannelSub[];
+  /** The connection's subscription meta (Grip-Set-Meta, hold.meta), read by the filters. */
+  meta?: SubscriptionMeta;
   keepAlive?: KeepAlive;
   nextLink?: Link;
   /** Where the client request was forwarded: every next link of the chain is checked against it. */
   requestUrl: URL;
   /** The connection's usage meter: each published item written counts, with its content's bytes. */
   usage?: ConnectionUsage | undefined;
+  /**
+   * The first answer's rel=gone link (later pages cannot change it, as in Pushpin), POSTed when
+   * the stream ends without the origin's doing (a close item, a last page).
+   */
+  goneLink?: GoneLink;
 }
 
 type State = 'starting' | 'holding' | 'fetching' | 'closed';
@@ -88,6 +108,11 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   /** recover() came while the initial body was still being written. */
   private isRecoveryWanted = false;
   private channels: ChannelSub[] = [];
+  /** Some channel has a filter the proxy runs: items take the per-connection path. */
+  private isFiltered = false;
+  private meta: SubscriptionMeta | undefined;
+  /** build-id rendering of the origin body being written (initial body or page), if any channel has it. */
+  private renderer: ResponseBodyRenderer | undefined;
   /** Per channel, the id of the last item this client has (from prev-id, then delivered items). */
   private lastIds: Map<string, string> | undefined;
   private nextLink: Link | undefined;
@@ -100,6 +125,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   private fetchAbort: AbortController | undefined;
   private retryTimer: Timer | undefined;
   private readonly requestUrl: URL;
+  private readonly goneLink: GoneLink | undefined;
   private readonly startedAt: number;
   private readonly usage: ConnectionUsage | undefined;
   lastWriteTick = 0;
@@ -112,6 +138,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     this.startedAt = deps.clock.now();
     this.requestUrl = options.requestUrl;
     this.usage = options.usage;
+    this.goneLink = options.goneLink;
     holdsByResponse.set(res, this);
     res.on('close', onResponseClose); // not once(): that wraps it in a closure per response
     deps.metrics.connections.inc({ kind: 'stream' });
@@ -124,7 +151,9 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     res.writeHead(options.code, options.reason, flatten(options.headers));
     res.flushHeaders();
     this.nextLink = options.nextLink;
+    this.meta = options.meta;
     this.setChannels(options.channels, true);
+    this.renderer = this.rendererFor(options.channels);
     this.setKeepAlive(options.keepAlive);
     this.begin(options.initialBody, options.channels.length === 0);
   }
@@ -163,15 +192,15 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     this.apply(item);
   }
 
-  /** First-subscription refresh (spec 3.5): fetch the next link, if there is one, as for a hint. */
+  /** First-subscription refresh (docs/grip.md, "Long-polling"): fetch the next link, if there is one, as for a hint. */
   refresh(): void {
     if (this.state !== 'holding' || this.nextLink === undefined) return;
     void this.fetchNext();
   }
 
-  /** This stream's prev-id is behind the channel and history could not help (spec 5.3): fetch the next link. */
+  /** This stream's prev-id is behind the channel and history could not help (docs/grip.md, "Reliability"): fetch the next link. */
   recover(): void {
-    if (this.nextLink === undefined) return; // nothing to recover from (spec 3.6.8)
+    if (this.nextLink === undefined) return; // nothing to recover from (docs/grip.md, "Streams")
     if (this.state === 'starting') this.isRecoveryWanted = true;
     else if (this.state === 'holding') this.recoverFromOrigin();
   }
@@ -194,18 +223,26 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     // The item this client already has (a recovery page carried it): not again.
     if (last !== undefined && item.id === last) return;
     // A prev-id that does not follow what this client has means a missed item: recover from
-    // the origin (spec 5.3) rather than deliver out of sequence. Without a next link we cannot.
+    // the origin (docs/grip.md, "Reliability") rather than deliver out of sequence. Without a next link we cannot.
     if (this.nextLink !== undefined && last !== undefined && item.prevId !== undefined && item.prevId !== last) {
       this.recoverFromOrigin();
       return;
     }
+    if (format.action === 'send') {
+      if (item.id !== undefined) (this.lastIds ??= new Map()).set(item.channel, item.id);
+      else this.lastIds?.delete(item.channel);
+    }
+    let content = format.content;
+    if (this.isFiltered || format.contentFilters !== undefined) {
+      const filtered = this.filter(item, format.contentFilters, format.action === 'send' ? content : undefined);
+      if (filtered === undefined) return;
+      content = filtered;
+    }
     switch (format.action) {
       case 'send':
-        if (item.id !== undefined) (this.lastIds ??= new Map()).set(item.channel, item.id);
-        else this.lastIds?.delete(item.channel);
         this.deps.countStreamSent();
-        this.deps.chunks.write(this.res, format.content, this);
-        this.usage?.delivered(item.channel, format.content.length);
+        this.deps.chunks.write(this.res, content, this);
+        this.usage?.delivered(item.channel, content.length);
         this.afterWrite(true);
         this.nextLinkTimer?.refresh();
         return;
@@ -223,6 +260,41 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
         const never: never = format.action;
         throw new Error(`unhandled action ${String(never)}`);
       }
+    }
+  }
+
+  /** The item's content as this stream gets it, after its channel's filters; undefined when not for this stream. */
+  private filter(item: PublishItem, contentFilters: readonly string[] | undefined, content: Buffer | undefined): Buffer | undefined {
+    const filters = this.channels.find((c) => c.name === item.channel)?.filters ?? [];
+    const outcome = filterItem(filters, contentFilters, this.filterContext(item), content);
+    if (outcome.type === 'send') return outcome.content;
+    if (outcome.type === 'error') reportFilterError(this.deps, item, outcome.message);
+    return undefined;
+  }
+
+  private filterContext(item: PublishItem): FilterContext {
+    const prevIds = new Map<string, string | undefined>();
+    for (const c of this.channels) prevIds.set(c.name, this.lastIds?.get(c.name));
+    return { subMeta: this.meta?.view() ?? EMPTY_IDS, pubMeta: item.meta, prevIds };
+  }
+
+  /** build-id rendering for an origin body that comes with these channels (Pushpin uses the meta only). */
+  private rendererFor(channels: readonly ChannelSub[]): ResponseBodyRenderer | undefined {
+    return responseBodyRenderer(channels.map((c) => c.filters), this.meta?.view() ?? EMPTY_IDS);
+  }
+
+  /** An origin body (initial or page) through build-id, if it applies; undefined after ending the stream on a filter error. */
+  private rendered(chunk: Buffer, isLast: boolean): Buffer | undefined {
+    const renderer = this.renderer;
+    if (renderer === undefined) return chunk;
+    try {
+      const out = chunk.length > 0 ? renderer.update(chunk) : chunk;
+      return isLast ? Buffer.concat([out, renderer.finalize()]) : out;
+    } catch (err) {
+      if (!(err instanceof ResponseFilterError)) throw err;
+      this.deps.log.warn({ err: err.message }, 'origin body failed its filter; ending stream');
+      this.end('origin_error');
+      return undefined;
     }
   }
 
@@ -249,11 +321,23 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   /** Writes a body that has fully arrived: a buffer, or an origin response already complete. */
   private appendComplete(body: Buffer | IncomingMessage): void {
     if (Buffer.isBuffer(body)) {
-      if (body.length > 0) this.write(body, true);
+      this.writeBody(body, true);
       return;
     }
-    for (let chunk: Buffer | null = body.read(); chunk !== null; chunk = body.read()) this.write(chunk, true);
+    for (let chunk: Buffer | null = body.read(); chunk !== null; chunk = body.read()) {
+      if (!this.writeBody(chunk, false)) break;
+    }
     body.resume(); // lets it end, so its connection goes back to the origin pool
+    this.writeBody(EMPTY_BODY, true);
+  }
+
+  /** Writes a piece of an origin body, rendered if build-id applies; false once the stream has ended. */
+  private writeBody(chunk: Buffer, isLast: boolean): boolean {
+    if (this.state === 'closed') return false;
+    const out = this.rendered(chunk, isLast);
+    if (out === undefined) return false;
+    if (out.length > 0) this.write(out, true);
+    return !this.isClosed();
   }
 
   /** Writes a body to the client; false if the stream ended meanwhile. */
@@ -265,12 +349,12 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     this.reading = body;
     try {
       for await (const chunk of body) {
-        if (this.state === 'closed') {
+        if (this.state === 'closed' || !this.writeBody(chunk as Buffer, false)) {
           body.destroy();
           return false;
         }
-        this.write(chunk as Buffer, true);
       }
+      if (!this.writeBody(EMPTY_BODY, true)) return false;
     } catch (err) {
       if (this.isClosed()) return false; // destroyed by close(): the client left
       this.deps.log.warn({ err: (err as Error).message }, 'origin body failed mid-stream');
@@ -314,8 +398,11 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
         if (!Buffer.isBuffer(page.body)) page.body.destroy();
         return;
       }
-      if (!(await this.appendBody(page.body))) return;
       const instruct = page.instruct;
+      // As Pushpin: the page's instruct is taken before its body, so its meta and filters render it.
+      if (instruct !== undefined && !this.updateMeta(instruct.meta)) return;
+      this.renderer = instruct === undefined ? undefined : this.rendererFor(instruct.hold?.channels ?? []);
+      if (!(await this.appendBody(page.body))) return;
       if (instruct?.hold !== undefined) {
         this.setChannels(instruct.hold.channels, false);
         this.setKeepAlive(instruct.hold.keepAlive);
@@ -328,6 +415,22 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
         return;
       }
       this.nextLink = instruct.nextLink;
+    }
+  }
+
+  /** Merges a page's meta into the connection's; false after ending the stream when it is over the limits. */
+  private updateMeta(fields: Readonly<Record<string, string>>): boolean {
+    const entries = Object.entries(fields);
+    if (entries.length === 0) return true;
+    this.meta ??= new SubscriptionMeta({ maxKeys: this.deps.limits.maxMetaKeys, maxBytes: this.deps.limits.maxMetaBytes });
+    try {
+      this.meta.apply(entries);
+      return true;
+    } catch (err) {
+      if (!(err instanceof MetaLimitError)) throw err;
+      this.deps.log.warn({ err: err.message }, 'next-link answer over the meta limits; ending stream');
+      this.end('origin_error');
+      return false;
     }
   }
 
@@ -373,6 +476,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
       }
     }
     this.channels = next;
+    this.isFiltered = next.some((c) => hasActiveFilters(c.filters));
     for (const c of next) {
       if (c.prevId !== undefined) (this.lastIds ??= new Map()).set(c.name, c.prevId);
       this.deps.hub.subscribe(c.name, this, isFirst ? c.prevId : undefined);
@@ -417,5 +521,6 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     this.deps.metrics.connections.dec({ kind: 'stream' });
     this.deps.metrics.holdsClosed.inc({ kind: 'stream', reason });
     this.deps.metrics.holdDuration.observe({ kind: 'stream' }, (this.deps.clock.now() - this.startedAt) / 1000);
+    if (this.goneLink !== undefined && isGoneEnd(reason)) this.deps.gone.notify(this.goneLink);
   }
 }

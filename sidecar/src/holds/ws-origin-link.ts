@@ -1,5 +1,6 @@
 import type { WsSettings } from '../config.js';
 import { isKgError } from '../errors.js';
+import { applyAcceptance, CONTENT_BYTES_REPLAYED, parseContentBytesAccepted } from '../grip/ws-acceptance.js';
 import { decodeWsEvents, encodeWsEvents, type DecodedWsEvent, type WsEvent } from '../grip/ws-events.js';
 import {
   applySetMeta, firstHeader, isWsEventsContentType, parseKeepAliveInterval, replayedHandshakeHeaders, wsRequestHeaders, type WsMeta,
@@ -11,7 +12,7 @@ import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
 import type { Clock, Timer } from './clock.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 
-// The origin side of one WebSocket session (spec 7.1): the client's events go to the origin as
+// The origin side of one WebSocket session (docs/websocket.md): the client's events go to the origin as
 // short POSTs of websocket-events, one request in flight at a time so order holds, and what
 // arrives meanwhile waits for the next batch. The link knows nothing of the client socket: it
 // tells its owner (the session) what the origin said, and the owner tells it what the client did.
@@ -24,6 +25,12 @@ import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 // open: replies are handed to the owner; refreshes and keep-alive requests go out. muted: the
 // owner no longer wants the origin's replies (its CLOSE was relayed, or the session detached);
 // client events still go out. closed: at most one farewell POST, sent after any request in flight.
+//
+// A reply may accept only part of what was sent (Content-Bytes-Accepted, grip/ws-acceptance.ts):
+// the rest is kept and goes first in the next request, with Content-Bytes-Replayed. The next
+// request waits for new client events (the origin asked to wait for more), a refresh or a
+// keep-alive, unless the kept rest alone fills maxPendingBytes: then it goes at once, and an
+// origin that accepted none of it fails the connection (nothing new could ever be sent).
 
 export type OriginReply = Extract<WsOriginOutcome, { type: 'reply' }>;
 
@@ -80,6 +87,12 @@ export class WsOriginLink implements KeepAliveMember {
   private retryEvents: readonly WsEvent[] = OPEN_EVENTS;
   private keepAliveMs: number | undefined;
   private farewell: WsEvent[] | undefined;
+  /** What the origin did not accept of the last request: sent again first, with how many content bytes it replays. */
+  private replay: WsEvent[] = [];
+  private replayBytes = 0;
+  /** Content-Bytes-Replayed of the request in flight (kept for its retries) and of the farewell. */
+  private inFlightReplayBytes = 0;
+  private farewellReplayBytes = 0;
   private readonly meta: WsMeta = new Map();
   private readonly replayed: HeaderList;
   keepAliveMark = 0;
@@ -107,14 +120,14 @@ export class WsOriginLink implements KeepAliveMember {
     if (this.state !== 'open' && this.state !== 'muted') return;
     this.pending.push(event);
     this.pendingBytes += payloadLength(event);
-    if (this.pendingBytes >= this.deps.ws.maxPendingBytes && !this.isClientPaused) {
+    if (this.pendingBytes + this.replayBytes >= this.deps.ws.maxPendingBytes && !this.isClientPaused) {
       this.isClientPaused = true;
       this.owner.pauseClient();
     }
     this.pump();
   }
 
-  /** Asks the origin for anything new with a request even if nothing is pending (spec 3.5, refresh action). */
+  /** Asks the origin for anything new with a request even if nothing is pending (docs/grip.md, "Long-polling", refresh action). */
   refresh(): void {
     if (this.state !== 'open') return;
     this.refreshWanted = true;
@@ -149,8 +162,12 @@ export class WsOriginLink implements KeepAliveMember {
       this.retryTimer = undefined;
       this.inFlight = false;
     }
-    this.farewell = farewell === undefined ? undefined : farewell.type === 'CLOSE' ? [...this.pending, farewell] : [farewell];
+    const isClose = farewell?.type === 'CLOSE';
+    this.farewell = farewell === undefined ? undefined : isClose ? [...this.replay, ...this.pending, farewell] : [farewell];
+    this.farewellReplayBytes = isClose ? this.replayBytes : 0;
     this.pending = [];
+    this.replay = [];
+    this.replayBytes = 0;
     this.pump();
   }
 
@@ -228,8 +245,12 @@ export class WsOriginLink implements KeepAliveMember {
       return;
     }
     if (this.state === 'opening') return;
-    if (this.pending.length === 0 && !(this.refreshWanted && this.state === 'open')) return;
-    const events = this.pending;
+    const isReplayDue = this.replayBytes >= this.deps.ws.maxPendingBytes;
+    if (this.pending.length === 0 && !isReplayDue && !(this.refreshWanted && this.state === 'open')) return;
+    const events = this.replay.length === 0 ? this.pending : [...this.replay, ...this.pending];
+    this.inFlightReplayBytes = this.replayBytes;
+    this.replay = [];
+    this.replayBytes = 0;
     this.pending = [];
     this.pendingBytes = 0;
     this.refreshWanted = false;
@@ -244,7 +265,7 @@ export class WsOriginLink implements KeepAliveMember {
   private async exchange(events: readonly WsEvent[]): Promise<void> {
     try {
       this.inFlight = true;
-      const outcome = await this.post(events);
+      const outcome = await this.post(events, this.inFlightReplayBytes);
       this.inFlight = false;
       if (this.isClosed()) {
         this.sendFarewell();
@@ -275,6 +296,7 @@ export class WsOriginLink implements KeepAliveMember {
         this.owner.originFailed('origin error');
         return;
       }
+      if (!this.keepUnaccepted(events, outcome)) return;
       const replyEvents = this.decodeReply(outcome);
       if (replyEvents === undefined) {
         this.owner.originFailed('origin sent invalid events');
@@ -285,6 +307,36 @@ export class WsOriginLink implements KeepAliveMember {
       this.afterExchange();
     } catch (err) {
       this.owner.linkFailed(err);
+    }
+  }
+
+  /** Keeps what the origin did not accept of `sent` for the next request; false if the link failed. */
+  private keepUnaccepted(sent: readonly WsEvent[], reply: OriginReply): boolean {
+    const accepted = parseContentBytesAccepted(reply.headers);
+    const acceptance = applyAcceptance(sent, accepted);
+    switch (acceptance.type) {
+      case 'all':
+        return true;
+      case 'invalid':
+        this.deps.metrics.originErrors.inc({ kind: 'ws' });
+        this.log.warn({ err: acceptance.problem }, 'origin answered WebSocket events with an impossible Content-Bytes-Accepted');
+        this.owner.originFailed('origin error');
+        return false;
+      case 'partial':
+        if (accepted === 0 && acceptance.replayedBytes >= this.deps.ws.maxPendingBytes) {
+          // Nothing accepted of a request that already fills the buffer: it can never move on.
+          this.deps.metrics.originErrors.inc({ kind: 'ws' });
+          this.log.warn({ bytes: acceptance.replayedBytes }, 'origin accepted none of a full WebSocket request');
+          this.owner.originFailed('origin error');
+          return false;
+        }
+        this.replay = acceptance.remainder;
+        this.replayBytes = acceptance.replayedBytes;
+        return true;
+      default: {
+        const never: never = acceptance;
+        throw new Error(`unhandled acceptance ${JSON.stringify(never)}`);
+      }
     }
   }
 
@@ -318,21 +370,25 @@ export class WsOriginLink implements KeepAliveMember {
     }
   }
 
-  private post(events: readonly WsEvent[]): Promise<WsOriginOutcome> {
+  /** `replayedBytes`: content bytes at the start of `events` that the origin did not accept last time. */
+  private post(events: readonly WsEvent[], replayedBytes = 0): Promise<WsOriginOutcome> {
     const body = encodeWsEvents(events);
-    return this.deps.post(this.url, wsRequestHeaders(this.replayed, this.connectionId, this.meta, body.length), body);
+    const headers = wsRequestHeaders(this.replayed, this.connectionId, this.meta, body.length);
+    if (replayedBytes > 0) headers.push([CONTENT_BYTES_REPLAYED, String(replayedBytes)]);
+    return this.deps.post(this.url, headers, body);
   }
 
   private sendFarewell(): void {
     const events = this.farewell;
     if (events === undefined || this.inFlight) return;
     this.farewell = undefined;
-    void this.postFarewell(events);
+    void this.postFarewell(events, this.farewellReplayBytes);
   }
 
-  private async postFarewell(events: readonly WsEvent[]): Promise<void> {
+  /** The last request: what the origin accepts of it no longer matters (the session is over). */
+  private async postFarewell(events: readonly WsEvent[], replayedBytes: number): Promise<void> {
     try {
-      const outcome = await this.post(events);
+      const outcome = await this.post(events, replayedBytes);
       if (outcome.type === 'failed') this.log.debug({ err: outcome.error.message }, 'final WebSocket event not delivered to origin');
     } catch (err) {
       this.log.error({ err }, 'final WebSocket event failed');

@@ -6,6 +6,7 @@ import type { Limits, WsSettings } from '../config.js';
 import { isKgError } from '../errors.js';
 import { parseWsControl, type WsClientMessage, type WsControl } from '../grip/ws-control.js';
 import type { DecodedWsEvent, WsEvent } from '../grip/ws-events.js';
+import { parseGoneLink } from '../grip/instruct.js';
 import { gripExtensionFrom, routeOriginMessage, type GripExtension } from '../grip/ws-extension.js';
 import { encodeFrame, isSendableCloseCode, Opcode, opcodeOf, truncateCloseReason } from '../grip/ws-frame.js';
 import { headerValues } from '../grip/ws-headers.js';
@@ -13,15 +14,19 @@ import type { HeaderList, PublishItem, WsMessageFormat } from '../grip/types.js'
 import type { Hub, Subscriber } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { CloseReason, Metrics } from '../metrics.js';
+import { isGoneEnd, type GoneLink, type GoneNotifier } from '../origin/gone-link.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
 import type { RequestTarget, TargetConnection } from '../server/request-target.js';
 import type { ConnectionUsage } from '../usage/usage-ledger.js';
 import type { Clock, Timer } from './clock.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
 import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origin-link.js';
+import { filterItem, hasActiveFilters, type FilterContext } from '../filters/filters.js';
+import { MetaLimitError, SubscriptionMeta } from '../filters/sub-meta.js';
+import { reportFilterError } from './hold-ports.js';
 
 // One client WebSocket held by the sidecar and driven by the origin over WebSocket-over-HTTP
-// (spec 7): the client side (its socket, published frames, control messages, the closing
+// (docs/websocket.md): the client side (its socket, published frames, control messages, the closing
 // handshake). The origin side (batched POSTs, one in flight, retries, the farewell) is the
 // session's WsOriginLink; completing or refusing the upgrade is the handshake port's job.
 //
@@ -38,15 +43,22 @@ import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origi
 // opening: OPEN is posted and the client's upgrade waits; the 101 goes out only once the origin
 //   accepts. open: client messages go to the link; origin events and published ws-message items
 //   are written to the client. detached: the origin side is closed (CLOSE posted), publishes
-//   still flow. closing: we relayed the origin's CLOSE and wait for the client's reply, which
-//   goes back to the origin as CLOSE.
+//   still flow, as do the events after the detach in the same origin reply. closing: we relayed
+//   the origin's CLOSE and wait for the client's reply, which goes back to the origin as CLOSE.
 // close() releases subscriptions, timers and listeners, ends the client socket as asked, and
-// hands the link at most one farewell event (CLOSE or DISCONNECT) for the origin.
+// hands the link at most one farewell event (CLOSE or DISCONNECT) for the origin; a gone link
+// given on the OPEN reply is POSTed unless the origin ended the session (CLOSE, DISCONNECT, a
+// published close).
 //
 // A held WebSocket is mostly idle and there may be many, so it keeps little: no closure of its
 // own (the listeners are shared and find the session through a symbol on the socket or the ws
 // object), the client keep-alive on the shared wheel (sent between the timeout and about three
 // wheel ticks after it, never earlier), and nothing of the upgrade request once it is answered.
+//
+// Filters (docs/grip.md, "Meta and filters"): subscriptions with filters (c:subscribe `filters`) and the meta of set-meta
+// control messages are kept only once there are some; a session without them gets the shared
+// frame of each item as before. WebSockets have no prev-ids: build-id fails there when the
+// id_format names a channel.
 
 /** The answer to the client's upgrade, once the origin has decided (server/ws-handshake.ts). */
 export interface WsHandshakePort {
@@ -70,6 +82,8 @@ export interface WsSessionDeps {
   keepAlives: KeepAliveWheel;
   /** Origin retries, send-delayed, and the hold's duration. */
   clock: Clock;
+  /** A gone link from the OPEN reply is POSTed when the session ends without the origin's doing. */
+  gone: GoneNotifier;
   /** Runs once for every session, when it ends. */
   onClosed: (session: WsSession) => void;
 }
@@ -105,6 +119,8 @@ const TERMINATE: ClientEnd = { type: 'terminate' };
 /** 1012 Service Restart (RFC 6455 registry): the client should reconnect, and will reach another instance. */
 const SHUTDOWN_END: ClientEnd = { type: 'close', code: 1012, reason: 'service restart' };
 const WS_OPEN = 1; // WebSocket.OPEN
+const NO_META: ReadonlyMap<string, string> = new Map();
+const NO_FILTERS: readonly string[] = [];
 /** Pushpin's limit on filters per subscription (MESSAGEFILTERSTACK_SIZE_MAX). */
 const MAX_FILTERS = 5;
 /** 1014 Bad Gateway (RFC 6455 registry): the origin failed or answered something unusable. */
@@ -144,9 +160,14 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   private ws: WebSocket | undefined;
   private grip: GripExtension | undefined;
   private readonly socket: Duplex;
+  private readonly url: URL;
+  private goneLink: GoneLink | undefined;
   private opening: Opening | undefined;
   private readonly link: WsOriginLink;
   private readonly channels = new Set<string>();
+  /** Filters of the subscriptions that have some (created with the first). */
+  private channelFilters: Map<string, string[]> | undefined;
+  private meta: SubscriptionMeta | undefined;
   private readonly log: Logger;
   private readonly startedAt: number;
   /** The keep-alive control message, framed; in idle mode every write restarts the wait. */
@@ -181,6 +202,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     this.tokens = this.burst;
     this.tokensAt = this.startedAt;
     this.socket = upgrade.socket;
+    this.url = upgrade.target.url;
     this.opening = { req: upgrade.req, head: upgrade.head, clientHeaders: upgrade.target.headers, earlyData: undefined, earlyBytes: 0 };
     this.log = deps.log.child({ connId: this.connectionId, holdKind: 'ws', route: upgrade.target.url.pathname });
     this.link = new WsOriginLink(deps, this, upgrade.target.url, upgrade.target.headers, this.connectionId, this.log);
@@ -240,6 +262,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   // ── opening (what the link reports) ────────────────────────────────────────
 
   originAccepted(headers: HeaderList, events: DecodedWsEvent[]): void {
+    this.goneLink = this.goneLinkOf(headers);
     this.accept(headers);
     if (this.isClosed()) return;
     this.handleEvents(events, 1);
@@ -249,6 +272,18 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     const socket = this.socket;
     this.close(refusal.type === 'refused' ? 'rejected' : 'origin_error', ENDED, undefined);
     this.deps.handshake.refuse(socket, refusal);
+  }
+
+  /** Grip-Link rel=gone on the OPEN reply; a malformed one is logged and ignored, not a reason to refuse the client. */
+  private goneLinkOf(headers: HeaderList): GoneLink | undefined {
+    try {
+      const url = parseGoneLink(headers, this.url.href);
+      return url === undefined ? undefined : { url, requestUrl: this.url };
+    } catch (err) {
+      if (!isKgError(err)) throw err;
+      this.log.warn({ err: err.message }, 'Grip-Link on the OPEN reply ignored');
+      return undefined;
+    }
   }
 
   private keepEarlyData(chunk: Buffer): void {
@@ -288,7 +323,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   // ── client → origin ────────────────────────────────────────────────────────
 
   private fromClient(event: WsEvent): void {
-    // After a detach client traffic is dropped (spec 7.3); closing still relays until the reply.
+    // After a detach client traffic is dropped (docs/websocket.md); closing still relays until the reply.
     if (this.state !== 'open' && this.state !== 'closing') return;
     if (this.burst > 0 && (event.type === 'TEXT' || event.type === 'BINARY') && !this.takeToken()) {
       this.rateLimited();
@@ -340,8 +375,10 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   }
 
   private handleEvents(events: DecodedWsEvent[], from: number): void {
-    // Stops at a detach as well: Pushpin drops what the origin sends once detached.
-    for (let i = from; i < events.length && this.state === 'open'; i++) {
+    // A detach does not stop this loop: Pushpin handles the rest of the same reply (its control
+    // channel learns of the detach only after relaying it); later replies are not read (the link
+    // is muted). A CLOSE, DISCONNECT or failure does stop it.
+    for (let i = from; i < events.length && (this.state === 'open' || this.state === 'detached'); i++) {
       const e = events[i] as DecodedWsEvent;
       switch (e.type) {
         case 'TEXT':
@@ -402,7 +439,10 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
         this.subscribe(msg.channel, msg.filters);
         return;
       case 'unsubscribe':
-        if (this.channels.delete(msg.channel)) this.deps.hub.unsubscribe(msg.channel, this);
+        if (this.channels.delete(msg.channel)) {
+          this.channelFilters?.delete(msg.channel);
+          this.deps.hub.unsubscribe(msg.channel, this);
+        }
         return;
       case 'detach':
         this.detach();
@@ -411,8 +451,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
         this.log.debug('GRIP session ids are not supported; control message ignored');
         return;
       case 'set-meta':
-        // Subscription meta only feeds delivery filters (spec 6.1), which the sidecar does not run.
-        this.log.debug({ name: msg.name }, 'set-meta has no effect: no delivery filter reads meta');
+        this.setMeta(msg.name, msg.value);
         return;
       case 'keep-alive':
         this.setClientKeepAlive(msg.message, msg.timeoutSec, msg.mode);
@@ -443,10 +482,33 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
       this.log.debug({ channel, max: this.deps.limits.maxChannelsPerConnection }, 'subscription over the per-connection limit ignored');
       return;
     }
-    if (filters.length > 0) this.log.debug({ channel, filters }, 'subscription filters are not applied');
+    if (hasActiveFilters(filters)) (this.channelFilters ??= new Map()).set(channel, filters);
     this.channels.add(channel);
     this.deps.hub.subscribe(channel, this);
     this.log.debug({ channel }, 'subscribed');
+  }
+
+  /** set-meta (docs/websocket.md): a value sets, none deletes. A change over the meta limits is refused (logged) and the connection kept. */
+  private setMeta(name: string, value: string | undefined): void {
+    this.meta ??= new SubscriptionMeta({ maxKeys: this.deps.limits.maxMetaKeys, maxBytes: this.deps.limits.maxMetaBytes });
+    try {
+      this.meta.set(name, value);
+    } catch (err) {
+      if (!(err instanceof MetaLimitError)) throw err;
+      this.log.warn({ name, err: err.message }, 'set-meta refused');
+    }
+  }
+
+  /** The item's content as this session gets it, after its channel's filters; undefined when not for it. */
+  private filter(item: PublishItem, contentFilters: readonly string[] | undefined, content: Buffer | undefined): Buffer | undefined {
+    // Its channels, none with an id (a WebSocket has no prev-ids), as current Pushpin gives them.
+    const prevIds = new Map<string, undefined>();
+    for (const c of this.channels) prevIds.set(c, undefined);
+    const ctx: FilterContext = { subMeta: this.meta?.view() ?? NO_META, pubMeta: item.meta, prevIds };
+    const outcome = filterItem(this.channelFilters?.get(item.channel) ?? NO_FILTERS, contentFilters, ctx, content);
+    if (outcome.type === 'send') return outcome.content;
+    if (outcome.type === 'error') reportFilterError(this.deps, item, outcome.message);
+    return undefined;
   }
 
   private detach(): void {
@@ -457,7 +519,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   }
 
   /**
-   * The hub's first-subscription refresh (spec 3.5): a channel of this session just went live on
+   * The hub's first-subscription refresh (docs/grip.md, "Long-polling"): a channel of this session just went live on
    * the bus, so items may have been missed. As for a published `refresh` action, the origin gets
    * a WebSocket-over-HTTP request (empty if nothing is pending) and can push what was missed.
    */
@@ -469,16 +531,22 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   deliver(item: PublishItem): void {
     const format = item.formats['ws-message'];
     if (format === undefined || (this.state !== 'open' && this.state !== 'detached')) return;
+    let filtered: Buffer | undefined;
+    if (this.channelFilters !== undefined || format.contentFilters !== undefined) {
+      filtered = this.filter(item, format.contentFilters, format.action === 'send' ? format.content : undefined);
+      if (filtered === undefined) return;
+    }
     switch (format.action) {
       case 'send': {
-        const frame = publishFrame(format);
+        // Content a filter rewrote is framed for this session alone.
+        const frame = filtered === undefined || filtered === format.content ? publishFrame(format) : encodeFrame(opcodeOf(format.type), filtered);
         if (frame === undefined) {
           this.log.debug({ channel: item.channel }, 'published control frame over 125 bytes dropped');
           return;
         }
         if (this.write(frame)) {
           this.deps.countSent();
-          this.usage?.delivered(item.channel, format.content.length);
+          this.usage?.delivered(item.channel, (filtered ?? format.content).length);
         }
         return;
       }
@@ -492,7 +560,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
         this.refresh();
         return;
       case 'hint':
-        return; // parsed but meaningless for WebSockets (spec 4.1)
+        return; // parsed but meaningless for WebSockets (docs/grip.md, "Publishing")
       default: {
         const never: never = format.action;
         throw new Error(`unhandled action ${String(never)}`);
@@ -547,7 +615,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     if (this.keepAliveFrame !== undefined) this.write(this.keepAliveFrame);
   }
 
-  /** At most one delayed message: a new one sends the pending one first (spec 7.3). */
+  /** At most one delayed message: a new one sends the pending one first (docs/websocket.md). */
   private sendDelayed(message: WsClientMessage, timeoutSec: number): void {
     this.flushDelayed();
     const frame = encodeFrame(opcodeOf(message.type), message.content);
@@ -624,6 +692,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     this.connection?.end();
     this.deps.onClosed(this);
     this.link.close(farewell);
+    if (this.goneLink !== undefined && isGoneEnd(reason)) this.deps.gone.notify(this.goneLink);
   }
 
   private detachEarlyListeners(): void {
@@ -637,6 +706,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   private releaseDelivery(): void {
     for (const channel of this.channels) this.deps.hub.unsubscribe(channel, this);
     this.channels.clear();
+    this.channelFilters = undefined;
     this.deps.keepAlives.remove(this);
     this.keepAliveFrame = undefined;
     this.isKeepAliveIdle = false;

@@ -9,18 +9,18 @@ import type { Metrics } from '../metrics.js';
 // subscribers, fanned out to every subscriber. Subscribers are plain objects with a deliver
 // method, so the hot path is one loop over a Set with no allocation per subscriber.
 //
-//   bus item ──▶ sequencer (spec 5.2: id / prev-id order, repeats dropped) ──▶ every subscriber
+//   bus item ──▶ sequencer (docs/grip.md, "Reliability": id / prev-id order, repeats dropped) ──▶ every subscriber
 //                  └─ out-of-order items wait ≤ waitMs (one shared timer for all channels)
 //
 // A channel's entry (its bus subscription, its sequencer, hence its position = last delivered id)
 // outlives its last subscriber by channelLingerMs, so a long-poll that re-polls at once finds it.
 //
-// Position (spec 5.3): a subscriber may say where it stands (the prev-id the origin gave). If
+// Position (docs/grip.md, "Reliability"): a subscriber may say where it stands (the prev-id the origin gave). If
 // that is not the channel's position, it missed items: with history on the bus (JetStream) it
 // is caught up from there (live items wait in a per-subscriber buffer meanwhile); without, it
 // is told to recover from the origin (Grip-Last retry or next-link fetch).
 //
-// First-subscription refresh (spec 3.5): a bus subscription is not live at once (NATS has to
+// First-subscription refresh (docs/grip.md, "Reliability"): a bus subscription is not live at once (NATS has to
 // learn the interest), so an item published between the origin's answer and that moment is
 // missed. When the bus reports a channel live, the subscribers it had then are refreshed after
 // a delay: response holds ask the origin again, streams with a next link fetch it. The same
@@ -146,7 +146,7 @@ export class Hub {
     return this.channels.size;
   }
 
-  /** The id of the last item delivered on the channel, when known (spec 5.1). */
+  /** The id of the last item delivered on the channel, when known (docs/grip.md, "Reliability"). */
   position(channel: string): string | undefined {
     return this.channels.get(channel)?.sequencer?.lastDeliveredId();
   }
@@ -231,7 +231,7 @@ export class Hub {
     }
   }
 
-  /** Out-of-order items whose wait ran out go out as they are; holds then see the gap (spec 5.2). */
+  /** Out-of-order items whose wait ran out go out as they are; holds then see the gap (docs/grip.md, "Reliability"). */
   private expire(entry: ChannelEntry, now: number): void {
     const sequencer = entry.sequencer;
     if (sequencer === undefined || this.channels.get(entry.channel) !== entry) return;
@@ -257,7 +257,7 @@ export class Hub {
       return;
     }
     entry.subscribers.add(subscriber);
-    // Pushpin compares only against a known position (spec 5.3).
+    // Pushpin compares only against a known position (docs/grip.md, "Reliability").
     if (position === undefined) return;
     this.metrics?.catchUps.inc({ result: 'origin' });
     // Not from inside subscribe(): the subscriber may still be setting up.

@@ -1,6 +1,6 @@
 import { SignJWT } from 'jose';
 
-// Grip-Sig (spec 2.2): an HS256 JWT with exactly {iss, exp = now + 3600}. Every request in the
+// Grip-Sig (docs/grip.md, "Requests to the origin"): an HS256 JWT with exactly {iss, exp = now + 3600}. Every request in the
 // same second would get byte-identical tokens, so one is minted per second and reused.
 
 const LIFETIME_SEC = 3600;

@@ -8,7 +8,7 @@ import { readGripResponse } from './grip-response.js';
 import type { OriginPort } from './origin-client.js';
 import type { OutboundCheck } from './outbound-policy.js';
 
-// Next-link fetches (spec 3.4, 3.6.7): a GET to the link with only Grip-Last (never the
+// Next-link fetches (docs/grip.md, "Streams (stream hold)"): a GET to the link with only Grip-Last (never the
 // client's cookies or credentials), whose body is appended to the stream and whose GRIP
 // headers may change the hold.
 //

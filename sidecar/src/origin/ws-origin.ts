@@ -3,7 +3,7 @@ import { rawToList } from '../grip/headers.js';
 import type { HeaderList } from '../grip/types.js';
 import { type OriginClient, readBody } from './origin-client.js';
 
-// One WebSocket-over-HTTP POST to the origin (spec 7.1), reduced to an outcome the session can
+// One WebSocket-over-HTTP POST to the origin (docs/websocket.md), reduced to an outcome the session can
 // act on without catching: the origin's reply, or a failure marked retryable when the origin was
 // never reached (Pushpin retries only those, since a reached origin may have acted already).
 

@@ -1,9 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { BusStatus } from '../bus/bus.js';
-import type { Config } from '../config.js';
+import { withoutCredentials, type Config } from '../config.js';
 import { startControlServer, type ControlServer } from '../publish/control-server.js';
 import type { Logger } from '../log.js';
+import { listenFailure } from '../listen-failure.js';
 import { createMetrics } from '../metrics.js';
 import { createBus, recordBusMetrics, startSidecar } from '../sidecar.js';
 
@@ -25,6 +26,7 @@ const MSG = {
   MetricsRequest: 'kong-grip:metrics-request',
   Metrics: 'kong-grip:metrics',
   Shutdown: 'kong-grip:shutdown',
+  StartFailed: 'kong-grip:start-failed',
 } as const;
 
 type Metric = MetricObjectWithValues<MetricValue<string>>;
@@ -32,7 +34,9 @@ type Metric = MetricObjectWithValues<MetricValue<string>>;
 type WorkerMessage =
   | { type: typeof MSG.Listening; clientPort: number }
   | { type: typeof MSG.BusStatus; status: BusStatus }
-  | { type: typeof MSG.Metrics; requestId: number; metrics: Metric[] };
+  | { type: typeof MSG.Metrics; requestId: number; metrics: Metric[] }
+  /** The worker could not start (its listen port cannot be bound): the message names the fix. */
+  | { type: typeof MSG.StartFailed; message: string };
 
 type PrimaryMessage =
   | { type: typeof MSG.MetricsRequest; requestId: number }
@@ -54,7 +58,16 @@ export async function runWorker(config: Readonly<Config>, log: Logger): Promise<
   const send = (message: WorkerMessage): void => {
     if (process.connected) process.send?.(message);
   };
-  const sidecar = await startSidecar({ config, log, serveControl: false });
+  let sidecar;
+  try {
+    sidecar = await startSidecar({ config, log, serveControl: false });
+  } catch (err) {
+    // The primary reports it once and stops (rather than respawning into the same failure).
+    const message: WorkerMessage = { type: MSG.StartFailed, message: err instanceof Error ? err.message : String(err) };
+    if (process.connected && process.send) process.send(message, () => process.exit(1));
+    else process.exit(1);
+    return;
+  }
   let isStopping = false;
   const stop = (why: string): void => {
     if (isStopping) return;
@@ -99,8 +112,11 @@ export interface Primary {
   close(): Promise<void>;
 }
 
-/** In the cluster primary: fork the workers, serve the control port, supervise. */
-export async function runPrimary(config: Readonly<Config>, log: Logger): Promise<Primary> {
+/**
+ * In the cluster primary: fork the workers, serve the control port, supervise. A worker that
+ * cannot start before all have started is fatal: `onStartFailed` gets its message once.
+ */
+export async function runPrimary(config: Readonly<Config>, log: Logger, onStartFailed: (message: string) => void = () => {}): Promise<Primary> {
   const states = new Map<number, WorkerState>();
   const metrics = createMetrics({ collectDefaults: true });
   // The primary publishes only; it never subscribes.
@@ -110,6 +126,8 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
   let respawnDelayMs = RESPAWN_MIN_MS;
   let respawnTimer: NodeJS.Timeout | undefined;
   let hasAnnounced = false;
+  /** A worker failed to start before all had: no respawning, the caller stops everything. */
+  let hasFailed = false;
   let requestCounter = 0;
   const pendingMetrics = new Map<number, { left: Set<number>; collected: Metric[][]; done: () => void }>();
   let control: ControlServer | undefined;
@@ -127,7 +145,8 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
     log.info({
       listen: `${config.listen.host}:${ports[0]}`,
       control: `${config.control.host}:${control.port}`,
-      origin: config.origin,
+      // Credentials in the origin URL stay out of the logs.
+      origin: config.origin === undefined ? undefined : withoutCredentials(config.origin),
       bus: 'nats',
       workers: config.workers,
     }, 'sidecar started');
@@ -144,6 +163,16 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
         return;
       case MSG.BusStatus:
         state.bus = message.status;
+        return;
+      case MSG.StartFailed:
+        // Every worker fails alike on a port in use: the first is reported, once.
+        if (hasFailed) return;
+        if (hasAnnounced || isStopping) {
+          log.error({ pid: worker.process.pid, err: message.message }, 'worker could not start');
+          return;
+        }
+        hasFailed = true;
+        onStartFailed(message.message);
         return;
       case MSG.Metrics: {
         const pending = pendingMetrics.get(message.requestId);
@@ -165,7 +194,7 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
     for (const pending of pendingMetrics.values()) {
       if (pending.left.delete(worker.id) && pending.left.size === 0) pending.done();
     }
-    if (isStopping) return;
+    if (isStopping || hasFailed) return;
     // A worker that dies soon after starting is probably failing at start: back off.
     const lived = state === undefined ? 0 : Date.now() - state.startedAt;
     respawnDelayMs = lived > RESPAWN_MAX_MS ? RESPAWN_MIN_MS : Math.min(respawnDelayMs * 2, RESPAWN_MAX_MS);
@@ -208,7 +237,11 @@ export async function runPrimary(config: Readonly<Config>, log: Logger): Promise
     bus, metrics, log, maxPublishBodyBytes: config.limits.maxPublishBodyBytes,
     ...(config.publishToken ? { publishToken: config.publishToken } : {}),
     health, renderMetrics,
-  }, config.control);
+  }, config.control).catch(async (err: unknown) => {
+    stopBusMetrics();
+    await bus.close();
+    throw listenFailure('control', config.control, err);
+  });
   for (let i = 0; i < config.workers; i++) fork();
   announceWhenAllListening();
   const controlServer = control;

@@ -3,11 +3,12 @@ import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import type { Bus } from '../bus/bus.js';
 import { isKgError } from '../errors.js';
+import { textNestingExceeds } from '../grip/json-input.js';
 import { parsePublishRequest } from '../grip/publish-item.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 
-// The control port: the Pushpin-compatible publish API (spec 4.2), /healthz, /readyz, /metrics.
+// The control port: the Pushpin-compatible publish API (docs/grip.md, "Publishing"), /healthz, /readyz, /metrics.
 // Texts and statuses follow Pushpin so GRIP publisher libraries behave as they do there. The
 // publish token, when set, guards the publish API and /metrics; /healthz and /readyz stay open
 // and then show only the status to a caller without it.
@@ -220,7 +221,12 @@ async function handlePublish(req: IncomingMessage, res: ServerResponse, format: 
   for await (const chunk of req) chunks.push(chunk as Buffer);
   let doc: unknown;
   try {
-    doc = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const text = Buffer.concat(chunks).toString('utf8');
+    // Pushpin's JSON parser (Qt's) takes only an object or an array at the top, nested at most
+    // 1024 levels; anything else is "not valid JSON" there [observed 1.36], so here too.
+    if (textNestingExceeds(text)) throw new Error('nested too deeply');
+    doc = JSON.parse(text);
+    if (typeof doc !== 'object' || doc === null) throw new Error('not an object or array');
   } catch {
     deps.metrics.publishRejected.inc({ reason: 'invalid' });
     reply(res, 400, format, 'Body is not valid JSON.');

@@ -22,7 +22,7 @@ export interface HttpResponseInput {
   reason?: string;
   headers?: Record<string, string> | Array<[string, string]>;
   body?: Bytes;
-  /** RFC 6902 operations applied to the long-poll's timeout body (spec 4.1). */
+  /** RFC 6902 operations applied to the long-poll's timeout body (docs/grip.md, "Long-polling (response hold)"). */
   bodyPatch?: unknown[];
   contentFilters?: string[];
 }

@@ -8,7 +8,7 @@ import type { HeaderList } from '../grip/types.js';
 import type { OpenRefusal } from '../holds/ws-origin-link.js';
 import type { WsHandshakePort } from '../holds/ws-session.js';
 
-// The answer to a client's upgrade once the origin has decided (spec 7.1): the 101 completed
+// The answer to a client's upgrade once the origin has decided (docs/websocket.md): the 101 completed
 // with `ws` in noServer mode (the origin's reply headers and the subprotocol it chose), or the
 // origin's refusal (or our 502) written to the raw socket. `ws` then parses client frames and
 // runs the closing handshake; sessions write data frames to the socket themselves so one

@@ -8,6 +8,7 @@ import { WsSession, type WsSessionDeps } from '../holds/ws-session.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { GoneNotifier } from '../origin/gone-link.js';
 import type { PostWsEvents } from '../origin/ws-origin.js';
 import type { RequestTarget } from './request-target.js';
 import { WsHandshake } from './ws-handshake.js';
@@ -27,6 +28,8 @@ export interface WsUpgradeDeps {
   keepAlives: KeepAliveWheel;
   /** The timers of every session and origin link, and the shutdown grace (the clock all holds share). */
   clock: Clock;
+  /** Gone links of sessions the origin gave one (Grip-Link rel=gone on its OPEN reply). */
+  gone: GoneNotifier;
   /** Runs once for every session started, when it ends (the client server's admission count). */
   onSessionEnded: () => void;
 }
@@ -60,7 +63,7 @@ export class WsUpgradeHandler {
     this.sessionDeps = {
       hub: deps.hub, post: deps.post, metrics: deps.metrics, log: deps.log, limits: deps.limits, ws: deps.ws,
       keepAlives: deps.keepAlives, countSent: this.countSent, handshake: this.handshake, clock: deps.clock,
-      onClosed: this.onSessionClosed,
+      gone: deps.gone, onClosed: this.onSessionClosed,
     };
   }
 

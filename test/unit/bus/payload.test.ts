@@ -46,13 +46,13 @@ test('returns a named error for bytes that are not UTF-8', (t) => {
 
 test('returns a named error for JSON of the wrong shape, with the publish-item parser\'s reason', (t) => {
   const cases: Array<[string, RegExp]> = [
-    ['[1,2]', /publish item must be an object/],
-    ['null', /publish item must be an object/],
-    ['42', /publish item must be an object/],
+    ['[1,2]', /publish item object is not an object/],
+    ['null', /publish item object is not an object/],
+    ['42', /publish item object is not an object/],
     ['{"formats":{}}', /no formats specified/],
-    ['{"formats":[]}', /'formats' must be an object/],
-    ['{"formats":{"http-stream":{"action":"explode"}}}', /'action' must be one of/],
-    ['{"channel":"other","formats":{"http-stream":{"content":"x"}}}', /does not match the subject's channel/],
+    ['{"formats":[]}', /publish item object contains 'formats' with wrong type/],
+    ['{"formats":{"http-stream":{"action":"explode"}}}', /'http-stream' contains 'action' with unknown value/],
+    ['{"channel":"other","formats":{"http-stream":{"content":"x"}}}', /is not the subject's channel/],
   ];
   for (const [json, reason] of cases) {
     const error = invalidFor(bytes(json));

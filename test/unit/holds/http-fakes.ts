@@ -11,6 +11,7 @@ import type { StreamHoldDeps } from '../../../sidecar/src/holds/stream-hold.js';
 import type { PositionedSubscriber, Subscriber } from '../../../sidecar/src/hub/hub.js';
 import type { Logger } from '../../../sidecar/src/log.js';
 import { createMetrics, type Metrics } from '../../../sidecar/src/metrics.js';
+import type { GoneLink, GoneNotifier } from '../../../sidecar/src/origin/gone-link.js';
 import type { FetchedPage, LinkContext, NextLinks } from '../../../sidecar/src/origin/link-fetch.js';
 import type { OriginCall, OriginPort, OriginRequest } from '../../../sidecar/src/origin/origin-client.js';
 import { FakeClock } from './fake-clock.js';
@@ -283,6 +284,21 @@ export function stillHeld(ports: { hub: FakeHub; clock: FakeClock; holds: HoldRe
 export const NOTHING_HELD = { channels: [], timers: 0, holds: 0 };
 
 /** Everything a hold or session is given, made of fakes (a real HoldRegistry, ChunkWriter and metrics). */
+/** Records the gone links the holds send, emitting 'notify' for each. */
+export class FakeGone extends EventEmitter implements GoneNotifier {
+  readonly sent: GoneLink[] = [];
+
+  notify(link: GoneLink): void {
+    this.sent.push(link);
+    this.emit('notify', link);
+  }
+
+  /** The URLs sent so far. */
+  get urls(): string[] {
+    return this.sent.map((l) => l.url);
+  }
+}
+
 export function fakePorts(options: { maxChannels?: number; maxQueueItems?: number; maxQueueBytes?: number; maxPatchedBodyBytes?: number } = {}) {
   const hub = new FakeHub();
   const clock = new FakeClock();
@@ -291,18 +307,19 @@ export function fakePorts(options: { maxChannels?: number; maxQueueItems?: numbe
   const holds = new HoldRegistry();
   const keepAlives = new FakeKeepAlives();
   const links = new FakeLinks();
+  const gone = new FakeGone();
   let streamSent = 0;
   const channelLimit = createChannelLimit(options.maxChannels ?? 20, metrics, log);
   const responseHolds: ResponseHoldDeps = {
-    hub, holds, channelLimit, metrics, clock, log, limits: { maxPatchedBodyBytes: options.maxPatchedBodyBytes ?? 1_048_576 },
+    hub, holds, channelLimit, metrics, clock, log, gone, limits: { maxPatchedBodyBytes: options.maxPatchedBodyBytes ?? 1_048_576 },
   };
   const streamHolds: StreamHoldDeps = {
-    hub, holds, channelLimit, metrics, clock, log, keepAlives, links,
-    limits: { maxQueueItems: options.maxQueueItems ?? 100, maxQueueBytes: options.maxQueueBytes ?? 1_048_576 },
+    hub, holds, channelLimit, metrics, clock, log, keepAlives, links, gone,
+    limits: { maxQueueItems: options.maxQueueItems ?? 100, maxQueueBytes: options.maxQueueBytes ?? 1_048_576, maxMetaKeys: 32, maxMetaBytes: 8192 },
     chunks: new ChunkWriter(),
     countStreamSent: () => { streamSent++; },
   };
-  return { hub, clock, metrics, log, holds, keepAlives, links, responseHolds, streamHolds, streamSent: () => streamSent };
+  return { hub, clock, metrics, log, holds, keepAlives, links, gone, responseHolds, streamHolds, streamSent: () => streamSent };
 }
 
 export function responseItem(channel: string, format: Partial<HttpResponseFormat> & { body?: Buffer }, ids: { id?: string; prevId?: string } = {}): PublishItem {

@@ -55,7 +55,7 @@ function startSession(options: RequestOptions & { lastEventIdPaths?: string[]; m
   const req = clientRequest(options);
   const deps: ProxySessionDeps = {
     origin, metrics: ports.metrics, log: ports.log,
-    limits: { maxRequestBodyBytes: options.maxRequestBodyBytes ?? 100, maxInstructBodyBytes: 1000 },
+    limits: { maxRequestBodyBytes: options.maxRequestBodyBytes ?? 100, maxInstructBodyBytes: 1000, maxMetaKeys: 32, maxMetaBytes: 8192 },
     lastEventIdPaths: options.lastEventIdPaths ?? [],
     responseHolds: ports.responseHolds,
     streamHolds: ports.streamHolds,
@@ -416,4 +416,37 @@ test('a pipelined request whose connection has already closed is not sent to the
   await done;
   await once(res, 'close');
   t.is(origin.calls.length, 0);
+});
+
+test('gone link: a long-poll that hands back to the origin (hint) and whose client leaves during the retry still sends it, once', async (t) => {
+  const { origin, res, hub, gone } = await longPolling('a', 'timeout\n', [['Grip-Link', '</gone?c=1>; rel=gone']]);
+  hub.publish(responseItem('a', { action: 'hint' }));
+  t.deepEqual(gone.sent, [], 'a hint is not the end of the session');
+  const retry = await origin.nextCall();
+  res.destroy();
+  await once(res, 'close');
+  retry.answer(longPoll('b', 'timeout\n', [['Grip-Link', '</gone?c=2>; rel=gone']]));
+  await until(gone, 'notify', () => gone.sent.length > 0);
+  await settle();
+  t.deepEqual(gone.urls, ['http://origin.test/gone?c=1']);
+  t.is(gone.sent[0]?.requestUrl.href, TARGET.url.href);
+});
+
+test('gone link: a retry answered with a new long-poll hands the session to it, with the new answer\'s gone link', async (t) => {
+  const { origin, res, hub, gone } = await longPolling('a', 'timeout\n', [['Grip-Link', '</gone?c=1>; rel=gone']]);
+  hub.publish(responseItem('a', { action: 'hint' }));
+  await answerNext(origin, longPoll('b', 'timeout\n', [['Grip-Link', '</gone?c=2>; rel=gone']]));
+  await subscribed(hub, 'b');
+  res.destroy();
+  await until(gone, 'notify', () => gone.sent.length > 0);
+  t.deepEqual(gone.urls, ['http://origin.test/gone?c=2']);
+});
+
+test('gone link: a retry answered without a hold ends the session by the origin: none', async (t) => {
+  const { origin, res, hub, gone } = await longPolling('a', 'timeout\n', [['Grip-Link', '</gone?c=1>; rel=gone']]);
+  hub.publish(responseItem('a', { action: 'hint' }));
+  await answerNext(origin, originResponse(200, [['Content-Type', 'text/plain']], 'plain\n'));
+  await ended(res);
+  await settle();
+  t.deepEqual(gone.sent, []);
 });

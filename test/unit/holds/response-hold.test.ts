@@ -32,7 +32,9 @@ function fakeAnswer(onApply: () => void = () => {}) {
 
 const TIMEOUT_BODY = 'timed out\n';
 
-function holding(channels: ChannelSub[], options: { checkPosition?: boolean; maxChannels?: number } = {}) {
+const GONE = { url: 'http://origin.test/gone?c=1', requestUrl: new URL('http://origin.test/poll') };
+
+function holding(channels: ChannelSub[], options: { checkPosition?: boolean; maxChannels?: number; goneLink?: typeof GONE } = {}) {
   const ports = fakePorts(options.maxChannels === undefined ? {} : { maxChannels: options.maxChannels });
   const res = new FakeResponse();
   const reask = new FakeReask();
@@ -42,6 +44,7 @@ function holding(channels: ChannelSub[], options: { checkPosition?: boolean; max
     timeoutResponse: { code: 200, reason: 'OK', headers: [['Content-Type', 'text/plain']], body: Buffer.from(TIMEOUT_BODY) },
     reask,
     checkPosition: options.checkPosition ?? true,
+    ...(options.goneLink ? { goneLink: options.goneLink } : {}),
   });
   return { ...ports, res, reask, hold };
 }
@@ -242,4 +245,47 @@ test('a long-poll response Node refuses to write closes that connection, logged,
   t.deepEqual(stillHeld(ports), NOTHING_HELD);
   t.is(await metricValue(ports.metrics.connections, { kind: 'response' }), 0);
   t.true(ports.log.lines.some((l) => l.msg === 'long-poll response not writable; connection closed'));
+});
+
+test('gone link: sent once when the client leaves, when the hold times out, and on shutdown', async (t) => {
+  const left = holding([channel('a')], { goneLink: GONE });
+  left.res.destroy();
+  await once(left.res, 'close');
+  t.deepEqual(left.gone.sent, [GONE]);
+
+  const timedOut = holding([channel('a')], { goneLink: GONE });
+  timedOut.clock.advance(30_000);
+  t.is(timedOut.res.body, TIMEOUT_BODY);
+  await once(timedOut.res, 'close');
+  t.deepEqual(timedOut.gone.sent, [GONE], 'once: the response closing after the timeout answer adds nothing');
+
+  const drained = holding([channel('a')], { goneLink: GONE });
+  drained.holds.drainAll();
+  t.deepEqual(drained.gone.sent, [GONE]);
+});
+
+test('gone link: never when a published item answers, nor when the hold hands back to the origin (hint, refresh)', async (t) => {
+  const answered = holding([channel('a')], { goneLink: GONE });
+  answered.hub.publish(responseItem('a', { body: Buffer.from('news') }));
+  await once(answered.res, 'close');
+  t.deepEqual(answered.gone.sent, []);
+
+  const hinted = holding([channel('a')], { goneLink: GONE });
+  hinted.hub.publish(responseItem('a', { action: 'hint' }));
+  t.is(hinted.reask.retries.length, 1);
+  t.deepEqual(hinted.gone.sent, []);
+
+  const refreshed = holding([channel('a')], { goneLink: GONE });
+  refreshed.hold.refresh();
+  const { answer, done } = fakeAnswer();
+  refreshed.reask.refreshes[0]?.answer.resolve(answer);
+  t.is(await done, 'applied');
+  t.deepEqual(refreshed.gone.sent, []);
+});
+
+test('gone link: none when the origin gave none', async (t) => {
+  const { res, gone } = holding([channel('a')]);
+  res.destroy();
+  await once(res, 'close');
+  t.deepEqual(gone.sent, []);
 });

@@ -16,6 +16,7 @@ interface Options {
   nextLink?: Link;
   maxQueueItems?: number;
   maxQueueBytes?: number;
+  goneLink?: { url: string; requestUrl: URL };
 }
 
 /** Where the stream's client request was forwarded. */
@@ -34,6 +35,7 @@ function streaming(options: Options = {}) {
     ...(options.keepAlive ? { keepAlive: options.keepAlive } : {}),
     ...(options.nextLink ? { nextLink: options.nextLink } : {}),
     requestUrl: REQUEST_URL,
+    ...(options.goneLink ? { goneLink: options.goneLink } : {}),
   });
   return { ...ports, res, hold };
 }
@@ -263,4 +265,37 @@ test('paging through next links stops when the client leaves mid-page (D3, D10)'
   t.true(page.destroyed);
   t.is(ports.links.fetches.length, 1);
   t.deepEqual(stillHeld(ports), NOTHING_HELD);
+});
+
+const GONE = { url: 'http://origin.test/gone', requestUrl: REQUEST_URL };
+
+test('gone link: sent once when the client leaves, when it is too slow, and on shutdown', async (t) => {
+  const left = streaming({ goneLink: GONE });
+  left.res.destroy();
+  await once(left.res, 'close');
+  t.deepEqual(left.gone.sent, [GONE]);
+
+  const slow = streaming({ goneLink: GONE, maxQueueBytes: 10 });
+  slow.res.writableLength = 11;
+  slow.hub.publish(streamItem('a', 'data: x\n\n'));
+  await once(slow.res, 'close');
+  t.deepEqual(slow.gone.sent, [GONE]);
+
+  const drained = streaming({ goneLink: GONE });
+  drained.holds.drainAll();
+  await once(drained.res, 'close');
+  t.deepEqual(drained.gone.sent, [GONE]);
+});
+
+test('gone link: never when the origin ends the stream, by a close item or by a last page', async (t) => {
+  const closed = streaming({ goneLink: GONE });
+  closed.hub.publish(streamItem('a', '', {}, 'close'));
+  await once(closed.res, 'close');
+  t.deepEqual(closed.gone.sent, []);
+
+  const paged = streaming({ goneLink: GONE, channels: [], nextLink: LINK });
+  (await paged.links.nextFetch()).page.resolve({ body: originResponse(200, [], 'last page\n') });
+  await until(paged.res, 'finish', () => paged.res.writableEnded);
+  await once(paged.res, 'close');
+  t.deepEqual(paged.gone.sent, []);
 });

@@ -294,3 +294,78 @@ test('a bug while handling a reply is reported to the owner, not thrown', async 
   const [err] = await once(owner, 'bug') as [Error];
   t.is(err.message, 'bug');
 });
+
+const accepting = (n: number, events: Parameters<typeof eventsReply>[0] = []) => eventsReply(events, [['Content-Bytes-Accepted', String(n)]]);
+const replayedHeader = (headers: HeaderList) => headers.find(([k]) => k === 'Content-Bytes-Replayed')?.[1];
+
+test('Content-Bytes-Accepted: the unaccepted rest waits for the next client event and goes first, announced with Content-Bytes-Replayed', async (t) => {
+  const { origin, owner, link, open } = setup(t);
+  await open();
+  link.send(text('hello world'));
+  const first = await origin.call(2);
+  t.is(replayedHeader(first.headers), undefined);
+  first.answer(accepting(5, [text('r1')]));
+  await once(owner, 'events');
+  await settle();
+  t.is(origin.calls.length, 2, 'the origin asked to wait for more: nothing is sent until the client sends');
+  link.send(text('!'));
+  const second = await origin.call(3);
+  t.deepEqual(second.events, [text(' world'), text('!')]);
+  t.is(replayedHeader(second.headers), '6');
+  second.answer(NO_EVENTS);
+  link.send(text('next'));
+  const third = await origin.call(4);
+  t.deepEqual(third.events, [text('next')], 'all accepted: nothing replayed');
+  t.is(replayedHeader(third.headers), undefined);
+});
+
+test('Content-Bytes-Accepted: a keep-alive or refresh request carries the rest too', async (t) => {
+  const { origin, link, open } = setup(t);
+  await open();
+  link.send(text('abc'));
+  (await origin.call(2)).answer(accepting(1));
+  await settle();
+  link.refresh();
+  const again = await origin.call(3);
+  t.deepEqual(again.events, [text('bc')]);
+  t.is(replayedHeader(again.headers), '2');
+});
+
+test('Content-Bytes-Accepted: more than was sent, or a CLOSE left out once all before it is accepted, fails the connection', async (t) => {
+  for (const [events, n] of [[[text('abc')], 4], [[text('abc'), { type: 'CLOSE', code: 1000, reason: '' }], 3]] as const) {
+    const { origin, owner, link, open } = setup(t);
+    await open();
+    link.send(text('first'));
+    const first = await origin.call(2);
+    for (const e of events) link.send(e); // one batch, behind the request in flight
+    first.answer(NO_EVENTS);
+    const batch = await origin.call(3);
+    t.deepEqual(batch.events, [...events]);
+    batch.answer(accepting(n));
+    t.deepEqual(await once(owner, 'failed'), ['origin error']);
+  }
+});
+
+test('Content-Bytes-Accepted: a rest that fills maxPendingBytes goes again at once; none of it accepted fails the connection', async (t) => {
+  const { origin, owner, link, open } = setup(t, { maxPendingBytes: 4 });
+  await open();
+  link.send(text('0123456789'));
+  (await origin.call(2)).answer(accepting(2));
+  const again = await origin.call(3);
+  t.deepEqual(again.events, [text('23456789')]);
+  t.is(replayedHeader(again.headers), '8');
+  again.answer(accepting(0));
+  t.deepEqual(await once(owner, 'failed'), ['origin error']);
+});
+
+test('Content-Bytes-Accepted: the farewell CLOSE carries the unaccepted rest first', async (t) => {
+  const { origin, link, open } = setup(t);
+  await open();
+  link.send(text('abc'));
+  (await origin.call(2)).answer(accepting(2));
+  await settle();
+  link.close({ type: 'CLOSE', code: 1000, reason: '' });
+  const farewell = await origin.call(3);
+  t.deepEqual(farewell.events, [text('c'), { type: 'CLOSE', code: 1000, reason: '' }]);
+  t.is(replayedHeader(farewell.headers), '1');
+});

@@ -11,6 +11,7 @@ import { createMetrics } from '../../../sidecar/src/metrics.js';
 import { TargetConnection } from '../../../sidecar/src/server/request-target.js';
 import { UsageLedger } from '../../../sidecar/src/usage/usage-ledger.js';
 import { FakeClock } from './fake-clock.js';
+import { FakeGone } from './http-fakes.js';
 import { controlMessage, eventsReply, FakeHandshake, FakeOrigin, FakeSocket, openReply, settle } from './ws-fakes.js';
 
 // A WebSocket session's client message limit (ws_messages_per_second / ws_burst, from the
@@ -29,7 +30,7 @@ function setup(t: ExecutionContext, limits: HandoffLimits) {
   const socket = new FakeSocket();
   const session = new WsSession({
     hub, metrics, log: createLogger('silent'), limits: DEFAULT_LIMITS, ws: DEFAULT_WS,
-    keepAlives: clock.wheel, clock, countSent: () => undefined, onClosed: () => undefined, post: origin.post, handshake,
+    keepAlives: clock.wheel, clock, countSent: () => undefined, onClosed: () => undefined, post: origin.post, handshake, gone: new FakeGone(),
   }, {
     req: {} as IncomingMessage, socket: socket.asDuplex(), head: Buffer.alloc(0),
     target: {

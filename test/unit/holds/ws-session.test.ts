@@ -4,12 +4,13 @@ import test, { type ExecutionContext } from 'ava';
 import { MemoryBus } from '../../../sidecar/src/bus/memory-bus.js';
 import { DEFAULT_LIMITS, DEFAULT_WS, type Limits, type WsSettings } from '../../../sidecar/src/config.js';
 import { KgError } from '../../../sidecar/src/errors.js';
-import type { PublishItem } from '../../../sidecar/src/grip/types.js';
+import type { HeaderList, PublishItem } from '../../../sidecar/src/grip/types.js';
 import { Hub } from '../../../sidecar/src/hub/hub.js';
 import { WsSession } from '../../../sidecar/src/holds/ws-session.js';
 import { createLogger } from '../../../sidecar/src/log.js';
 import { createMetrics } from '../../../sidecar/src/metrics.js';
 import { FakeClock } from './fake-clock.js';
+import { FakeGone } from './http-fakes.js';
 import { controlMessage, eventsReply, FakeHandshake, FakeOrigin, FakeSocket, openReply, settle, text } from './ws-fakes.js';
 
 // WsSession driven without sockets: a fake client socket and ws object, an origin answered by
@@ -29,6 +30,7 @@ function setup(t: ExecutionContext, options: { ws?: Partial<WsSettings>; limits?
   const metrics = createMetrics();
   const hub = new Hub(bus, metrics);
   const ended: WsSession[] = [];
+  const gone = new FakeGone();
   let sent = 0;
   t.teardown(() => clock.close());
   const deps = {
@@ -36,6 +38,7 @@ function setup(t: ExecutionContext, options: { ws?: Partial<WsSettings>; limits?
     limits: { ...DEFAULT_LIMITS, ...options.limits }, ws: { ...DEFAULT_WS, ...options.ws },
     keepAlives: clock.wheel, clock,
     countSent: () => { sent++; },
+    gone,
     onClosed: (s: WsSession) => { ended.push(s); },
   };
   /** A new session for one client, started. */
@@ -51,16 +54,16 @@ function setup(t: ExecutionContext, options: { ws?: Partial<WsSettings>; limits?
     return { origin, handshake, socket, session, ws: handshake.ws };
   };
   /** A session the origin has accepted (OPEN, GRIP on), with `events` after OPEN. */
-  const open = async (events = [controlMessage({ type: 'subscribe', channel: 'news' })]) => {
+  const open = async (events = [controlMessage({ type: 'subscribe', channel: 'news' })], headers: HeaderList = []) => {
     const c = connect();
-    (await c.origin.call(1)).answer(openReply(events));
+    (await c.origin.call(1)).answer(openReply(events, headers));
     await once(c.handshake, 'accept');
     return c;
   };
   const closeReasons = async () => (await metrics.holdsClosed.get()).values.filter((v) => v.value > 0).map((v) => v.labels['reason']);
   const publish = (item: Partial<PublishItem> & Pick<PublishItem, 'formats'>) =>
     bus.publish([{ channel: 'news', meta: {}, noSeq: false, ...item }]);
-  return { clock, hub, metrics, ended, connect, open, closeReasons, publish, sentCount: () => sent };
+  return { clock, hub, metrics, ended, gone, connect, open, closeReasons, publish, sentCount: () => sent };
 }
 
 test('OPEN accepted: the upgrade is completed with the origin\'s headers, early client bytes, and the events after OPEN are handled', async (t) => {
@@ -158,6 +161,16 @@ test('detach: the origin side is closed with CLOSE; client messages are dropped,
   t.is(origin.calls.length, 2);
   t.deepEqual(socket.writes.map((w) => frameOf(w).payload), ['still here']);
   t.is(ws.closeSent, undefined);
+});
+
+test('detach: events after c:detach in the same origin reply are still handled, as Pushpin does', async (t) => {
+  const { open, hub } = setup(t);
+  const { origin, socket } = await open([
+    text('m:before'), controlMessage({ type: 'detach' }), text('m:after'), controlMessage({ type: 'subscribe', channel: 'late' }),
+  ]);
+  t.deepEqual(socket.writes.map((w) => frameOf(w).payload), ['before', 'after']);
+  t.is(hub.subscriberCount('late'), 1, 'a control message after the detach applies too');
+  t.deepEqual((await origin.call(2)).events, [{ type: 'CLOSE', reason: '' }]);
 });
 
 test('a published message reaches every session as the same frame, counted once per socket', async (t) => {
@@ -271,4 +284,54 @@ test('a POST that never reached the origin is retried after the backoff, with th
   t.is(origin.calls.length, 2);
   clock.advance(200);
   t.deepEqual((await origin.call(3)).events, [text('again')]);
+});
+
+const GONE_HEADER: HeaderList = [['Grip-Link', '</chat/gone?u=1>; rel=gone']];
+const GONE_URL = 'http://origin.test/chat/gone?u=1';
+
+test('gone link from the OPEN reply: sent once when the client closes, drops, or the sidecar shuts down', async (t) => {
+  const { open, gone } = setup(t);
+  const closes = await open(undefined, GONE_HEADER);
+  closes.ws.clientCloses(1000, 'bye');
+  t.deepEqual(gone.sent, [{ url: GONE_URL, requestUrl: new URL('http://origin.test/chat') }]);
+  const drops = await open(undefined, GONE_HEADER);
+  drops.socket.emit('close');
+  drops.ws.clientCloses(1006);
+  t.is(gone.sent.length, 2);
+  const restarted = await open(undefined, GONE_HEADER);
+  restarted.session.close('shutdown');
+  restarted.session.close('shutdown');
+  t.deepEqual(gone.urls, [GONE_URL, GONE_URL, GONE_URL]);
+});
+
+test('gone link: never when the origin ends the session (CLOSE, DISCONNECT, a published close)', async (t) => {
+  const { open, gone, publish } = setup(t);
+  const closed = await open(undefined, GONE_HEADER);
+  closed.ws.sendText('x');
+  (await closed.origin.call(2)).answer(eventsReply([{ type: 'CLOSE', code: 1000, reason: '' }]));
+  await once(closed.ws, 'close-sent');
+  closed.ws.clientCloses(1000);
+  await open([{ type: 'DISCONNECT' }], GONE_HEADER);
+  await open(undefined, GONE_HEADER);
+  await publish({ formats: { 'ws-message': { action: 'close', type: 'text', content: Buffer.alloc(0), code: 4001 } } });
+  await settle();
+  t.deepEqual(gone.sent, []);
+});
+
+test('a malformed Grip-Link on the OPEN reply is ignored: the session opens, no gone link', async (t) => {
+  const { open, gone } = setup(t);
+  const { session, handshake } = await open(undefined, [['Grip-Link', 'no-brackets; rel=gone']]);
+  t.truthy(handshake.accepted);
+  session.close('shutdown');
+  t.deepEqual(gone.sent, []);
+});
+
+test('gone link: sent when the session ends because the origin timed out', async (t) => {
+  const { open, gone, closeReasons } = setup(t);
+  const { origin, ws } = await open(undefined, GONE_HEADER);
+  ws.sendText('x');
+  (await origin.call(2)).answer({ type: 'failed', retryable: false, error: new KgError('KG_ERR_ORIGIN_TIMEOUT', 'no answer within 30000 ms') });
+  await once(ws, 'close-sent');
+  t.deepEqual(await closeReasons(), ['origin_error']);
+  t.deepEqual(gone.urls, [GONE_URL]);
 });

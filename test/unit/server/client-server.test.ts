@@ -12,6 +12,7 @@ import { createLogger } from '../../../sidecar/src/log.js';
 import { createMetrics } from '../../../sidecar/src/metrics.js';
 import { withDeadline } from '../../../bench/proc.js';
 import { request } from '../../helpers/http.js';
+import { NO_GONE_LINKS } from '../../../sidecar/src/origin/gone-link.js';
 
 // The client server's last resort: a request whose handling fails unexpectedly gets a plain 500,
 // even when the failure left a reason on the response that Node refuses to write.
@@ -35,7 +36,7 @@ test('a request whose handling fails after setting an unwritable reason gets 500
     },
     wsUpgrades: new WsUpgradeHandler({
       hub: new Hub(new MemoryBus(), metrics), post: async () => { throw new Error('no origin'); }, metrics, log,
-      limits: DEFAULT_LIMITS, ws: DEFAULT_WS, keepAlives, clock: systemClock, onSessionEnded: () => admission.release('ws'),
+      limits: DEFAULT_LIMITS, ws: DEFAULT_WS, keepAlives, clock: systemClock, gone: NO_GONE_LINKS, onSessionEnded: () => admission.release('ws'),
     }),
     holds: new HoldRegistry(), metrics, log,
   });

@@ -18,6 +18,7 @@ import { WsUpgradeHandler } from '../../../sidecar/src/server/ws-upgrade.js';
 import { within } from '../../helpers/buses.js';
 import { FakeClock } from '../holds/fake-clock.js';
 import { metricValue } from '../holds/http-fakes.js';
+import { NO_GONE_LINKS } from '../../../sidecar/src/origin/gone-link.js';
 
 // WsUpgradeHandler's own job, on real sockets on 127.0.0.1: a tiny HTTP server whose 'upgrade'
 // starts a session, `ws` clients (or a raw socket that never answers), and an in-process origin
@@ -47,7 +48,7 @@ function newHandler(t: ExecutionContext, clock: Clock, onSessionEnded: () => voi
   t.teardown(() => keepAlives.close());
   const handler = new WsUpgradeHandler({
     hub: new Hub(new MemoryBus(), metrics), post, metrics, log: createLogger('silent'),
-    limits: DEFAULT_LIMITS, ws: DEFAULT_WS, keepAlives, clock, onSessionEnded,
+    limits: DEFAULT_LIMITS, ws: DEFAULT_WS, keepAlives, clock, gone: NO_GONE_LINKS, onSessionEnded,
   });
   return { handler, metrics };
 }

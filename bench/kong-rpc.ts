@@ -17,6 +17,8 @@ export class KongRpcConnection {
   private queue: Promise<unknown> = Promise.resolve();
   /** Every RPC made, in order (method names as sent). */
   readonly sent: string[] = [];
+  /** Called for each notification (`[2, label, args]`) read while waiting for an answer, as Kong's rpc_notifications. */
+  onNotification: (label: unknown, args: unknown) => void = () => {};
 
   constructor(private readonly socketPath: string) {}
 
@@ -44,7 +46,10 @@ export class KongRpcConnection {
         const next = await (this.reader as AsyncIterator<unknown>).next();
         if (next.done) throw new RpcError('no data');
         const msg = next.value as unknown[];
-        if (msg[0] === 2) continue; // a notification (JS servers send none)
+        if (msg[0] === 2) {
+          this.onNotification(msg[1], msg[2]);
+          continue;
+        }
         if (msg[0] !== 1 || msg[1] !== id) throw new RpcError(`unexpected RPC response ${JSON.stringify(msg)}`);
         if (msg[2] !== null && msg[2] !== undefined) throw new RpcError(String(msg[2]));
         return msg[3];
@@ -69,7 +74,7 @@ export interface PhaseRun {
 }
 
 // Kong's get_step_method table (rpc/mp_rpc.lua): the Step variant that carries each PDK result.
-const STEP_BY_METHOD: Readonly<Record<string, string>> = {
+export const STEP_BY_METHOD: Readonly<Record<string, string>> = {
   'kong.client.get_credential': 'plugin.StepCredential',
   'kong.client.load_consumer': 'plugin.StepConsumer',
   'kong.client.get_consumer': 'plugin.StepConsumer',

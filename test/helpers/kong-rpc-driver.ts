@@ -1,11 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { KongRpcConnection, RpcError, runPhase, type PdkAnswer, type PhaseRun } from '../../bench/kong-rpc.js';
-import { buildPluginServer } from '../../plugin/build.js';
+import { buildLauncherInto, buildPlainPluginsInto, startLauncher, startPlainPdkServer, type PluginServerProcess } from '../../bench/pluginserver.js';
 
 // Kong's side of the external-plugin protocol (kong.md 1.3-1.5), for tests: the query command,
 // the plugin server process Kong supervises, and the MessagePack-RPC calls Kong makes over the
@@ -13,18 +11,10 @@ import { buildPluginServer } from '../../plugin/build.js';
 // call the plugin makes, answered from a fake Kong request). Mirrors
 // kong/runloop/plugin_servers/{process,plugin}.lua and rpc/mp_rpc.lua of Kong 3.9.
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const PLAIN_SERVER_BIN = join(REPO, 'node_modules/.bin/kong-js-pluginserver');
-// kong-pdk's own server registers ts-node, which needs a TypeScript with a JS API: kong-pdk's
-// nested TypeScript 4, not this repository's TypeScript 7.
-const TS_FOR_KONG_PDK = join(REPO, 'node_modules/kong-pdk/node_modules/typescript');
-
 /** The launcher as shipped: plugin/dist/grip-pluginserver.js and its package.json, built into a temp directory. */
 export async function buildLauncher(): Promise<{ dir: string; file: string; remove(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'kg-launcher-'));
-  const file = join(dir, 'grip-pluginserver.js');
-  await buildPluginServer(file);
-  cpSync(join(REPO, 'plugin/dist/package.json'), join(dir, 'package.json'));
+  const file = await buildLauncherInto(dir);
   return { dir, file, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -34,11 +24,7 @@ export async function buildLauncher(): Promise<{ dir: string; file: string; remo
  */
 export async function buildPlainPluginsDir(): Promise<{ dir: string; remove(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'kg-plugins-'));
-  await build({
-    entryPoints: [join(REPO, 'plugin/src/grip.ts')], outfile: join(dir, 'grip.js'),
-    bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning',
-  });
-  cpSync(join(REPO, 'plugin/dist/package.json'), join(dir, 'package.json'));
+  await buildPlainPluginsInto(dir);
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -74,74 +60,12 @@ export function queryPluginInfo(launcherFile: string): Promise<{ infos: PluginIn
   });
 }
 
-export interface PluginServer {
-  readonly socketPath: string;
-  /** Lines the server wrote (stdout and stderr merged, as Kong logs them). */
-  readonly output: string[];
-  /** Resolves once a line matching `pattern` has been written (the log arrives after the RPC reply). */
-  waitForOutput(pattern: RegExp): Promise<string>;
-  readonly pid: number;
-  stop(): Promise<void>;
-}
+/** A plugin-server process as Kong's worker 0 supervises it (bench/pluginserver.ts). */
+export type PluginServer = PluginServerProcess;
 
 /** Starts the launcher as Kong's worker 0 does (empty environment, absolute paths) and waits until it listens. */
-export function startPluginServer(launcherFile: string, prefix: string): Promise<PluginServer> {
-  const socketPath = join(prefix, 'grip.sock');
-  return superviseServer(spawn(process.execPath, [launcherFile, '--socket', socketPath], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] }), socketPath);
-}
-
-/** Starts kong-pdk's plain kong-js-pluginserver on a plugins directory (numbers instances from 0). */
-export function startPlainPdkServer(pluginsDir: string, prefix: string): Promise<PluginServer> {
-  const socketPath = join(prefix, 'grip.sock');
-  const child = spawn(process.execPath, [PLAIN_SERVER_BIN, '--plugins-directory', pluginsDir, '--kong-prefix', prefix, '--sock-name', 'grip.sock'], {
-    cwd: pluginsDir, env: { TS_NODE_COMPILER: TS_FOR_KONG_PDK }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return superviseServer(child, socketPath);
-}
-
-function superviseServer(child: ChildProcess, socketPath: string): Promise<PluginServer> {
-  const output: string[] = [];
-  let outputWaiters: Array<() => void> = [];
-  const waitForOutput = async (pattern: RegExp): Promise<string> => {
-    for (;;) {
-      const found = output.find((line) => pattern.test(line));
-      if (found !== undefined) return found;
-      await new Promise<void>((resolve) => outputWaiters.push(resolve));
-    }
-  };
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    let ready = false;
-    const onData = (chunk: Buffer): void => {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        // node-color-log decorates lines with ANSI codes; keep the text.
-        const text = line.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim();
-        if (text !== '') {
-          output.push(text);
-          const waiters = outputWaiters;
-          outputWaiters = [];
-          for (const w of waiters) w();
-        }
-        if (!ready && text.includes(`server started at ${socketPath}`)) {
-          ready = true;
-          resolve({
-            socketPath, output, waitForOutput, pid: child.pid as number,
-            async stop() {
-              if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-              await exited;
-            },
-          });
-        }
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (!ready) reject(new Error(`plugin server exited (${code ?? signal}) before listening: ${output.join('\n')}`));
-    });
-  });
-}
+export const startPluginServer = startLauncher;
+export { startPlainPdkServer };
 
 /** A temporary Kong prefix directory. */
 export function makePrefix(): { dir: string; remove(): void } {
@@ -299,6 +223,22 @@ export class FakeKongRequest {
   }
 }
 
+/** The user's fields with the schema's defaults applied; throws, as Kong's validation would, when a required field is missing. */
+export function withSchemaDefaults(info: PluginInfo, user: Record<string, unknown>): Record<string, unknown> {
+  const fields = info.Schema.fields[0]?.config.fields ?? [];
+  const config: Record<string, unknown> = {};
+  for (const entry of fields) {
+    const [[name, def]] = Object.entries(entry) as [[string, Record<string, unknown>]];
+    const value = name in user ? user[name] : def['default'];
+    if (value === undefined) {
+      if (def['required'] === true) throw new Error(`schema violation (${name}: required field missing)`);
+      continue;
+    }
+    config[name] = value;
+  }
+  return config;
+}
+
 let seq = 0;
 
 /**
@@ -312,17 +252,7 @@ export function kongPluginConfig(
   user: Record<string, unknown>,
   entity: { pluginId: string; routeId?: string; serviceId?: string; consumerId?: string },
 ): Record<string, unknown> {
-  const fields = info.Schema.fields[0]?.config.fields ?? [];
-  const config: Record<string, unknown> = {};
-  for (const entry of fields) {
-    const [[name, def]] = Object.entries(entry) as [[string, Record<string, unknown>]];
-    const value = name in user ? user[name] : def['default'];
-    if (value === undefined) {
-      if (def['required'] === true) throw new Error(`schema violation (${name}: required field missing)`);
-      continue;
-    }
-    config[name] = value;
-  }
+  const config = withSchemaDefaults(info, user);
   if (entity.routeId) config['route_id'] = entity.routeId;
   if (entity.serviceId) config['service_id'] = entity.serviceId;
   if (entity.consumerId) config['consumer_id'] = entity.consumerId;

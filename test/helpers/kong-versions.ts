@@ -1,7 +1,5 @@
-import { existsSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
-import { decodeMultiStream, encode } from '@msgpack/msgpack';
-import { FakeKongRequest, RpcError, type PluginInfo } from './kong-rpc-driver.js';
+import { KongRpcConnection, STEP_BY_METHOD } from '../../bench/kong-rpc.js';
+import { FakeKongRequest, RpcError, withSchemaDefaults, type PluginInfo } from './kong-rpc-driver.js';
 
 // How each Kong version drives an external (MessagePack) plugin server, as data read from that
 // version's source in Kong/kong, plus a model of one Kong node's workers built from that data, so
@@ -112,19 +110,7 @@ export interface KongVersion {
 }
 
 // Identical in every tag from 2.8.5 to 3.9.3 (same by_pdk_method table text in mp_rpc.lua).
-const STEP_METHODS: Readonly<Record<string, string>> = {
-  'kong.client.get_credential': 'plugin.StepCredential',
-  'kong.client.load_consumer': 'plugin.StepConsumer',
-  'kong.client.get_consumer': 'plugin.StepConsumer',
-  'kong.client.authenticate': 'plugin.StepCredential',
-  'kong.node.get_memory_stats': 'plugin.StepMemoryStats',
-  'kong.router.get_route': 'plugin.StepRoute',
-  'kong.router.get_service': 'plugin.StepService',
-  'kong.request.get_query': 'plugin.StepMultiMap',
-  'kong.request.get_headers': 'plugin.StepMultiMap',
-  'kong.response.get_headers': 'plugin.StepMultiMap',
-  'kong.service.response.get_headers': 'plugin.StepMultiMap',
-};
+const STEP_METHODS: Readonly<Record<string, string>> = STEP_BY_METHOD;
 
 // The "plugin.X" strings in mp_rpc.lua: the same set in every tag read.
 const RPC_METHODS = [
@@ -321,17 +307,7 @@ export interface PluginEntity {
  * get_plugin_config sets. `seq` is the __seq__ value.
  */
 export function versionConfig(v: KongVersion, info: PluginInfo, user: Record<string, unknown>, entity: PluginEntity, seq: number): Record<string, unknown> {
-  const fields = info.Schema.fields[0]?.config.fields ?? [];
-  const config: Record<string, unknown> = {};
-  for (const entry of fields) {
-    const [[name, def]] = Object.entries(entry) as [[string, Record<string, unknown>]];
-    const value = name in user ? user[name] : def['default'];
-    if (value === undefined) {
-      if (def['required'] === true) throw new Error(`schema violation (${name}: required field missing)`);
-      continue;
-    }
-    config[name] = value;
-  }
+  const config = withSchemaDefaults(info, user);
   const cacheKeyText = `plugins:grip:${entity.routeId ?? ''}:${entity.serviceId ?? ''}:${entity.consumerId ?? ''}::${WS_ID}`;
   const values: Record<string, unknown> = {
     route_id: entity.routeId,
@@ -598,52 +574,4 @@ class LuaError extends Error {}
  * an answer goes to `onNotification` (Kong's rpc_notifications, of which serverPid is the only
  * one), then reading goes on. One connection, reopened when the server closed it (Kong's pool).
  */
-export class NotifyingRpc implements WorkerRpc {
-  private msgId = 0;
-  private socket: Socket | undefined;
-  private reader: AsyncIterator<unknown> | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
-  onNotification: (label: unknown, args: unknown) => void = () => {};
-
-  constructor(private readonly socketPath: string) {}
-
-  private async open(): Promise<void> {
-    if (this.socket && !this.socket.destroyed) return;
-    if (!existsSync(this.socketPath)) throw new RpcError(`connect() to unix:${this.socketPath} failed (2: No such file or directory)`);
-    const socket = connect(this.socketPath);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
-    socket.on('error', () => {});
-    this.socket = socket;
-    this.reader = decodeMultiStream(socket)[Symbol.asyncIterator]();
-  }
-
-  call(method: string, ...args: unknown[]): Promise<unknown> {
-    const run = async (): Promise<unknown> => {
-      await this.open();
-      const id = ++this.msgId;
-      (this.socket as Socket).write(encode([0, id, method, args]));
-      for (;;) {
-        const next = await (this.reader as AsyncIterator<unknown>).next();
-        if (next.done) throw new RpcError('no data');
-        const msg = next.value as unknown[];
-        if (msg[0] === 2) {
-          this.onNotification(msg[1], msg[2]);
-          continue;
-        }
-        if (msg[0] !== 1 || msg[1] !== id) throw new RpcError(`unexpected RPC response ${JSON.stringify(msg)}`);
-        if (msg[2] !== null && msg[2] !== undefined) throw new RpcError(String(msg[2]));
-        return msg[3];
-      }
-    };
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
-  }
-
-  close(): void {
-    this.socket?.destroy();
-  }
-}
+export class NotifyingRpc extends KongRpcConnection implements WorkerRpc {}

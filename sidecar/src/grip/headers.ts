@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { SUPPORTED_FILTERS } from '../filters/filters.js';
 import type { HeaderList } from './types.js';
 
 // Header rules for requests forwarded to the origin (docs/grip.md, "Requests to the origin") and responses relayed to the
@@ -9,10 +10,10 @@ import type { HeaderList } from './types.js';
  * order: the one list to change when a feature comes or goes. Pushpin's `session` (GRIP session
  * ids kept by an external state service, docs/grip.md "What kong-grip does not do") is not implemented, so it is not claimed.
  */
-export const GRIP_FEATURES = [
+export const GRIP_FEATURES: readonly string[] = [
   'status', 'link:next', 'link:gone',
-  'filter:skip-self', 'filter:skip-users', 'filter:require-sub', 'filter:build-id', 'filter:var-subst',
-] as const;
+  ...SUPPORTED_FILTERS.map((name) => `filter:${name}`),
+];
 
 // Hop-by-hop, plus the encoding headers Pushpin drops so bodies stay identity-encoded.
 const REQUEST_DROP = new Set([

@@ -39,7 +39,7 @@ export function readRequest(message: unknown): RpcRequest {
   const ns = dot < 0 ? method : method.slice(0, dot);
   const cmd = dot < 0 ? '' : method.slice(dot + 1);
   if (ns !== 'plugin') return { kind: 'refuse', msgId, error: `RPC for ${ns} is not supported` };
-  if (!KONG_METHODS.has(cmd)) return { kind: 'refuse', msgId, error: `method ${cmd} not implemented` };
+  if (!KONG_METHODS.has(cmd)) return { kind: 'refuse', msgId, error: `unknown method ${cmd} (not one Kong calls)` };
   if (!Array.isArray(args)) return { kind: 'refuse', msgId, error: `${method}: the arguments are not an array` };
   return { kind: 'call', msgId, method: cmd, args };
 }

@@ -312,7 +312,7 @@ test.serial('the socket: garbage, a wrong shape, an unknown method and a reset c
   const shape = await rawExchange(s.server.socketPath, [encode({ hello: 'kong' })], 1);
   t.deepEqual({ messages: shape.messages, closed: shape.closed }, { messages: [], closed: true });
   const unknown = await rawExchange(s.server.socketPath, [encode([0, 7, 'plugin.SetPluginDir', ['/tmp']])], 1);
-  t.deepEqual(unknown.messages, [[1, 7, 'method SetPluginDir not implemented', null]], 'no loading plugins from elsewhere');
+  t.deepEqual(unknown.messages, [[1, 7, 'unknown method SetPluginDir (not one Kong calls)', null]], 'no loading plugins from elsewhere');
   const other = await rawExchange(s.server.socketPath, [encode([0, 8, 'kong.Shutdown', []])], 1);
   t.deepEqual(other.messages, [[1, 8, 'RPC for kong is not supported', null]]);
   // A worker killed in the middle of an event: its connection ends while the event waits for a Step.

@@ -8,7 +8,7 @@ import type { HeaderList } from './types.js';
 /**
  * The optional GRIP capabilities this sidecar implements, advertised in Grip-Feature in Pushpin's
  * order: the one list to change when a feature comes or goes. Pushpin's `session` (GRIP session
- * ids kept by an external state service, docs/grip.md "What kong-grip does not do") is not implemented, so it is not claimed.
+ * ids kept by an external state service, docs/grip.md "What kong-grip does not do") is not part of kong-grip, so it is not claimed.
  */
 export const GRIP_FEATURES: readonly string[] = [
   'status', 'link:next', 'link:gone',

@@ -10,8 +10,8 @@ test('a Kong request for a method Kong calls becomes a call', (t) => {
 });
 
 test('methods Kong never calls, other namespaces and bad arguments are refused with an answer', (t) => {
-  t.deepEqual(readRequest([0, 1, 'plugin.SetPluginDir', ['/tmp']]), { kind: 'refuse', msgId: 1, error: 'method SetPluginDir not implemented' });
-  t.deepEqual(readRequest([0, 2, 'plugin.constructor', []]), { kind: 'refuse', msgId: 2, error: 'method constructor not implemented' });
+  t.deepEqual(readRequest([0, 1, 'plugin.SetPluginDir', ['/tmp']]), { kind: 'refuse', msgId: 1, error: 'unknown method SetPluginDir (not one Kong calls)' });
+  t.deepEqual(readRequest([0, 2, 'plugin.constructor', []]), { kind: 'refuse', msgId: 2, error: 'unknown method constructor (not one Kong calls)' });
   t.deepEqual(readRequest([0, 3, 'kong.Step', []]), { kind: 'refuse', msgId: 3, error: 'RPC for kong is not supported' });
   t.deepEqual(readRequest([0, 4, 7, []]), { kind: 'refuse', msgId: 4, error: 'the method name is not a string' });
   t.deepEqual(readRequest([0, 5, 'plugin.Step', { EventId: 1 }]), { kind: 'refuse', msgId: 5, error: 'plugin.Step: the arguments are not an array' });

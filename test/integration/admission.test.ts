@@ -169,8 +169,11 @@ test('a request head must arrive within headerTimeoutMs: silent, trickling (slow
   const slowAfter = await withDeadline(slow.closed, 3000, () => `the slowloris to be cut (got ${JSON.stringify(slow.text())})`);
   await withDeadline(kept.closed, 3000, 'the kept-alive slowloris to be cut');
   const keptAfter = performance.now() - answeredAt;
-  // Cut at the deadline: not before it, and not kept alive by the bytes that kept coming.
-  for (const after of [silentAfter, slowAfter, keptAfter]) t.true(after >= 250 && after < 2500, `cut after ${after} ms`);
+  // Cut at the deadline: not before it, and not kept alive by the bytes that kept coming. The
+  // kept-alive connection's deadline runs from the end of its first response, which the poll
+  // above sees only later: only the upper bound holds for it.
+  for (const after of [silentAfter, slowAfter]) t.true(after >= 250 && after < 2500, `cut after ${after} ms`);
+  t.true(keptAfter < 2500, `kept-alive connection cut after ${keptAfter} ms`);
   t.is(silent.text(), '');
   t.regex(slow.text(), /^HTTP\/1\.1 408 /);
   t.regex(kept.text(), /got 0\n[^]*HTTP\/1\.1 408 /);

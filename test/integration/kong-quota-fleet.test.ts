@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import test from 'ava';
-import { createLogger, type Logger } from '../../sidecar/src/log.js';
 import { signHandoff, type HandoffLimits } from '../../sidecar/src/kong/handoff-format.js';
 import { listenHttp, openStream, request, type StreamReader } from '../helpers/http.js';
 import { NatsServer, waitUntil } from '../helpers/nats-server.js';
-import { waitForReadiness } from '../helpers/nats-e2e.js';
-import { SidecarProcess } from '../helpers/sidecar-process.js';
+import { captureLog, startFleet } from '../helpers/fleet.js';
+import type { SidecarProcess } from '../helpers/sidecar-process.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
 import { useKongNats } from '../helpers/kong-nats.js';
 
@@ -46,23 +44,10 @@ async function startOrigin() {
 
 interface Readiness { workers: Array<{ pid: number }> }
 
-async function startFleet(t: { teardown(fn: () => unknown): void }, nats: NatsServer, originUrl: string): Promise<SidecarProcess[]> {
+/** Two Kong-mode sidecars of two workers each, short leases, no metering. */
+function quotaFleet(t: { teardown(fn: () => Promise<void> | void): void }, nats: NatsServer, originUrl: string): Promise<SidecarProcess[]> {
   const args = ['--nats', nats.url, '--kong-secret', SECRET, '--kong-allowed-origins', originUrl, '--workers', '2'];
-  const yaml = `kong:\n  connectionLeaseSec: ${LEASE_SEC}\nusage:\n  enabled: false\n`;
-  // Both are stopped at the end even when the other failed to start.
-  // One after the other: two clusters starting at once on a busy machine start slowly.
-  const first = await SidecarProcess.start(args, { yaml }).then((side) => ({ status: 'fulfilled' as const, value: side }), (reason: unknown) => ({ status: 'rejected' as const, reason }));
-  const second = await SidecarProcess.start(args, { yaml }).then((side) => ({ status: 'fulfilled' as const, value: side }), (reason: unknown) => ({ status: 'rejected' as const, reason }));
-  const started = [first, second];
-  for (const s of started) {
-    if (s.status !== 'fulfilled') continue;
-    t.teardown(() => s.value.stop().then(() => undefined));
-    // If ava ends this worker on a timeout, no teardown runs: the sidecar must not outlive it.
-    process.once('exit', () => { try { process.kill(s.value.pid, 'SIGKILL'); } catch { /* already gone */ } });
-  }
-  const sides = started.map((s) => { if (s.status === 'rejected') throw s.reason; return s.value; });
-  await Promise.all(sides.map((side) => waitForReadiness(side, true)));
-  return sides;
+  return startFleet(t, args, { yaml: `kong:\n  connectionLeaseSec: ${LEASE_SEC}\nusage:\n  enabled: false\n` });
 }
 
 // Every test here is serial: they share this list, and fleets of processes starting at once
@@ -85,7 +70,7 @@ test.serial('the quota holds across two sidecars of two workers: N+1th refused w
   t.teardown(() => nats.dispose());
   const origin = await startOrigin();
   t.teardown(() => origin.close());
-  const sides = await startFleet(t, nats, origin.url);
+  const sides = await quotaFleet(t, nats, origin.url);
   const [a, b] = sides as [SidecarProcess, SidecarProcess];
   const three = limitsOf(3);
 
@@ -142,7 +127,7 @@ test.serial('accuracy under a burst: 40 simultaneous opens of one consumer on fo
   t.teardown(() => nats.dispose());
   const origin = await startOrigin();
   t.teardown(() => origin.close());
-  const sides = await startFleet(t, nats, origin.url);
+  const sides = await quotaFleet(t, nats, origin.url);
   // Warm up every worker's lease store (a first connection and the bucket).
   for (let i = 0; i < 8; i++) {
     const s = await open(sides[i % 2]!, origin.url, `warm-${i}`, limitsOf(1));
@@ -236,13 +221,3 @@ test.serial('a lease store outage (nats-server stopped) admits without the quota
   t.is(lines.filter((l) => l['msg'] === 'connection lease store available again: connection quotas enforced').length, 1);
 });
 
-/** A logger that keeps its JSON lines. */
-function captureLog(lines: Array<Record<string, unknown>>): Logger {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return createLogger('info', sink);
-}

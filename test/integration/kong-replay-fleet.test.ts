@@ -1,14 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import test from 'ava';
-import { Writable } from 'node:stream';
-import { createLogger, type Logger } from '../../sidecar/src/log.js';
 import { signHandoff } from '../../sidecar/src/kong/handoff-format.js';
 import type { NonceStore } from '../../sidecar/src/kong/handoff-verifier.js';
 import { listenHttp, request } from '../helpers/http.js';
 import { NatsServer, waitUntil } from '../helpers/nats-server.js';
-import { waitForReadiness } from '../helpers/nats-e2e.js';
-import { SidecarProcess } from '../helpers/sidecar-process.js';
+import { captureLog, startFleet } from '../helpers/fleet.js';
 import { useKongNats } from '../helpers/kong-nats.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
 
@@ -35,9 +32,7 @@ test('one token sent to every worker of two sidecars on one NATS is accepted exa
   const origin = await plainOrigin();
   t.teardown(() => origin.close());
   const args = ['--nats', nats.url, '--kong-secret', SECRET, '--kong-allowed-origins', origin.url, '--workers', '2'];
-  const sides = await Promise.all([SidecarProcess.start(args), SidecarProcess.start(args)]);
-  for (const side of sides) t.teardown(() => side.stop().then(() => undefined));
-  await Promise.all(sides.map((side) => waitForReadiness(side, true)));
+  const sides = await startFleet(t, args);
   const workerPids = new Set<number>();
   for (const side of sides) {
     for (const w of (JSON.parse((await request(`${side.controlUri}readyz`)).body) as Readiness).workers) workerPids.add(w.pid);
@@ -142,16 +137,6 @@ test('a client that leaves while its nonce is being claimed does not keep its ad
   t.is((await request(side.url('/'), { headers: { 'Kong-Grip-Handoff': tokenFor(origin.url) } })).status, 200);
 });
 
-/** A logger that keeps its JSON lines. */
-function captureLog(lines: Array<Record<string, unknown>>): Logger {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return createLogger('info', sink);
-}
 
 test('cost of the shared claim: p50 of 200 sequential handed-off requests, with and without it (docs/kong.md)', async (t) => {
   const origin = await plainOrigin();

@@ -7,8 +7,8 @@ import type { UsageRecord } from '../../sidecar/src/usage/usage-ledger.js';
 import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { listenHttp, openStream, request, type StreamReader } from '../helpers/http.js';
 import { NatsServer, waitUntil } from '../helpers/nats-server.js';
-import { waitForReadiness } from '../helpers/nats-e2e.js';
-import { SidecarProcess } from '../helpers/sidecar-process.js';
+import { startFleet } from '../helpers/fleet.js';
+import type { SidecarProcess } from '../helpers/sidecar-process.js';
 import { connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin.js';
 
 // Usage metering across a fleet: two sidecars of two workers each publish usage records on
@@ -50,19 +50,7 @@ test('the usage records of a scripted run, drained with SIGTERM, add up exactly 
 
   const args = ['--nats', nats.url, '--kong-secret', SECRET, '--kong-allowed-origins', `${sse.url},${wsOrigin.url}`, '--workers', '2', '--sig-key', TEST_SIG_KEY];
   const yaml = 'usage:\n  intervalSec: 1\n';
-  // Both are stopped at the end even when the other failed to start.
-  // One after the other: two clusters starting at once on a busy machine start slowly.
-  const first = await SidecarProcess.start(args, { yaml }).then((side) => ({ status: 'fulfilled' as const, value: side }), (reason: unknown) => ({ status: 'rejected' as const, reason }));
-  const second = await SidecarProcess.start(args, { yaml }).then((side) => ({ status: 'fulfilled' as const, value: side }), (reason: unknown) => ({ status: 'rejected' as const, reason }));
-  const started = [first, second];
-  for (const s of started) {
-    if (s.status !== 'fulfilled') continue;
-    t.teardown(() => s.value.stop().then(() => undefined));
-    // If ava ends this worker on a timeout, no teardown runs: the sidecar must not outlive it.
-    process.once('exit', () => { try { process.kill(s.value.pid, 'SIGKILL'); } catch { /* already gone */ } });
-  }
-  const sides = started.map((s) => { if (s.status === 'rejected') throw s.reason; return s.value; });
-  await Promise.all(sides.map((side) => waitForReadiness(side, true)));
+  const sides = await startFleet(t, args, { yaml });
   const [a, b] = sides as [SidecarProcess, SidecarProcess];
 
   const openedAt = Date.now();

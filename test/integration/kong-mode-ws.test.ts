@@ -1,10 +1,8 @@
 import test from 'ava';
 import { Publisher, WebSocketMessageFormat } from '@fanoutio/grip';
 import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
-import { startGateway, type GatewayConsumer } from '../helpers/kong-gateway.js';
-import {
-  KongRpcDriver, kongPluginConfig, buildLauncher, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
-} from '../helpers/kong-rpc-driver.js';
+import { startGripGateway } from '../helpers/grip-gateway.js';
+import type { GatewayConsumer } from '../helpers/kong-gateway.js';
 import { startTestSidecar, waitForSubscribers } from '../helpers/sidecar.js';
 import { useKongNats } from '../helpers/kong-nats.js';
 import { connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin.js';
@@ -24,24 +22,12 @@ const BOB: GatewayConsumer = { id: 'b0b00000-0000-4000-8000-000000000002', usern
 test('a WebSocket held through Kong echoes, receives publishes, and the origin sees the verified consumer on every request', async (t) => {
   const origin = await startWsOrigin(echoHandler({ onOpen: (ws) => ws.subscribe('room') }));
   const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY });
-  const plugins = await buildLauncher();
-  const prefix = makePrefix();
-  const { infos } = await queryPluginInfo(plugins.file);
-  const server = await startPluginServer(plugins.file, prefix.dir);
-  const driver = new KongRpcDriver(server.socketPath);
-  const { Id } = await driver.startInstance('grip', kongPluginConfig(infos[0] as PluginInfo, { secret: SECRET, origin: origin.url }, { pluginId: PLUGIN_ID, serviceId: SERVICE_ID }));
-  const gateway = await startGateway({
-    driver: () => driver, sidecarPort: side.sidecar.clientPort,
-    route: { instanceId: Id, pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
-  });
   t.teardown(async () => {
-    driver.close();
-    await gateway.close();
-    await server.stop();
-    plugins.remove();
-    prefix.remove();
     await side.close();
     await origin.close();
+  });
+  const gateway = await startGripGateway(t, {
+    sidecarPort: side.sidecar.clientPort, config: { secret: SECRET, origin: origin.url }, entity: { pluginId: PLUGIN_ID, serviceId: SERVICE_ID }, consumers: { 'bob-key': BOB },
   });
 
   const refused = await connect(gateway.url('/chat').replace('http:', 'ws:')).then(() => 'opened', (err: Error) => err.message);

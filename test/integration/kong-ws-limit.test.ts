@@ -1,9 +1,7 @@
 import test from 'ava';
 import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
-import { startGateway, type GatewayConsumer } from '../helpers/kong-gateway.js';
-import {
-  KongRpcDriver, kongPluginConfig, buildLauncher, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo,
-} from '../helpers/kong-rpc-driver.js';
+import { startGripGateway } from '../helpers/grip-gateway.js';
+import type { GatewayConsumer } from '../helpers/kong-gateway.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
 import { useKongNats } from '../helpers/kong-nats.js';
 import { closed, connect, echoHandler, logOf, startWsOrigin } from '../helpers/ws-origin.js';
@@ -21,25 +19,12 @@ const BOB: GatewayConsumer = { id: 'b0b00000-0000-4000-8000-000000000002', usern
 test('a client over ws_burst is closed with 1008 naming the limit; the messages within it reached the origin, and the origin gets CLOSE 1008', async (t) => {
   const origin = await startWsOrigin(echoHandler());
   const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY, usage: { enabled: false } });
-  const plugins = await buildLauncher();
-  const prefix = makePrefix();
-  const { infos } = await queryPluginInfo(plugins.file);
-  const server = await startPluginServer(plugins.file, prefix.dir);
-  const driver = new KongRpcDriver(server.socketPath);
-  const { Id } = await driver.startInstance('grip', kongPluginConfig(infos[0] as PluginInfo,
-    { secret: SECRET, origin: origin.url, ws_messages_per_second: 1, ws_burst: 3 }, { pluginId: PLUGIN_ID }));
-  const gateway = await startGateway({
-    driver: () => driver, sidecarPort: side.sidecar.clientPort,
-    route: { instanceId: Id, pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
-  });
   t.teardown(async () => {
-    driver.close();
-    await gateway.close();
-    await server.stop();
-    plugins.remove();
-    prefix.remove();
     await side.close();
     await origin.close();
+  });
+  const gateway = await startGripGateway(t, {
+    sidecarPort: side.sidecar.clientPort, config: { secret: SECRET, origin: origin.url, ws_messages_per_second: 1, ws_burst: 3 }, entity: { pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
   });
 
   const client = await connect(gateway.url('/chat?apikey=bob-key'));
@@ -65,24 +50,12 @@ test('a client over ws_burst is closed with 1008 naming the limit; the messages 
 test('without limits in the config a burst of client messages passes (the plugin signs a v1 token)', async (t) => {
   const origin = await startWsOrigin(echoHandler());
   const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY, usage: { enabled: false } });
-  const plugins = await buildLauncher();
-  const prefix = makePrefix();
-  const { infos } = await queryPluginInfo(plugins.file);
-  const server = await startPluginServer(plugins.file, prefix.dir);
-  const driver = new KongRpcDriver(server.socketPath);
-  const { Id } = await driver.startInstance('grip', kongPluginConfig(infos[0] as PluginInfo, { secret: SECRET, origin: origin.url }, { pluginId: PLUGIN_ID }));
-  const gateway = await startGateway({
-    driver: () => driver, sidecarPort: side.sidecar.clientPort,
-    route: { instanceId: Id, pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
-  });
   t.teardown(async () => {
-    driver.close();
-    await gateway.close();
-    await server.stop();
-    plugins.remove();
-    prefix.remove();
     await side.close();
     await origin.close();
+  });
+  const gateway = await startGripGateway(t, {
+    sidecarPort: side.sidecar.clientPort, config: { secret: SECRET, origin: origin.url }, entity: { pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
   });
   const client = await connect(gateway.url('/chat?apikey=bob-key'));
   const words = Array.from({ length: 50 }, (_, i) => `m${i}`);

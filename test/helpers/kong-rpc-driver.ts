@@ -1,3 +1,4 @@
+import test from 'ava';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -261,4 +262,18 @@ export function kongPluginConfig(
   config['__key__'] = `plugins:grip:${entity.routeId ?? ''}:${entity.serviceId ?? ''}:${entity.consumerId ?? ''}::0dc6f45b-8f8d-40d2-a504-473544ee190b`;
   config['__seq__'] = ++seq;
   return config;
+}
+
+/**
+ * One launcher for a test file, built and queried on first use and removed after the file's
+ * tests: call at the top level of the file (it registers the after hook).
+ */
+export function useLauncher(): () => Promise<{ file: string; info: PluginInfo }> {
+  let launcher: Promise<{ file: string; info: PluginInfo; remove(): void }> | undefined;
+  test.after.always(async () => { if (launcher) (await launcher).remove(); });
+  return () => (launcher ??= (async () => {
+    const built = await buildLauncher();
+    const { infos } = await queryPluginInfo(built.file);
+    return { file: built.file, info: infos[0] as PluginInfo, remove: built.remove };
+  })());
 }

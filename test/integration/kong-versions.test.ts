@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { verifyHandoff } from '../../sidecar/src/kong/handoff-verifier.js';
 import { checkSchemaDefinition, type SchemaFields } from '../helpers/kong-schema.js';
 import {
-  FakeKongRequest, KongRpcDriver, buildLauncher, makePrefix, queryPluginInfo, startPluginServer, type PluginInfo, type PluginServer,
+  FakeKongRequest, KongRpcDriver, makePrefix, startPluginServer, type PluginServer, useLauncher,
 } from '../helpers/kong-rpc-driver.js';
 import {
   KONG_VERSIONS, KongNodeModel, NotifyingRpc, kongVersion, versionConfig, versionPair, type AccessOutcome, type KongVersion,
@@ -23,16 +23,7 @@ const ROUTE_A: PluginEntity = { pluginId: 'aaaaaaaa-0000-4000-8000-00000000000a'
 const ROUTE_B: PluginEntity = { pluginId: 'bbbbbbbb-0000-4000-8000-00000000000b', routeId: 'bbbbbbbb-1111-4000-8000-00000000000b', instanceName: 'grip-b' };
 const CONSUMER = { id: 'c0c0c0c0-0000-4000-8000-000000000001', username: 'web-app', custom_id: 'tenant-42', created_at: 1767225000, type: 0 };
 
-let launcher: Promise<{ file: string; info: PluginInfo; remove(): void }> | undefined;
-const sharedLauncher = () => {
-  launcher ??= (async () => {
-    const built = await buildLauncher();
-    const { infos } = await queryPluginInfo(built.file);
-    return { file: built.file, info: infos[0] as PluginInfo, remove: built.remove };
-  })();
-  return launcher;
-};
-test.after.always(async () => { if (launcher) (await launcher).remove(); });
+const sharedLauncher = useLauncher();
 
 /**
  * A Kong node of `workers` workers of version `v` around one launcher process (restartable).

@@ -6,7 +6,7 @@ import { CLEARED_HEADERS } from '../../plugin/src/handoff.js';
 import { verifyHandoff } from '../../sidecar/src/kong/handoff-verifier.js';
 import {
   FakeKongRequest, KongRpcDriver, KongWorker, RpcError, buildLauncher, buildPlainPluginsDir, kongPluginConfig, makePrefix,
-  queryPluginInfo, startPlainPdkServer, startPluginServer, type PluginInfo, type PluginServer,
+  queryPluginInfo, startPlainPdkServer, startPluginServer, type PluginInfo, type PluginServer, useLauncher,
 } from '../helpers/kong-rpc-driver.js';
 
 // grip-pluginserver (plugin/dist/grip-pluginserver.js, built as shipped) started as Kong starts
@@ -19,16 +19,7 @@ const ROUTE_A = { pluginId: 'aaaaaaaa-0000-4000-8000-00000000000a', routeId: 'aa
 const ROUTE_B = { pluginId: 'bbbbbbbb-0000-4000-8000-00000000000b', routeId: 'bbbbbbbb-1111-4000-8000-00000000000b' };
 const CONSUMER = { id: 'c0c0c0c0-0000-4000-8000-000000000001', username: 'web-app', custom_id: 'tenant-42', created_at: 1767225000, tags: null, type: 0 };
 
-let launcher: Promise<{ file: string; info: PluginInfo; remove(): void }> | undefined;
-const sharedLauncher = () => {
-  launcher ??= (async () => {
-    const built = await buildLauncher();
-    const { infos } = await queryPluginInfo(built.file);
-    return { file: built.file, info: infos[0] as PluginInfo, remove: built.remove };
-  })();
-  return launcher;
-};
-test.after.always(async () => { if (launcher) (await launcher).remove(); });
+const sharedLauncher = useLauncher();
 
 const setup = async () => {
   const { file, info } = await sharedLauncher();

@@ -132,6 +132,8 @@ export interface ResultsDoc {
   kongGrip: SystemFigures;
   floor?: SystemFigures;
   method: string[];
+  /** The previous file's kept part (keptPart), appended unchanged. */
+  kept?: string;
 }
 
 /** Rows of the main table first, then each section's rows under its own heading. */
@@ -142,6 +144,20 @@ function renderSections(rows: Row[]): string[] {
     ...(main.length > 0 || sections.length === 0 ? ['## Results', '', renderMarkdownTable(main), ''] : []),
     ...sections.flatMap((s) => [`## ${s}`, '', renderMarkdownTable(rows.filter((r) => r.section === s)), '']),
   ];
+}
+
+/**
+ * Heading of the part of RESULTS.md a run does not regenerate: before/after figures that other
+ * work measured by hand. Everything from this heading to the end of the previous file is kept.
+ */
+export const KEPT_HEADING = '## Before and after, measured by hand (kept across runs)';
+
+/** The kept part of a previous results file (from KEPT_HEADING to its end), or '' when it has none. */
+export function keptPart(previous: string | undefined): string {
+  if (previous === undefined) return '';
+  const lines = previous.split('\n');
+  const at = lines.indexOf(KEPT_HEADING);
+  return at < 0 ? '' : `${lines.slice(at).join('\n').trimEnd()}\n`;
 }
 
 export function renderResultsMarkdown(d: ResultsDoc): string {
@@ -185,5 +201,6 @@ export function renderResultsMarkdown(d: ResultsDoc): string {
     '',
     ...d.method.map((m) => `- ${m}`),
     '',
+    ...(d.kept !== undefined && d.kept !== '' ? [d.kept] : []),
   ].join('\n');
 }

@@ -4,7 +4,7 @@
 // Loopback only; every scenario has a deadline, and so does the whole run.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,7 +18,7 @@ import { spawnWithMaxFiles, stopProcess, withDeadline } from './proc.js';
 import { startFloorServer } from './floor-server.js';
 import { median } from './wire/stats.js';
 import { startPushpin } from './pushpin.js';
-import { pairRows, renderConsoleTable, renderResultsMarkdown, type SystemFigures } from './report.js';
+import { keptPart, pairRows, renderConsoleTable, renderResultsMarkdown, type SystemFigures } from './report.js';
 import { runFanout } from './scenarios/fanout.js';
 import { runHerd } from './scenarios/herd.js';
 import { runPeak } from './scenarios/peak.js';
@@ -427,6 +427,7 @@ async function main(): Promise<void> {
       kongGrip: figures['kong-grip'],
       floor: figures.floor,
       method: METHOD,
+      kept: keptPart(existsSync(resolve(o.out)) ? readFileSync(resolve(o.out), 'utf8') : undefined),
     });
     writeFileSync(resolve(o.out), doc);
     log(`wrote ${resolve(o.out)}`);

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { formatNumber, pairRows, renderMarkdownTable, renderResultsMarkdown, type SystemFigures } from '../../../bench/report.js';
+import { formatNumber, keptPart, KEPT_HEADING, pairRows, renderMarkdownTable, renderResultsMarkdown, type SystemFigures } from '../../../bench/report.js';
 import { Better, type Metric } from '../../../bench/scenarios/types.js';
 
 function figures(metrics: Metric[]): SystemFigures {
@@ -85,4 +85,18 @@ test('a run of only sectioned rows has no empty main table', (t) => {
   const md = renderResultsMarkdown({ command: 'x', startedAt: 'y', durationS: 1, machine: [], rows: pairRows(figures([]), kg), pushpin: figures([]), kongGrip: kg, method: [] });
   t.false(md.includes('## Results'));
   t.true(md.includes('## Scale run'));
+});
+
+test('a new results page keeps the previous file\'s hand-measured part, unchanged and last', (t) => {
+  const previous = ['# old', '', '## Results', 'old rows', '', KEPT_HEADING, '', '### Before and after X', '', '- 1.0 → 0.5 ms', '', ''].join('\n');
+  const kept = keptPart(previous);
+  t.is(kept, `${KEPT_HEADING}\n\n### Before and after X\n\n- 1.0 → 0.5 ms\n`);
+  const md = renderResultsMarkdown({
+    command: 'npm run bench', startedAt: '2026-01-01T00:00:00.000Z', durationS: 1, machine: [],
+    rows: [], pushpin: figures([]), kongGrip: figures([]), method: ['m'], kept,
+  });
+  t.false(md.includes('old rows'));
+  t.true(md.endsWith(kept));
+  t.is(keptPart('# a file without the heading\n'), '');
+  t.is(keptPart(undefined), '');
 });

@@ -143,7 +143,8 @@ export class MessageStream {
         return;
       }
       this.checkSize(end - pos);
-      const message: unknown = this.decoder.decode(bytes.subarray(pos, end));
+      // Most reads are exactly one request: decode the read itself, no view of it.
+      const message: unknown = this.decoder.decode(pos === 0 && end === bytes.length ? bytes : bytes.subarray(pos, end));
       pos = end;
       if (!onMessage(message)) return;
     }

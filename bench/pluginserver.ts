@@ -4,6 +4,11 @@
 // back, every PDK call answered at once) and reports access phases per second and the server's
 // CPU per access. Two servers: grip-pluginserver (what kong-grip ships) and, for comparison,
 // kong-pdk's own kong-js-pluginserver loading the same plugin.
+//
+//   DURATION_MS=5000 npx tsx bench/pluginserver.ts
+//   KINDS=grip-pluginserver          only these servers (comma-separated)
+//   LAUNCHER=/tmp/old/grip-pluginserver.js   measure a launcher built earlier (before/after)
+//   NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'   node arguments for the server process
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -52,15 +57,15 @@ export async function buildPlainPluginsInto(dir: string): Promise<void> {
 }
 
 /** Starts grip-pluginserver as Kong's worker 0 does (empty environment, absolute paths) and waits until it listens. */
-export function startLauncher(launcherFile: string, prefix: string): Promise<PluginServerProcess> {
+export function startLauncher(launcherFile: string, prefix: string, nodeArgs: readonly string[] = []): Promise<PluginServerProcess> {
   const socketPath = join(prefix, 'grip.sock');
-  return supervise('grip-pluginserver', spawn(process.execPath, [launcherFile, '--socket', socketPath], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] }), socketPath);
+  return supervise('grip-pluginserver', spawn(process.execPath, [...nodeArgs, launcherFile, '--socket', socketPath], { env: {}, stdio: ['ignore', 'pipe', 'pipe'] }), socketPath);
 }
 
 /** Starts kong-pdk's kong-js-pluginserver on a plugins directory (it numbers instances from 0). */
-export function startPlainPdkServer(pluginsDir: string, prefix: string): Promise<PluginServerProcess> {
+export function startPlainPdkServer(pluginsDir: string, prefix: string, nodeArgs: readonly string[] = []): Promise<PluginServerProcess> {
   const socketPath = join(prefix, 'grip.sock');
-  const child = spawn(process.execPath, [PLAIN_SERVER_BIN, '--plugins-directory', pluginsDir, '--kong-prefix', prefix, '--sock-name', 'grip.sock'], {
+  const child = spawn(process.execPath, [...nodeArgs, PLAIN_SERVER_BIN, '--plugins-directory', pluginsDir, '--kong-prefix', prefix, '--sock-name', 'grip.sock'], {
     cwd: pluginsDir, env: { TS_NODE_COMPILER: TS_FOR_KONG_PDK }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   return supervise('kong-js-pluginserver', child, socketPath);
@@ -191,18 +196,29 @@ export interface PluginServerFigures {
   cpuUsPerAccess: number;
 }
 
+export interface MeasureOptions {
+  workers?: number;
+  durationMs?: number;
+  kinds?: PluginServerKind[];
+  forwardConsumer?: boolean;
+  /** A launcher built earlier (e.g. from another commit, for a before/after) instead of this tree's. */
+  launcherFile?: string;
+  /** Arguments for node ahead of the server's script, e.g. --cpu-prof to profile it. */
+  nodeArgs?: readonly string[];
+}
+
 /** Builds and starts each server in turn in a temp directory and measures it. */
-export async function measurePluginServers(options: { workers?: number; durationMs?: number; kinds?: PluginServerKind[]; forwardConsumer?: boolean } = {}): Promise<PluginServerFigures[]> {
+export async function measurePluginServers(options: MeasureOptions = {}): Promise<PluginServerFigures[]> {
   const dir = mkdtempSync(join(tmpdir(), 'kgb-pluginserver-'));
   const workers = options.workers ?? 4;
   const durationMs = options.durationMs ?? 5000;
   const forwardConsumer = options.forwardConsumer ?? true;
   try {
-    const launcher = await buildLauncherInto(dir);
+    const launcher = options.launcherFile ?? await buildLauncherInto(dir);
     await buildPlainPluginsInto(dir);
     const out: PluginServerFigures[] = [];
     for (const kind of options.kinds ?? ['grip-pluginserver', 'kong-js-pluginserver']) {
-      const server = await withDeadline(kind === 'grip-pluginserver' ? startLauncher(launcher, dir) : startPlainPdkServer(dir, dir), 30_000, `${kind} to listen`);
+      const server = await withDeadline(kind === 'grip-pluginserver' ? startLauncher(launcher, dir, options.nodeArgs) : startPlainPdkServer(dir, dir, options.nodeArgs), 30_000, `${kind} to listen`);
       try {
         const load = await withDeadline(runAccessLoad(server, { workers, durationMs, forwardConsumer }), durationMs + 60_000, `${kind} access load`);
         out.push({
@@ -221,7 +237,15 @@ export async function measurePluginServers(options: { workers?: number; duration
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const figures = await measurePluginServers({ durationMs: Number(process.env['DURATION_MS'] ?? 5000) });
+  const env = process.env;
+  const kinds = env['KINDS']?.split(',').map((k) => k.trim());
+  for (const k of kinds ?? []) if (k !== 'grip-pluginserver' && k !== 'kong-js-pluginserver') throw new Error(`KINDS: unknown server ${k}`);
+  const figures = await measurePluginServers({
+    durationMs: Number(env['DURATION_MS'] ?? 5000),
+    ...(kinds === undefined ? {} : { kinds: kinds as PluginServerKind[] }),
+    ...(env['LAUNCHER'] === undefined ? {} : { launcherFile: env['LAUNCHER'] }),
+    ...(env['NODE_ARGS'] === undefined ? {} : { nodeArgs: env['NODE_ARGS'].split(' ').filter((a) => a !== '') }),
+  });
   for (const f of figures) {
     console.log(`${f.kind}: ${f.accessesPerSec.toFixed(0)} access phases/s over ${f.load.elapsedMs.toFixed(0)} ms, ${f.cpuUsPerAccess.toFixed(0)} µs server CPU per access, ${f.load.roundTripsPerAccess.toFixed(2)} round trips each, ${f.load.unexpected} unexpected`);
   }

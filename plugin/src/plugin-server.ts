@@ -64,11 +64,12 @@ function forgetEndedEvents(server: Server): void {
     if (typeof method === 'string' && ENDING_CALLS.has(method)) server.events.delete(r.EventId);
     return r;
   };
+  // then() rather than async wrappers: one promise fewer per call on the access path.
   const handleEvent = server.HandleEvent.bind(server);
-  server.HandleEvent = async (event) => forgetIfEnding(await handleEvent(event));
+  server.HandleEvent = (event) => handleEvent(event).then(forgetIfEnding);
   // Every Step variant goes through step().
   const step = server.step.bind(server);
-  server.step = async (data, isError) => forgetIfEnding(await step(data, isError));
+  server.step = (data, isError) => step(data, isError).then(forgetIfEnding);
 }
 
 export function createGripPluginServer(log: ServerLog, firstInstance: number = randomInstanceStart()): GripPluginServer {

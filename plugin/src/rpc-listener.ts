@@ -1,6 +1,7 @@
 import { unlinkSync } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { Encoder, decodeMultiStream } from '@msgpack/msgpack';
+import { Encoder } from '@msgpack/msgpack';
+import { MAX_MESSAGE_BYTES, MessageStream } from './msgpack-stream.js';
 import type { ServerLog } from './plugin-server.js';
 
 // Kong's side of a plugin server socket speaks MessagePack-RPC: requests [0, msgid, "plugin.X",
@@ -50,7 +51,7 @@ function errorText(err: unknown): string {
   return 'plugin server error';
 }
 
-async function serveConnection(socket: Socket, target: RpcTarget, log: ServerLog): Promise<void> {
+function serveConnection(socket: Socket, target: RpcTarget, log: ServerLog, maxMessageBytes: number): void {
   // One encoder per connection: encode() would build a new one (and its buffer) per answer.
   const encoder = new Encoder();
   const answer = (msgId: number, error: string | null, result: unknown): void => {
@@ -63,36 +64,47 @@ async function serveConnection(socket: Socket, target: RpcTarget, log: ServerLog
   // answer "no plugin instance" by retrying the same cached number (in workers whose
   // reset_instances handler does not run) until this clears it.
   socket.write(encoder.encode([2, 'serverPid', process.pid]));
-  const call = async (msgId: number, method: string, args: unknown[]): Promise<void> => {
+  const call = (msgId: number, method: string, args: unknown[]): void => {
+    let result: unknown;
     try {
       const fn = target[method] as (...a: unknown[]) => unknown;
-      answer(msgId, null, await fn.apply(target, args));
+      result = fn.apply(target, args);
     } catch (err) {
       // "no plugin instance #N" must reach Kong as is: it is how Kong learns to start a new one.
       answer(msgId, errorText(err), null);
+      return;
     }
+    // Not awaited: HandleEvent answers only when the plugin makes its first PDK call, and
+    // Kong's next message on this connection may be the Step that call is waiting for.
+    Promise.resolve(result).then((value) => answer(msgId, null, value), (err: unknown) => answer(msgId, errorText(err), null));
   };
-  try {
-    for await (const message of decodeMultiStream(socket)) {
-      const req = readRequest(message);
-      if (req.kind === 'drop') {
-        log.warn(`closing a plugin-server connection: ${req.reason}`);
-        socket.destroy();
-        return;
-      }
-      if (req.kind === 'refuse') {
-        log.warn(`refused RPC #${req.msgId}: ${req.error}`);
-        answer(req.msgId, req.error, null);
-        continue;
-      }
-      // Not awaited: HandleEvent answers only when the plugin makes its first PDK call, and
-      // Kong's next message on this connection may be the Step that call is waiting for.
-      void call(req.msgId, req.method, req.args);
-    }
-  } catch (err) {
-    log.warn(`closing a plugin-server connection: ${errorText(err)}`);
+  const drop = (reason: string): void => {
+    log.warn(`closing a plugin-server connection: ${reason}`);
     socket.destroy();
-  }
+  };
+  const onMessage = (message: unknown): boolean => {
+    const req = readRequest(message);
+    if (req.kind === 'call') {
+      call(req.msgId, req.method, req.args);
+      return true;
+    }
+    if (req.kind === 'refuse') {
+      log.warn(`refused RPC #${req.msgId}: ${req.error}`);
+      answer(req.msgId, req.error, null);
+      return true;
+    }
+    drop(req.reason);
+    return false;
+  };
+  const messages = new MessageStream(maxMessageBytes);
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      messages.push(chunk, onMessage);
+    } catch (err) {
+      // Not MessagePack, or a message past the bound: this connection's problem alone.
+      drop(errorText(err));
+    }
+  });
 }
 
 export interface RpcListener {
@@ -101,7 +113,7 @@ export interface RpcListener {
 }
 
 /** Listens on a Unix socket at `path` (replacing a stale socket file), private to this user. */
-export function listenRpc(path: string, target: RpcTarget, log: ServerLog): Promise<RpcListener> {
+export function listenRpc(path: string, target: RpcTarget, log: ServerLog, maxMessageBytes: number = MAX_MESSAGE_BYTES): Promise<RpcListener> {
   try {
     unlinkSync(path);
   } catch (err) {
@@ -111,10 +123,10 @@ export function listenRpc(path: string, target: RpcTarget, log: ServerLog): Prom
   const server = createServer((socket) => {
     open.add(socket);
     socket.once('close', () => open.delete(socket));
-    // A worker that exits or is killed resets its connection: that connection ends (the read
-    // loop reports it), nothing else. Without a listener the error would end the process.
+    // A worker that exits or is killed resets its connection: that connection closes,
+    // nothing else. Without a listener the error would end the process.
     socket.on('error', () => {});
-    void serveConnection(socket, target, log);
+    serveConnection(socket, target, log, maxMessageBytes);
   });
   return new Promise((resolve, reject) => {
     // Anything that can write to the socket can run plugin phases: owner only.

@@ -295,7 +295,7 @@ test.serial('the socket: two requests in one write and one request split mid-mes
   t.deepEqual(messages.map((m) => [m[0], m[1], m[2]]), [[1, 1, null], [1, 2, null], [1, 3, null]]);
 });
 
-test.serial('the socket: garbage, a wrong shape, an unknown method and a reset connection end that connection only', async (t) => {
+test.serial('the socket: garbage, a wrong shape, an over-long message, an unknown method and a reset connection end that connection only', async (t) => {
   const s = await setup();
   t.teardown(() => s.close());
   const garbage = await rawExchange(s.server.socketPath, [new Uint8Array([0xc1, 0xc1, 0xc1])], 1);
@@ -306,6 +306,9 @@ test.serial('the socket: garbage, a wrong shape, an unknown method and a reset c
   t.deepEqual(unknown.messages, [[1, 7, 'unknown method SetPluginDir (not one Kong calls)', null]], 'no loading plugins from elsewhere');
   const other = await rawExchange(s.server.socketPath, [encode([0, 8, 'kong.Shutdown', []])], 1);
   t.deepEqual(other.messages, [[1, 8, 'RPC for kong is not supported', null]]);
+  // A string announced at 16 MiB + 1 byte: refused at its header, not buffered while it comes.
+  const huge = await rawExchange(s.server.socketPath, [new Uint8Array([0x94, 0x00, 0x09, 0xdb, 0x01, 0x00, 0x00, 0x01, 0x61])], 1);
+  t.deepEqual({ messages: huge.messages, closed: huge.closed }, { messages: [], closed: true }, 'over-long message');
   // A worker killed in the middle of an event: its connection ends while the event waits for a Step.
   const kong = s.driver();
   const { Id } = await kong.startInstance('grip', kongPluginConfig(s.info, { secret: SECRET, origin: 'http://origin:8080' }, ROUTE_A));

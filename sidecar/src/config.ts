@@ -112,6 +112,10 @@ export interface JetStreamConfig {
   republishPrefix: string;
   /** Request path prefixes where an SSE client's Last-Event-ID is taken as the prev-id of its channels. */
   lastEventIdPaths: string[];
+  /** Items each channel keeps in memory as handed out, to catch a client up without stream reads (0 = none). */
+  recentItemsPerChannel: number;
+  /** Bytes (stored payload sizes) those items may take over all channels of a process. */
+  recentBytes: number;
 }
 
 export const DEFAULT_JETSTREAM: JetStreamConfig = {
@@ -124,6 +128,8 @@ export const DEFAULT_JETSTREAM: JetStreamConfig = {
   replicas: 1,
   republishPrefix: 'grip.js.',
   lastEventIdPaths: [],
+  recentItemsPerChannel: 256,
+  recentBytes: 64 * 1024 * 1024,
 };
 
 /** Per-channel ordering of items by id / prev-id (docs/grip.md, "Reliability"); Pushpin's values are the defaults. */
@@ -711,6 +717,8 @@ function jetStreamConfig(v: unknown, problems: Problems): JetStreamConfig | unde
     replicas: int('nats.jetstream.replicas', raw['replicas'], 1, 5, d.replicas, problems),
     republishPrefix: subjectPrefix('nats.jetstream.republishPrefix', raw['republishPrefix'], d.republishPrefix, problems),
     lastEventIdPaths: Array.isArray(paths) ? paths.map(String) : [],
+    recentItemsPerChannel: int('nats.jetstream.recentItemsPerChannel', raw['recentItemsPerChannel'], 0, 100_000, d.recentItemsPerChannel, problems),
+    recentBytes: int('nats.jetstream.recentBytes', raw['recentBytes'], 0, Number.MAX_SAFE_INTEGER, d.recentBytes, problems),
   };
 }
 

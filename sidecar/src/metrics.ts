@@ -137,6 +137,11 @@ export function createMetrics(options: { collectDefaults?: boolean } = {}) {
       name: 'kong_grip_history_items_total', help: 'Items read from the JetStream history, by use (resume, catch_up)',
       labelNames: ['use'] as const, registers: [registry],
     }),
+    historyKeptItems: new Counter({
+      name: 'kong_grip_history_kept_items_total',
+      help: 'Items catch-ups took from the recent items kept in memory per channel, instead of reading the JetStream history',
+      registers: [registry],
+    }),
     historyResumes: new Counter({
       name: 'kong_grip_history_resumes_total', help: 'Channels resumed from JetStream history, by cause (reconnect, gap)',
       labelNames: ['cause'] as const, registers: [registry],

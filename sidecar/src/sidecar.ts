@@ -275,6 +275,9 @@ function recordBusEvent(event: BusEvent, metrics: Metrics, isNats: boolean): voi
     case 'history-duplicate':
       metrics.historyDuplicates.inc();
       return;
+    case 'history-kept':
+      metrics.historyKeptItems.inc(event.items);
+      return;
     case 'channel-live':
     case 'channel-released':
       return;

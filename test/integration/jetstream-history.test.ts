@@ -182,3 +182,45 @@ test('a long-poll whose prev-id is behind its channel is answered from history, 
   t.is(origin.seen.length, 2, 'each long-poll asked the origin once');
   t.regex(await side.sidecar.metrics.registry.metrics(), /kong_grip_catch_ups_total\{result="history"\} 2/);
 });
+
+test('a hold a little behind a channel this sidecar delivers is caught up from the items kept in memory, with no stream read', async (t) => {
+  const nats = await NatsServer.start({ jetstream: true });
+  t.teardown(() => nats.dispose());
+  const origin = await startGripOrigin({
+    '/stream': (_req, res) => {
+      res.setHeader('Grip-Hold', 'stream');
+      res.setHeader('Grip-Channel', 'kept');
+      res.end('');
+    },
+    '/poll': (req, res) => {
+      const after = new URL(req.url ?? '/', 'http://x').searchParams.get('after') ?? '0';
+      res.setHeader('Grip-Hold', 'response');
+      res.setHeader('Grip-Channel', `kept; prev-id=${after}`);
+      res.end('nothing new\n');
+    },
+  });
+  t.teardown(() => origin.close());
+  const side = await startTestSidecar({
+    origin: origin.url, sigKey: TEST_SIG_KEY, nats: { servers: nats.url, jetstream: { stream: 'KEPT', storage: 'memory' } },
+  });
+  t.teardown(() => side.close());
+  await busStatus(side.sidecar.bus, 'connected');
+  const stream = await openStream(side.url('/stream'));
+  t.teardown(() => stream.close());
+  await waitForSubscribers(side.sidecar.hub, 'kept', 1);
+  await whenLive(side.sidecar.bus, 'kept');
+  const publisher = await JetStreamPublisher.connect(nats.url);
+  t.teardown(() => publisher.close());
+  const item = (n: number) => ({
+    id: String(n), 'prev-id': String(n - 1),
+    formats: { 'http-stream': { content: `data: ${n}\n\n` }, 'http-response': { body: `item ${n}\n` } },
+  });
+  await publisher.publish('kept', [item(1), item(2), item(3), item(4), item(5)]);
+  await stream.waitFor('data: 5\n');
+
+  const behind = await request(side.url('/poll?after=2'));
+  t.is(behind.body, 'item 3\n');
+  const metrics = await side.sidecar.metrics.registry.metrics();
+  t.regex(metrics, /kong_grip_catch_ups_total\{result="history"\} 1/);
+  t.regex(metrics, /kong_grip_history_kept_items_total 3\b/, 'items 3, 4 and 5 came from memory');
+});

@@ -36,6 +36,8 @@ export type BusEvent =
   | { type: 'channel-resumed'; channel: string; cause: 'reconnect' | 'gap'; items: number }
   /** A stored item arrived again after it was delivered (e.g. both live and from history); dropped. */
   | { type: 'history-duplicate'; channel: string }
+  /** A catch-up was answered from the channel's recent items in memory, with no stream read. */
+  | { type: 'history-kept'; channel: string; items: number }
   /** A message from the bus was not a valid publish item; it was dropped. */
   | { type: 'payload-invalid'; subject: string; error: KgError };
 

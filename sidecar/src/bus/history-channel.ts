@@ -1,10 +1,12 @@
 import type { Msg, NatsError } from 'nats';
 import { KgError } from '../errors.js';
+import type { PublishItem } from '../grip/types.js';
 import { deliverItem, LiveCause, type ItemHandler } from './bus.js';
 import type { HistoryStream, StoredItem } from './history-stream.js';
 import type { BusConnection } from './nats-connection.js';
 import { errorText } from './nats-log.js';
 import { invalidPayload, parseNatsPayload } from './payload.js';
+import { RecentBudget, RecentItems } from './recent-items.js';
 
 // One channel's delivery with history: it listens to the republished copy of the channel
 // (`grip.js.<token>`), whose headers give the item's stream sequence and the previous sequence on
@@ -78,6 +80,8 @@ export class StoredChannel implements HistoryChannel {
     readonly storedSubject: string,
     private readonly handlers: ReadonlySet<ItemHandler>,
     private readonly source: HistorySource,
+    /** The channel's last items handed out, for catch-ups without stream reads (off by default). */
+    private readonly recent: RecentItems = new RecentItems(0, new RecentBudget(0)),
   ) {}
 
   get canResume(): boolean {
@@ -94,6 +98,7 @@ export class StoredChannel implements HistoryChannel {
     this.readToken = undefined;
     this.held = undefined;
     this.unconfirmed = undefined;
+    this.recent.clear();
   }
 
   /** Where to resume from when nothing has been received yet: the stream's end when it went live. */
@@ -104,6 +109,14 @@ export class StoredChannel implements HistoryChannel {
   /** The stream sequence of a recently delivered (or scanned) item with this id. */
   seqOf(id: string): number | undefined {
     return this.recentSeqs.get(id);
+  }
+
+  /**
+   * The items handed out after the one with sequence `seq`, from memory; undefined when that
+   * item is not among the kept ones (read the stream instead).
+   */
+  keptAfter(seq: number): PublishItem[] | undefined {
+    return this.recent.after(seq);
   }
 
   /** Remembers the ids of scanned items (newest last) not already known. */
@@ -139,7 +152,7 @@ export class StoredChannel implements HistoryChannel {
       return;
     }
     item.seq = seq;
-    const stored: StoredItem = { seq, lastSubjectSeq, item };
+    const stored: StoredItem = { seq, lastSubjectSeq, item, bytes: msg.data.length };
     if (this.unconfirmed === undefined && this.source.stream?.isConfirmed(seq) === true) {
       this.accept(stored, 0);
       return;
@@ -224,10 +237,13 @@ export class StoredChannel implements HistoryChannel {
         return;
       }
     }
-    this.handOut(stored);
+    // A live item follows the kept run when the stream says the channel's previous item is its end.
+    this.handOut(stored, stored.lastSubjectSeq !== undefined && stored.lastSubjectSeq === this.recent.lastSeq);
   }
 
-  private handOut(stored: StoredItem): void {
+  /** `follows`: the item is the channel's next after the newest one kept in memory. */
+  private handOut(stored: StoredItem, follows: boolean): void {
+    this.recent.append(stored.seq, stored.item, stored.bytes ?? 0, follows);
     this.lastSeq = stored.seq;
     const id = stored.item.id;
     if (id !== undefined) {
@@ -275,7 +291,9 @@ export class StoredChannel implements HistoryChannel {
               break;
             }
             if (this.lastSeq !== undefined && stored.seq <= this.lastSeq) continue;
-            this.handOut(stored);
+            // The read goes next-by-subject from the last item handed out: it follows the kept
+            // run when that run ends there.
+            this.handOut(stored, this.lastSeq !== undefined && this.recent.lastSeq === this.lastSeq);
             count++;
           }
           if (!isCurrent()) return;

@@ -22,6 +22,8 @@ export interface StoredItem {
   /** The stream sequence of the previous item on the same channel (0: none); absent when read back. */
   lastSubjectSeq?: number;
   item: PublishItem;
+  /** The stored payload's size, for the memory the recent items may take. */
+  bytes?: number;
 }
 
 /** JetStream API error codes we act on (nats-server's JSErrCode values). */
@@ -166,7 +168,7 @@ export class HistoryStream {
       const item = this.parse(subject, channel, stored.data);
       if (item === undefined) continue;
       item.seq = stored.seq;
-      yield { seq: stored.seq, item };
+      yield { seq: stored.seq, item, bytes: stored.data.length };
     }
   }
 
@@ -184,7 +186,7 @@ export class HistoryStream {
     const item = this.parse(subject, channel, stored.data);
     if (item === undefined) return undefined;
     item.seq = stored.seq;
-    return { seq: stored.seq, item };
+    return { seq: stored.seq, item, bytes: stored.data.length };
   }
 
   /** Publishes in order and resolves once the stream has stored every one. */

@@ -5,6 +5,7 @@ import type { PublishItem } from '../grip/types.js';
 import type { History, ItemHandler } from './bus.js';
 import { StoredChannel, type HistoryChannel, type HistorySource } from './history-channel.js';
 import { HistoryStream, type StoredItem } from './history-stream.js';
+import { RecentBudget, RecentItems } from './recent-items.js';
 import type { BusConnection } from './nats-connection.js';
 import { errorText } from './nats-log.js';
 import { channelToSubject } from './subject.js';
@@ -30,12 +31,16 @@ export class JetStreamHistory implements ChannelHistory, History, HistorySource 
   /** Full scans of a channel's history in progress, shared by the catch-ups that need one. */
   private readonly scans = new Map<string, Promise<StoredItem[]>>();
   private current: HistoryStream | undefined;
+  /** What every channel's recent items may hold together (config recentBytes). */
+  private readonly recentBudget: RecentBudget;
 
   constructor(
     readonly link: BusConnection,
     private readonly config: JetStreamConfig,
     private readonly subjectPrefix: string,
-  ) {}
+  ) {
+    this.recentBudget = new RecentBudget(config.recentBytes);
+  }
 
   /** The stream over the connection in use; a new connection gets a new one. */
   get stream(): HistoryStream | undefined {
@@ -47,7 +52,8 @@ export class JetStreamHistory implements ChannelHistory, History, HistorySource 
 
   open(channel: string, handlers: ReadonlySet<ItemHandler>): HistoryChannel {
     const subject = channelToSubject(this.config.republishPrefix, channel);
-    const opened = new StoredChannel(channel, subject, channelToSubject(this.subjectPrefix, channel), handlers, this);
+    const recent = new RecentItems(this.config.recentItemsPerChannel, this.recentBudget);
+    const opened = new StoredChannel(channel, subject, channelToSubject(this.subjectPrefix, channel), handlers, this, recent);
     this.channels.set(channel, opened);
     return opened;
   }
@@ -107,6 +113,12 @@ export class JetStreamHistory implements ChannelHistory, History, HistorySource 
     }
     const known = opened.seqOf(afterId);
     if (known !== undefined) {
+      // A client a little behind (a reconnect) is served from memory, without a request.
+      const kept = opened.keptAfter(known);
+      if (kept !== undefined) {
+        this.link.emit({ type: 'history-kept', channel, items: kept.length });
+        return kept;
+      }
       const items: PublishItem[] = [];
       for await (const stored of stream.readFrom(opened.storedSubject, channel, known + 1)) items.push(stored.item);
       return items;

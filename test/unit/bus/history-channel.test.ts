@@ -3,6 +3,7 @@ import type { Msg } from 'nats';
 import type { BusEvent } from '../../../sidecar/src/bus/bus.js';
 import { StoredChannel, type HistorySource } from '../../../sidecar/src/bus/history-channel.js';
 import type { StoredItem } from '../../../sidecar/src/bus/history-stream.js';
+import { RecentBudget, RecentItems } from '../../../sidecar/src/bus/recent-items.js';
 import { encodeNatsPayload } from '../../../sidecar/src/bus/payload.js';
 import type { KgError } from '../../../sidecar/src/errors.js';
 import { testLogger, within } from '../../helpers/buses.js';
@@ -34,7 +35,7 @@ function stored(seq: number, text: string): StoredItem {
 }
 
 /** A channel over a fake connection and stream; reads wait for `gate` when one is set. */
-function setUp(items: StoredItem[] = [], options: { failReads?: boolean; streamLast?: number } = {}) {
+function setUp(items: StoredItem[] = [], options: { failReads?: boolean; streamLast?: number; recentItems?: number } = {}) {
   /** The stream's last sequence as stream info reports it; what it has confirmed so far. */
   const stream = { last: options.streamLast ?? Number.POSITIVE_INFINITY, confirmed: options.streamLast ?? Number.POSITIVE_INFINITY, infoRequests: 0 };
   const events: BusEvent[] = [];
@@ -74,7 +75,8 @@ function setUp(items: StoredItem[] = [], options: { failReads?: boolean; streamL
     },
   };
   const collector = new ItemCollector();
-  const channel = new StoredChannel(CHANNEL, REPUBLISHED, 'grip.ch.news', new Set([collector.handler]), source);
+  const recent = new RecentItems(options.recentItems ?? 0, new RecentBudget(1_000_000));
+  const channel = new StoredChannel(CHANNEL, REPUBLISHED, 'grip.ch.news', new Set([collector.handler]), source, recent);
   return {
     channel, collector, events, invalid, reads, stream,
     /** Resolves when the first read from the stream has ended (finished or abandoned). */
@@ -229,4 +231,45 @@ test('reports a live item whose previous-sequence header is not before its own s
   t.deepEqual(collector.texts, []);
   t.is(invalid.length, 2);
   t.regex(invalid[0]!.message, /Nats-Last-Sequence 9000000000000 is not before Nats-Sequence 1/);
+});
+
+const keptTexts = (channel: StoredChannel, seq: number): string[] | undefined =>
+  channel.keptAfter(seq)?.map((i) => (i.formats['http-stream'] as { content: Buffer }).content.toString());
+
+test('keeps the items it hands out, in an unbroken run, for catch-ups from memory', (t) => {
+  const { channel } = setUp([], { recentItems: 10 });
+  channel.onMessage(null, live(1, 0, 'a'));
+  channel.onMessage(null, live(3, 1, 'b'));
+  channel.onMessage(null, live(7, 3, 'c'));
+  t.deepEqual(keptTexts(channel, 1), ['b', 'c']);
+  t.deepEqual(keptTexts(channel, 7), []);
+  t.is(channel.keptAfter(2), undefined);
+});
+
+test('items read from the stream to fill a gap continue the kept run', async (t) => {
+  const { channel, next } = setUp([stored(2, 'b'), stored(3, 'c'), stored(4, 'd')], { recentItems: 10 });
+  channel.onMessage(null, live(1, 0, 'a'));
+  const resumed = next('channel-resumed');
+  channel.onMessage(null, live(4, 3, 'd'));
+  await resumed;
+  t.deepEqual(keptTexts(channel, 1), ['b', 'c', 'd']);
+});
+
+test('a gap that could not be read breaks the run: nothing before it is answered from memory', async (t) => {
+  const { channel, next } = setUp([], { recentItems: 10, failReads: true });
+  channel.onMessage(null, live(1, 0, 'a'));
+  const refreshed = next('channel-live');
+  channel.onMessage(null, live(4, 3, 'd'));
+  await refreshed;
+  await within('the held item delivered', until(() => channel.keptAfter(4) !== undefined));
+  t.is(channel.keptAfter(1), undefined);
+  t.deepEqual(keptTexts(channel, 4), []);
+});
+
+test('closing the channel forgets what it kept', (t) => {
+  const { channel } = setUp([], { recentItems: 10 });
+  channel.onMessage(null, live(1, 0, 'a'));
+  channel.onMessage(null, live(2, 1, 'b'));
+  channel.close();
+  t.is(channel.keptAfter(1), undefined);
 });

@@ -71,6 +71,11 @@ export interface StormMoved {
   moved: number;
   /** When the last marked client that moved got its new stream (monotonic ms; 0: none). */
   lastReheldAtMs: number;
+  /** When the first and the last marked client's stream ended (monotonic ms; 0: none did). */
+  firstDroppedAtMs: number;
+  lastDroppedAtMs: number;
+  /** Per moved client: from its stream's end to its new stream's head, ms. */
+  gapsMs: number[];
   timedOut: boolean;
 }
 

@@ -63,13 +63,22 @@ export class StormAgent {
     const state = (timedOut: boolean): StormMoved => {
       let moved = 0;
       let lastReheldAtMs = 0;
+      let firstDroppedAtMs = 0;
+      let lastDroppedAtMs = 0;
+      const gapsMs: number[] = [];
       for (const m of this.marked) {
+        if (m.client.opens > m.opens) {
+          const dropped = m.client.droppedAtMs;
+          if (firstDroppedAtMs === 0 || dropped < firstDroppedAtMs) firstDroppedAtMs = dropped;
+          lastDroppedAtMs = Math.max(lastDroppedAtMs, dropped);
+        }
         if (m.client.isHeld && m.client.opens > m.opens) {
           moved++;
+          gapsMs.push(m.client.heldAtMs - m.client.droppedAtMs);
           lastReheldAtMs = Math.max(lastReheldAtMs, m.client.heldAtMs);
         }
       }
-      return { marked: this.marked.length, moved, lastReheldAtMs, timedOut };
+      return { marked: this.marked.length, moved, lastReheldAtMs, firstDroppedAtMs, lastDroppedAtMs, gapsMs, timedOut };
     };
     return until<StormMoved>(() => {
       const s = state(false);

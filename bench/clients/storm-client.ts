@@ -77,6 +77,8 @@ export class StormClient {
   opens = 0;
   /** When the current stream's response head arrived (monotonic ms). */
   heldAtMs = 0;
+  /** When the last stream that was held ended (monotonic ms; 0: none has). */
+  droppedAtMs = 0;
   private socket: net.Socket | undefined;
   private addressIndex: number;
 
@@ -187,6 +189,7 @@ export class StormClient {
           return;
         }
         this.isHeld = false;
+        this.droppedAtMs = monotonicMs();
         if (!this.isStopped) this.fleet.reconnect(this);
       });
     });

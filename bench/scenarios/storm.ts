@@ -11,6 +11,7 @@ import { treeCpuMs, treeRssBytes } from '../proc.js';
 import type { StormRig } from '../storm-rig.js';
 import { monotonicMs } from '../wire/message.js';
 import { promSample } from '../wire/prom-text.js';
+import { summarizeLatencies } from '../wire/stats.js';
 import { itemsDue, lastIds, stormEvent, stormItem } from '../wire/storm-ids.js';
 import { OPEN_RETRIES, streamPath, sumOf, uniqueChannel } from './common.js';
 import { Better, type Metric, type ScenarioContext, type ScenarioResult } from './types.js';
@@ -183,8 +184,15 @@ export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormPara
     const lastReheldAtMs = Math.max(...moved.map((m) => m.lastReheldAtMs));
     const movedCount = sumOf(moved, (m) => m.moved);
     const reheldMs = moved.some((m) => m.timedOut) ? NaN : Math.max(0, lastReheldAtMs - disruptedAtMs);
+    const dropped = moved.filter((m) => m.firstDroppedAtMs > 0);
+    const droppedFromMs = dropped.length > 0 ? Math.min(...dropped.map((m) => m.firstDroppedAtMs)) - disruptedAtMs : NaN;
+    const droppedToMs = dropped.length > 0 ? Math.max(...dropped.map((m) => m.lastDroppedAtMs)) - disruptedAtMs : NaN;
     const survivorCpuMs = rig.victimPort !== undefined ? treeCpuMs(rig.rootPid) - cpuBefore : NaN;
-    ctx.log(`${tag}: ${movedCount}/${marked} clients hold a new stream${Number.isNaN(reheldMs) ? ' (timed out)' : ` ${reheldMs.toFixed(0)} ms after the disruption`}`);
+    const gaps = summarizeLatencies(moved.flatMap((m) => m.gapsMs));
+    const timeline =
+      `the moved clients' streams ended ${droppedFromMs.toFixed(0)}–${droppedToMs.toFixed(0)} ms after the disruption began, the last new one opened after ${reheldMs.toFixed(0)} ms; ` +
+      `per client, from its stream's end to its new stream, p50 ${gaps.p50Ms.toFixed(0)} ms, p99 ${gaps.p99Ms.toFixed(0)} ms, max ${gaps.maxMs.toFixed(0)} ms`;
+    ctx.log(`${tag}: ${movedCount}/${marked} clients hold a new stream; ${timeline}`);
     if (moved.some((m) => m.timedOut)) notes.push(`${tag}: only ${movedCount} of ${marked} clients held a new stream ${waitMs} ms after the disruption`);
 
     await new Promise((r) => setTimeout(r, p.tailMs ?? 2000));
@@ -209,7 +217,7 @@ export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormPara
         `(ids sequential per channel, each item's id its SSE id:), through the disruption and ${p.tailMs ?? 2000} ms after every client held again; ` +
         `${sumOf(tallies, (t) => t.reconnects)} reconnects, failed attempts: ${errorStatuses} with an error status ${JSON.stringify(statuses)}, ${connectionErrors} without a response` +
         ` (first errors: ${[...new Set(tallies.flatMap((t) => t.firstErrors))].slice(0, 4).join('; ') || 'none'}); ${heldAtEnd} streams held at the end; ` +
-        `${publisher.failedPosts} publish requests failed and were sent again${publisher.firstErrors.length > 0 ? ` (${publisher.firstErrors.join('; ')})` : ''}`,
+        `${publisher.failedPosts} publish requests failed and were sent again${publisher.firstErrors.length > 0 ? ` (${publisher.firstErrors.join('; ')})` : ''}; ${timeline}`,
     );
     if (rig.metricsPort !== undefined) {
       notes.push(

@@ -7,7 +7,8 @@
 
 import type { OpenResult, StormMoved, StormReceiving, StormTally } from '../agent-protocol.js';
 import { request } from '../http-client.js';
-import { treeCpuMs, treeRssBytes } from '../proc.js';
+import { processTree, treeCpuMs, treeRssBytes } from '../proc.js';
+import { cpuBetween, cpuByProcess } from '../process-cpu.js';
 import type { StormRig } from '../storm-rig.js';
 import { monotonicMs } from '../wire/message.js';
 import { promSample } from '../wire/prom-text.js';
@@ -25,7 +26,7 @@ export interface StormParams {
   ratePerS: number;
   /** Publishing goes on this long after every client holds a stream again. */
   tailMs?: number;
-  /** Bound on each wait (every client receiving; every client moved; every client at the last id). */
+  /** Bound on each wait (every client receiving; every client moved; every client at the last id); default 60 s + 10 ms per client. */
   waitMs?: number;
   /** How often the survivor's RSS is read (default 100 ms) and its /metrics (default 250 ms). */
   rssEveryMs?: number;
@@ -37,9 +38,13 @@ export const STORM_RESHELD_TARGET_MS = 5000;
 const MIB = 2 ** 20;
 const PUBLISH_TICK_MS = 50;
 
+function stormWaitMs(p: StormParams): number {
+  return p.waitMs ?? 60_000 + 10 * p.clients;
+}
+
 /** Longest the whole scenario should take (for the run's per-job deadline). */
 export function stormBudgetMs(p: StormParams): number {
-  const wait = p.waitMs ?? 60_000;
+  const wait = stormWaitMs(p);
   const open = 120_000 + 6 * p.clients;
   return open + 3 * wait + (p.tailMs ?? 2000) + 60_000;
 }
@@ -141,11 +146,27 @@ class SurvivorSampler {
   }
 }
 
+/** The survivor's catch-up figures from its /metrics (what reconnecting with Last-Event-ID cost it). */
+async function historyCounters(port: number): Promise<string> {
+  try {
+    const res = await request(port, 'GET', '/metrics', undefined, 10_000);
+    const read = (sample: string): string => String(promSample(res.body, sample) ?? 0);
+    return (
+      `the survivor's catch-ups (kong_grip_catch_ups_total): history ${read('kong_grip_catch_ups_total{result="history"}')}, ` +
+      `not_found ${read('kong_grip_catch_ups_total{result="not_found"}')}, error ${read('kong_grip_catch_ups_total{result="error"}')}, ` +
+      `overflow ${read('kong_grip_catch_ups_total{result="overflow"}')}; items read from JetStream for them ` +
+      `${read('kong_grip_history_items_total{use="catch_up"}')} (each one request, kong_grip_history_items_total)`
+    );
+  } catch (err) {
+    return `the survivor's /metrics could not be read at the end: ${(err as Error).message}`;
+  }
+}
+
 export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormParams): Promise<ScenarioResult> {
   const notes: string[] = [];
   const n = p.clients;
   const tag = `storm N=${n} (${rig.name})`;
-  const waitMs = p.waitMs ?? 60_000;
+  const waitMs = stormWaitMs(p);
   const channels = Array.from({ length: p.channels }, (_, c) => uniqueChannel(`storm${c}`));
 
   const opens = await ctx.agents.split<OpenResult>(n, (share, agentIndex) => ({
@@ -178,9 +199,12 @@ export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormPara
     ctx.log(`${tag}: every client receiving; ${marked} clients to move; disruption`);
     sampler = new SurvivorSampler(rig, p.rssEveryMs ?? 100, p.metricsEveryMs ?? 250);
     const cpuBefore = treeCpuMs(rig.rootPid);
+    const perProcessBefore = cpuByProcess(process.pid);
     const disruptedAtMs = monotonicMs();
     await rig.disrupt();
     const moved = await ctx.agents.all<StormMoved>({ op: 'storm-await-moved', timeoutMs: waitMs });
+    const movedInMs = monotonicMs() - disruptedAtMs;
+    const perProcess = cpuBetween(perProcessBefore, cpuByProcess(process.pid));
     const lastReheldAtMs = Math.max(...moved.map((m) => m.lastReheldAtMs));
     const movedCount = sumOf(moved, (m) => m.moved);
     const reheldMs = moved.some((m) => m.timedOut) ? NaN : Math.max(0, lastReheldAtMs - disruptedAtMs);
@@ -200,6 +224,7 @@ export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormPara
     const last = lastIds(published, p.channels);
     const tallies = await ctx.agents.all<StormTally>({ op: 'storm-wait-last', lastIds: last, timeoutMs: waitMs });
     sampler.stop();
+    if (rig.metricsPort !== undefined) notes.push(`${tag}: ${await historyCounters(rig.metricsPort)}`);
 
     const statuses: Record<string, number> = {};
     for (const t of tallies) for (const [s, c] of Object.entries(t.statuses)) statuses[s] = (statuses[s] ?? 0) + c;
@@ -218,6 +243,15 @@ export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormPara
         `${sumOf(tallies, (t) => t.reconnects)} reconnects, failed attempts: ${errorStatuses} with an error status ${JSON.stringify(statuses)}, ${connectionErrors} without a response` +
         ` (first errors: ${[...new Set(tallies.flatMap((t) => t.firstErrors))].slice(0, 4).join('; ') || 'none'}); ${heldAtEnd} streams held at the end; ` +
         `${publisher.failedPosts} publish requests failed and were sent again${publisher.firstErrors.length > 0 ? ` (${publisher.firstErrors.join('; ')})` : ''}; ${timeline}`,
+    );
+    const survivorPids = new Set(processTree(rig.rootPid));
+    notes.push(
+      `${tag}: CPU per process from the disruption until every moved client held again (${(movedInMs / 1000).toFixed(1)} s, /proc), busiest first: ` +
+        perProcess
+          .filter((q) => q.cpuMs >= 10)
+          .slice(0, 12)
+          .map((q) => `${survivorPids.has(q.pid) ? 'survivor ' : ''}${q.name} [${q.pid}] ${q.cpuMs.toFixed(0)} ms`)
+          .join(', '),
     );
     if (rig.metricsPort !== undefined) {
       notes.push(

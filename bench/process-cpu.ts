@@ -1,5 +1,6 @@
 // CPU time per process over an interval (from /proc), to name what was busy during the storm:
-// the proxy's processes, nats-server, the origin, the client agents. Linux only.
+// the proxy's processes, nats-server, the origin, the client agents; and the RSS of a set of
+// processes, for sampling often without walking all of /proc each time. Linux only.
 
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -43,4 +44,18 @@ export function cpuBetween(from: Map<number, ProcessCpu>, to: Map<number, Proces
   const out: ProcessCpu[] = [];
   for (const [pid, p] of to) out.push({ ...p, cpuMs: p.cpuMs - (from.get(pid)?.cpuMs ?? 0) });
   return out.sort((a, b) => b.cpuMs - a.cpuMs);
+}
+
+/** Sum of VmRSS over these processes, in bytes (those gone meanwhile count 0). */
+export function rssOf(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+      if (m) total += Number(m[1]) * 1024;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
 }

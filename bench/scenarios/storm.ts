@@ -7,8 +7,8 @@
 
 import type { OpenResult, StormMoved, StormReceiving, StormTally } from '../agent-protocol.js';
 import { request } from '../http-client.js';
-import { processTree, treeCpuMs, treeRssBytes } from '../proc.js';
-import { cpuBetween, cpuByProcess } from '../process-cpu.js';
+import { processTree, treeCpuMs } from '../proc.js';
+import { cpuBetween, cpuByProcess, rssOf } from '../process-cpu.js';
 import type { StormRig } from '../storm-rig.js';
 import { monotonicMs } from '../wire/message.js';
 import { promSample } from '../wire/prom-text.js';
@@ -118,7 +118,18 @@ class SurvivorSampler {
   private scraping = false;
 
   constructor(rig: StormRig, rssEveryMs: number, metricsEveryMs: number) {
-    this.timers.push(setInterval(() => (this.peakRss = Math.max(this.peakRss, treeRssBytes(rig.rootPid))), rssEveryMs));
+    // The process tree is looked up once a second (a walk of all of /proc), its RSS every tick.
+    let pids: number[] = [];
+    let treeAtMs = 0;
+    this.timers.push(
+      setInterval(() => {
+        if (Date.now() - treeAtMs >= 1000) {
+          pids = processTree(rig.rootPid);
+          treeAtMs = Date.now();
+        }
+        this.peakRss = Math.max(this.peakRss, rssOf(pids));
+      }, rssEveryMs),
+    );
     const port = rig.metricsPort;
     if (port !== undefined) {
       this.timers.push(

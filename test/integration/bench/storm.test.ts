@@ -42,7 +42,7 @@ test.serial('kong-grip: after one sidecar of two is SIGTERMed every client holds
   t.true(metric(r.metrics, 'storm-rss') > 0);
   t.true(metric(r.metrics, 'storm-lag') > 0);
   t.true(r.metrics.every((m) => m.section === STORM_SECTION));
-  t.true(r.notes.some((n) => /\b100 of them moved|\b\d+ of them moved/.test(n)), r.notes.join('\n'));
+  t.true(r.notes.some((n) => / 100 of them moved/.test(n)), r.notes.join('\n'));
   t.false(r.notes.some((n) => /timed out|only \d+ of|never received/.test(n)), r.notes.join('\n'));
   t.log([...r.notes, ...logs].join('\n'));
 });

@@ -34,7 +34,67 @@ export type AgentCommand =
   | { op: 'poll-start'; target: ConnectTarget; count: number }
   | { op: 'poll-status' }
   | { op: 'poll-wait-round'; round: number; timeoutMs: number }
-  | { op: 'poll-stop' };
+  | { op: 'poll-stop' }
+  | { op: 'storm-open'; target: StormTarget; count: number }
+  | { op: 'storm-wait-receiving'; timeoutMs: number }
+  | { op: 'storm-mark'; port?: number }
+  | { op: 'storm-await-moved'; timeoutMs: number }
+  | { op: 'storm-wait-last'; lastIds: number[]; timeoutMs: number }
+  | { op: 'storm-close' };
+
+/** Where an agent's storm clients connect (see clients/storm-client.ts). */
+export interface StormTarget extends Omit<ConnectTarget, 'port' | 'path'> {
+  /** Ports on 127.0.0.1 every client knows (one for a proxy restarted in place). */
+  ports: number[];
+  /** Stream path per channel index. */
+  paths: string[];
+  /**
+   * Client i of this agent is client number first + i·stride of the whole run: its channel is
+   * that number mod paths.length, and its first port index floor(number / paths.length) mod
+   * ports.length, so every channel has clients on every port.
+   */
+  first: number;
+  stride: number;
+}
+
+export interface StormReceiving {
+  clients: number;
+  /** Clients that have received at least one id. */
+  receiving: number;
+  timedOut: boolean;
+}
+
+export interface StormMoved {
+  /** Clients marked (held on the marked port when `storm-mark` arrived). */
+  marked: number;
+  /** Of those, clients that hold a newer stream. */
+  moved: number;
+  /** When the last marked client that moved got its new stream (monotonic ms; 0: none). */
+  lastReheldAtMs: number;
+  /** When the first and the last marked client's stream ended (monotonic ms; 0: none did). */
+  firstDroppedAtMs: number;
+  lastDroppedAtMs: number;
+  /** Per moved client: from its stream's end to its new stream's head, ms. */
+  gapsMs: number[];
+  timedOut: boolean;
+}
+
+export interface StormTally {
+  clients: number;
+  held: number;
+  /** Clients whose highest id reached their channel's last id. */
+  complete: number;
+  /** Clients that never received an id. */
+  withoutIds: number;
+  lost: number;
+  duplicated: number;
+  reconnects: number;
+  /** Failed reconnect attempts by response status, and without a response. */
+  statuses: Record<string, number>;
+  connectionErrors: number;
+  firstErrors: string[];
+  timedOut: boolean;
+}
 
 export type AgentRequest = { id: number } & AgentCommand;
 

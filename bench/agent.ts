@@ -1,10 +1,23 @@
 // A client agent: a child process of the bench that holds thousands of client connections and
 // reports what they received. Commands arrive over the IPC channel (see agent-protocol.ts).
 
-import type { AgentReply, AgentRequest, CollectResult, ConnectTarget, OpenResult, PollStatus, RoundResult, WaitResult } from './agent-protocol.js';
+import type {
+  AgentReply,
+  AgentRequest,
+  CollectResult,
+  ConnectTarget,
+  OpenResult,
+  PollStatus,
+  RoundResult,
+  StormMoved,
+  StormReceiving,
+  StormTally,
+  WaitResult,
+} from './agent-protocol.js';
 import { DeliveryRecorder } from './clients/delivery-recorder.js';
 import { LocalEndpoints, openMany, sourceAddress } from './clients/open-many.js';
 import { PollHerd } from './clients/poll-client.js';
+import { StormAgent } from './clients/storm-agent.js';
 import { StreamClient } from './clients/stream-client.js';
 
 if (!process.send) throw new Error('bench agent must be started with an IPC channel');
@@ -12,9 +25,10 @@ if (!process.send) throw new Error('bench agent must be started with an IPC chan
 const recorder = new DeliveryRecorder();
 let streams: StreamClient[] = [];
 let herd: PollHerd | undefined;
+const storm = new StormAgent();
 let cpuMark = process.cpuUsage();
 
-type Result = OpenResult | WaitResult | CollectResult | PollStatus | RoundResult | { closed: number };
+type Result = OpenResult | WaitResult | CollectResult | PollStatus | RoundResult | StormReceiving | StormMoved | StormTally | { marked: number } | { closed: number };
 
 async function handle(req: AgentRequest): Promise<Result> {
   switch (req.op) {
@@ -57,6 +71,18 @@ async function handle(req: AgentRequest): Promise<Result> {
       herd = undefined;
       return { closed: h.status().clients };
     }
+    case 'storm-open':
+      return storm.open(req.target, req.count);
+    case 'storm-wait-receiving':
+      return storm.waitReceiving(req.timeoutMs);
+    case 'storm-mark':
+      return storm.mark(req.port);
+    case 'storm-await-moved':
+      return storm.awaitMoved(req.timeoutMs);
+    case 'storm-wait-last':
+      return storm.waitLast(req.lastIds, req.timeoutMs);
+    case 'storm-close':
+      return storm.close();
     default: {
       const never: never = req;
       throw new Error(`unknown agent command ${JSON.stringify(never)}`);

@@ -111,7 +111,7 @@ export async function startKongGripCluster(opts: KongGripClusterOptions): Promis
   return { ...sidecar, companions: [{ name: 'nats-server', pid: natsPid }], stop };
 }
 
-async function waitUntilReady(controlPort: number, timeoutMs: number): Promise<void> {
+export async function waitUntilReady(controlPort: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {

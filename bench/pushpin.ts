@@ -21,6 +21,9 @@ export interface PushpinOptions extends TargetOptions {
   messageHwm?: number;
   /** Pushpin's log level: 0 error, 1 warning, 2 info, 3 debug. */
   logLevel?: number;
+  /** Fixed ports (a restart on the same ports); free ones are picked otherwise. */
+  clientPort?: number;
+  publishPort?: number;
 }
 
 export const PUSHPIN_UNLIMITED_RATE = 100_000_000;
@@ -98,8 +101,8 @@ export async function startPushpin(opts: PushpinOptions): Promise<Target> {
   const dir = join(opts.workDir, 'pushpin');
   mkdirSync(join(dir, 'run'), { recursive: true });
   mkdirSync(join(dir, 'log'), { recursive: true });
-  const clientPort = await freePort();
-  const publishPort = await freePort();
+  const clientPort = opts.clientPort ?? (await freePort());
+  const publishPort = opts.publishPort ?? (await freePort());
   writeFileSync(join(dir, 'internal.conf'), privateInternalConf(readFileSync(findPushpinInternalConf(), 'utf8')));
   writeFileSync(
     join(dir, 'pushpin.conf'),

@@ -23,16 +23,18 @@ import { runFanout } from './scenarios/fanout.js';
 import { runHerd } from './scenarios/herd.js';
 import { runPeak } from './scenarios/peak.js';
 import { runScale, scaleBudgetMs, type ScaleParams } from './scenarios/scale.js';
+import { runStorm, stormBudgetMs, type StormParams } from './scenarios/storm.js';
 import { runStreamRate } from './scenarios/stream-rate.js';
+import { startKongGripPair, startPushpinRestartable, type StormRig } from './storm-rig.js';
 import { pluginServerMetrics } from './scenarios/plugin-server.js';
 import { measurePluginServers } from './pluginserver.js';
 import type { Metric, ScenarioContext, ScenarioResult } from './scenarios/types.js';
 import type { StartTarget, Target } from './target.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak', 'pluginserver', 'scale'] as const;
+const SCENARIOS = ['sse', 'ws', 'herd', 'streams', 'peak', 'pluginserver', 'scale', 'storm'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
-/** What runs without --scenarios: everything but the long scale run. */
+/** What runs without --scenarios: everything but the long scale and storm runs. */
 const DEFAULT_SCENARIOS: ScenarioName[] = ['sse', 'ws', 'herd', 'streams', 'peak', 'pluginserver'];
 const SYSTEMS = ['pushpin', 'kong-grip'] as const;
 type SystemName = (typeof SYSTEMS)[number];
@@ -52,9 +54,11 @@ const CONNECTIONS_PER_SOURCE_ADDRESS = 20_000;
  */
 const CONNECTIONS_PER_AGENT = 18_000;
 const CONNECTIONS_PER_WORKER = 16_000;
+/** Streams Pushpin's storm runs at: condure holds every client connection in one process (scale notes). */
+const PUSHPIN_STORM_MAX = 15_000;
 
 const USAGE = `npm run bench -- [options]
-  --scenarios LIST     comma-separated: ${SCENARIOS.join(',')} (default: all but scale)
+  --scenarios LIST     comma-separated: ${SCENARIOS.join(',')} (default: all but scale, storm)
   --systems LIST       comma-separated: ${SYSTEMS.join(',')} (default: both)
   --n LIST             connection counts: SSE fan-out runs once per value; ws, herd and streams
                        use the largest, peak the smallest (default: sse 1000,5000; others 5000;
@@ -65,6 +69,10 @@ const USAGE = `npm run bench -- [options]
   --scale-n N          streams in the scale run (default 100000); kong-grip runs in cluster mode
                        with its own nats-server and --workers ceil(N / ${CONNECTIONS_PER_WORKER}) (at least 2)
   --scale-messages K   messages in the scale run (default 3)
+  --storm-n N          streams in the storm run (default 20000; Pushpin's at most ${PUSHPIN_STORM_MAX});
+                       kong-grip runs two sidecars, each --workers ceil(N / ${CONNECTIONS_PER_WORKER}) (at least 2)
+  --storm-channels C   channels the storm's streams are spread over (default 100)
+  --storm-rate R       items published per second during the storm, all channels (default 200)
   --agents A           client agent processes (default 2; a job of more than ${CONNECTIONS_PER_AGENT}
                        connections per agent gets more)
   --window W           connection attempts in flight per agent (default 100)
@@ -77,7 +85,7 @@ const USAGE = `npm run bench -- [options]
   --repeat R           run every scenario R times on each system, alternating, and report
                        the median of each figure (default 1)
   --skip-floor         do not run the SSE fan-out on the bare node:http floor server
-  --max-minutes M      deadline for the whole run (default 30, plus the scale run's budget)
+  --max-minutes M      deadline for the whole run (default 30, plus the scale and storm runs' budgets)
   --keep-work          keep the temporary work directory (configs, logs)`;
 
 interface Job {
@@ -119,6 +127,9 @@ function parseCli(argv: string[]) {
       'peak-messages': { type: 'string' },
       'scale-n': { type: 'string' },
       'scale-messages': { type: 'string' },
+      'storm-n': { type: 'string' },
+      'storm-channels': { type: 'string' },
+      'storm-rate': { type: 'string' },
       agents: { type: 'string' },
       window: { type: 'string' },
       'src-addrs': { type: 'string' },
@@ -147,7 +158,14 @@ function parseCli(argv: string[]) {
     connections: parsePositiveInt('scale-n', values['scale-n'], 100_000),
     messages: parsePositiveInt('scale-messages', values['scale-messages'], 3),
   };
-  const scaleMinutes = scenarios.includes('scale') ? Math.ceil((systems.length * scaleBudgetMs(scale)) / 60_000) : 0;
+  const storm: StormParams = {
+    clients: parsePositiveInt('storm-n', values['storm-n'], 20_000),
+    channels: parsePositiveInt('storm-channels', values['storm-channels'], 100),
+    ratePerS: parsePositiveInt('storm-rate', values['storm-rate'], 200),
+  };
+  const scaleMinutes =
+    (scenarios.includes('scale') ? Math.ceil((systems.length * scaleBudgetMs(scale)) / 60_000) : 0) +
+    (scenarios.includes('storm') ? Math.ceil((systems.length * stormBudgetMs(storm)) / 60_000) : 0);
   return {
     help: values.help ?? false,
     scenarios,
@@ -159,6 +177,7 @@ function parseCli(argv: string[]) {
     rounds: parsePositiveInt('rounds', values.rounds, 5),
     peakMessages: parsePositiveInt('peak-messages', values['peak-messages'], 500),
     scale,
+    storm,
     agents: parsePositiveInt('agents', values.agents, 2),
     window: parsePositiveInt('window', values.window, 100),
     srcAddrs: parseList(values['src-addrs']),
@@ -218,6 +237,9 @@ function buildJobs(o: Options): Job[] {
         });
         break;
       }
+      case 'storm':
+        jobs.push(stormJob(o));
+        break;
       default: {
         const never: never = s;
         throw new Error(`unknown scenario ${String(never)}`);
@@ -225,6 +247,36 @@ function buildJobs(o: Options): Job[] {
     }
   }
   return jobs;
+}
+
+/**
+ * The storm: kong-grip as two sidecars on one nats-server with JetStream (startKongGripPair),
+ * Pushpin restarted in place, at the N it can hold. `connections` counts the streams opened
+ * again after the disruption too, since the first ones' ports may still be in TIME_WAIT: that
+ * sizes the agents and source addresses.
+ */
+function stormJob(o: Options): Job {
+  const n = o.storm.clients;
+  const workers = workersFor(n);
+  let rig: StormRig | undefined;
+  const nFor = (runner: string): number => (runner === 'pushpin' ? Math.min(n, PUSHPIN_STORM_MAX) : n);
+  return {
+    scenario: 'storm',
+    name: `storm-${n}`,
+    connections: 2 * n,
+    deadlineMs: stormBudgetMs(o.storm),
+    start: {
+      'kong-grip': async (t) => (rig = await startKongGripPair({ ...t, workers, extraArgs: o.kongGripArgs, nodeArgs: o.kongGripNodeArgs })),
+      pushpin: async (t) => (rig = await startPushpinRestartable({ ...t, logLevel: o.pushpinLogLevel })),
+    },
+    setupNote: (runner, agents, srcAddrs) =>
+      `storm: ${runner === 'kong-grip' ? `two sidecars, each \`--workers ${workers}\`, on one nats-server with JetStream` : `Pushpin restarted in place at N = ${nFor(runner)}${nFor(runner) < n ? ` (not ${n}: condure holds every client connection in one process, limited to the open-files limit)` : ''}; not like for like`}; ` +
+      `${agents} client agents, ${srcAddrs.length > 0 ? `source addresses ${srcAddrs.join(', ')}` : 'source address 127.0.0.1'}`,
+    run: (ctx) => {
+      if (rig === undefined || rig.name !== ctx.target.name) throw new Error('storm: the rig was not started');
+      return runStorm(ctx, rig, { ...o.storm, clients: nFor(ctx.target.name) });
+    },
+  };
 }
 
 /** Sidecar workers for the scale run: enough processes for N connections, and always a cluster. */
@@ -294,6 +346,7 @@ const METHOD = [
   'With `--repeat R`, each scenario runs R times per system, alternating systems, and the table shows the median of each figure; the notes keep every run.',
   'Scale run (`--scenarios scale`, not in the default set): N SSE streams on one channel (`--scale-n`, default 100,000), opened like the fan-out\'s from enough client agents that none holds more than 18,000 and from source addresses 127.0.0.2… (20,000 connections each, every agent binding its own series of ports on them), since one process may hold at most the hard open-files limit. kong-grip runs in cluster mode, `--nats nats://127.0.0.1:P --workers W` with its own nats-server and W = ceil(N / 16,000), at least 2: each worker is a process with its own limit. Opening stops at a deadline (2 min + 6 ms per stream) or after 2 × window failed attempts in a row in an agent, so a proxy that runs out of descriptors is measured at what it holds. Then warm-up probes until every stream has one, memory as in the fan-out (all the proxy\'s processes; nats-server\'s RSS in the notes, not counted), and K messages (`--scale-messages`, default 3) 500 ms apart: delivered = deliveries ÷ (streams held × K), latency over every delivery.',
   'Plugin server (kong-grip only; Pushpin has none): the one plugin-server process of a Kong node runs every new request\'s access phase. bench/pluginserver.ts starts it as Kong does (empty environment, its own Unix socket) and drives it over 4 connections, as 4 Kong workers: StartInstance once each, 200 warm-up phases, then access phases back to back for 5 s with every PDK call answered at once (get_consumer with a consumer row, set_headers), forward_consumer on. Access phases per second, and the server process\'s CPU (user + system, from /proc) per phase. Measured for grip-pluginserver (what kong-grip ships) and, beside it, for kong-pdk\'s own kong-js-pluginserver with the same plugin. The driver shares the machine\'s cores with the server.',
+  'Storm run (`--scenarios storm`, not in the default set): kong-grip runs as two standalone sidecars, each `--workers W` (W = ceil(N / 16,000), at least 2), on one nats-server with JetStream, history on and Last-Event-ID resumption for the SSE path (a YAML config). N SSE streams (`--storm-n`, default 20,000) over C channels (`--storm-channels`, default 100), half on each sidecar, every channel on both; items published at R per second (`--storm-rate`, default 200) through the survivor\'s publish API, each with an id (sequential per channel) that is also its SSE `id:`. Once every client has received an item, SIGTERM to one sidecar: its clients, whose streams it ends, reconnect to the other with Last-Event-ID, as an EventSource does, each agent keeping a window of attempts in flight and trying the other address after a failed attempt. Publishing goes on until 2 s after every moved client holds a new stream, then stops; once every client has its channel\'s last id (bounded wait), each client\'s lost ids (from the first id it received to the last) and duplicated ids are summed. Re-held time: from the SIGTERM to the last moved client\'s new response head. The survivor\'s RSS (all its processes) is read every 100 ms, its /metrics every 250 ms (nodejs_eventloop_lag_max_seconds: the maximum over its processes since the previous scrape). Pushpin: one instance stopped and started on the same ports, clients reconnecting to it with Last-Event-ID; it has no history, so what was published meanwhile is lost; at most 15,000 streams (its condure holds every client connection in one process). Not like for like.',
   'Peak deliveries per second: N SSE streams; K messages published back to back (10 items per publish request, 2 requests in flight); deliveries received ÷ time from the first publish to the last delivery.',
 ];
 

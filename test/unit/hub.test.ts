@@ -255,3 +255,65 @@ test('with history, a prev-id it does not hold means recovery when the position 
   await behind.recovering;
   t.deepEqual(behind.recovered, ['q']);
 });
+
+test('with history, catch-ups from the same prev-id that start while one read runs share it, and each gets what went live', async (t) => {
+  const stored = [ordered('1', undefined, 1), ordered('2', '1', 2), ordered('3', '2', 3)];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => { release = resolve; });
+  const reads: string[] = [];
+  const history: History = {
+    itemsAfter: async (channel, afterId) => {
+      reads.push(afterId);
+      await gate;
+      const at = stored.findIndex((i) => i.channel === channel && i.id === afterId);
+      return at < 0 ? undefined : stored.slice(at + 1);
+    },
+  };
+  const bus = Object.assign(newMemoryBus(), { history });
+  const metrics = createMetrics();
+  const hub = new Hub(bus, metrics);
+  t.teardown(() => { hub.close(); return bus.close(); });
+  const first = new FakePositioned();
+  hub.subscribe('q', first, '1');
+  // Goes live before the second arrives: only the shared read's buffer has it for the second.
+  await bus.publish([ordered('4', '3', 4)]);
+  const second = new FakePositioned();
+  hub.subscribe('q', second, '1');
+  await bus.publish([ordered('5', '4', 5)]);
+  release();
+  while (first.items.length < 4 || second.items.length < 4) await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(texts(first.items), ['2', '3', '4', '5']);
+  t.deepEqual(texts(second.items), ['2', '3', '4', '5']);
+  t.deepEqual(reads, ['1'], 'one read for both');
+  t.regex(await metrics.registry.metrics(), /kong_grip_catch_ups_total\{result="history"\} 2/);
+  t.regex(await metrics.registry.metrics(), /kong_grip_history_items_total\{use="catch_up"\} 2/);
+  // A later catch-up from the same id reads again (the shared read is over).
+  const third = new FakePositioned();
+  hub.subscribe('q', third, '1');
+  while (third.items.length < 2) await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(reads, ['1', '1']);
+});
+
+test('with history, a client whose last id arrives live during its catch-up does not get it again', async (t) => {
+  // The history does not have 6 yet when it is read; 6 then arrives live, then 7.
+  const stored = [ordered('5', undefined, 5)];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => { release = resolve; });
+  const history: History = {
+    itemsAfter: async (channel, afterId) => {
+      await gate;
+      return stored.some((i) => i.id === afterId) ? [] : undefined;
+    },
+  };
+  const bus = Object.assign(newMemoryBus(), { history });
+  const hub = new Hub(bus);
+  t.teardown(() => { hub.close(); return bus.close(); });
+  const ahead = new FakePositioned();
+  hub.subscribe('q', ahead, '6');
+  await bus.publish([ordered('6', '5', 6), ordered('7', '6', 7)]);
+  stored.push(ordered('6', '5', 6));
+  release();
+  while (ahead.items.length < 1) await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(texts(ahead.items), ['7']);
+});

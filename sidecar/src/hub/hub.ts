@@ -54,10 +54,22 @@ interface CatchUp {
   isOverflowed: boolean;
 }
 
+/**
+ * One history read after a prev-id, shared by every catch-up from that id that starts while it
+ * runs (a reconnect storm brings many clients of a channel back with the same Last-Event-ID).
+ * Its buffer holds what went live since the read began, so a catch-up that joins late starts
+ * from a copy of it and misses nothing the read cannot have seen.
+ */
+interface SharedRead extends CatchUp {
+  readonly items: Promise<PublishItem[] | undefined>;
+}
+
 interface ChannelEntry {
   readonly channel: string;
   readonly subscribers: Set<Subscriber>;
   catchingUp: Map<PositionedSubscriber, CatchUp> | undefined;
+  /** History reads in progress, by the prev-id they read after. */
+  reads: Map<string, SharedRead> | undefined;
   /** Created with the first item that has an id or prev-id. */
   sequencer: ChannelSequencer | undefined;
   /** Set while the entry lingers without subscribers. */
@@ -170,7 +182,7 @@ export class Hub {
       return existing;
     }
     const entry: ChannelEntry = {
-      channel, subscribers: new Set(), catchingUp: undefined, sequencer: undefined, lingerUntil: undefined, unsubscribeBus: noop,
+      channel, subscribers: new Set(), catchingUp: undefined, reads: undefined, sequencer: undefined, lingerUntil: undefined, unsubscribeBus: noop,
     };
     this.channels.set(channel, entry);
     entry.unsubscribeBus = this.bus.subscribe(channel, (item) => this.receive(entry, item));
@@ -218,17 +230,8 @@ export class Hub {
 
   private fanOut(entry: ChannelEntry, item: PublishItem): void {
     for (const s of entry.subscribers) s.deliver(item);
-    const catchingUp = entry.catchingUp;
-    if (catchingUp === undefined) return;
-    for (const c of catchingUp.values()) {
-      if (c.isOverflowed) continue;
-      if (c.buffer.length >= MAX_CATCH_UP_BUFFER) {
-        c.isOverflowed = true;
-        c.buffer.length = 0;
-      } else {
-        c.buffer.push(item);
-      }
-    }
+    if (entry.catchingUp !== undefined) for (const c of entry.catchingUp.values()) keep(c, item);
+    if (entry.reads !== undefined) for (const r of entry.reads.values()) keep(r, item);
   }
 
   /** Out-of-order items whose wait ran out go out as they are; holds then see the gap (docs/grip.md, "Reliability"). */
@@ -251,9 +254,10 @@ export class Hub {
       return;
     }
     if (this.bus.history !== undefined) {
-      const state: CatchUp = { buffer: [], isOverflowed: false };
+      const read = entry.reads?.get(prevId) ?? this.startRead(entry, prevId);
+      const state: CatchUp = { buffer: [...read.buffer], isOverflowed: read.isOverflowed };
       (entry.catchingUp ??= new Map()).set(subscriber, state);
-      void this.catchUp(entry, subscriber, prevId, state, position !== undefined);
+      void this.catchUp(entry, subscriber, prevId, state, position !== undefined, read.items);
       return;
     }
     entry.subscribers.add(subscriber);
@@ -264,6 +268,23 @@ export class Hub {
     queueMicrotask(() => {
       if (this.channels.get(entry.channel) === entry && entry.subscribers.has(subscriber)) subscriber.recover(entry.channel);
     });
+  }
+
+  /** The history after `prevId`, read once the channel is live; forgotten once read. */
+  private startRead(entry: ChannelEntry, prevId: string): SharedRead {
+    const items = whenLive(this.bus, entry.channel).then(() => this.bus.history!.itemsAfter(entry.channel, prevId));
+    const read: SharedRead = { buffer: [], isOverflowed: false, items };
+    (entry.reads ??= new Map()).set(prevId, read);
+    const forget = (): void => {
+      if (entry.reads?.get(prevId) !== read) return;
+      entry.reads.delete(prevId);
+      if (entry.reads.size === 0) entry.reads = undefined;
+    };
+    items.then((found) => {
+      forget();
+      if (found !== undefined) this.metrics?.historyItems.inc({ use: 'catch_up' }, found.length);
+    }, forget);
+    return read;
   }
 
   private isCatchingUp(entry: ChannelEntry, subscriber: PositionedSubscriber, state: CatchUp): boolean {
@@ -277,13 +298,12 @@ export class Hub {
    */
   private async catchUp(
     entry: ChannelEntry, subscriber: PositionedSubscriber, prevId: string, state: CatchUp, wasPositionKnown: boolean,
+    read: Promise<PublishItem[] | undefined>,
   ): Promise<void> {
     let items: PublishItem[] | undefined;
     let failed = false;
     try {
-      await whenLive(this.bus, entry.channel);
-      if (!this.isCatchingUp(entry, subscriber, state)) return;
-      items = await this.bus.history!.itemsAfter(entry.channel, prevId);
+      items = await read;
     } catch (err) {
       failed = true;
       this.log?.warn({ channel: entry.channel, err: (err as Error).message }, 'history catch-up failed; recovering from the origin');
@@ -302,18 +322,17 @@ export class Hub {
       // As without history, only a position known at subscription shows that items were missed;
       // otherwise the first-subscription refresh, if any, covers this subscriber like the others.
       if (wasPositionKnown) subscriber.recover(entry.channel);
-      for (const item of state.buffer) subscriber.deliver(item);
+      for (const item of liveAfter(state.buffer, prevId)) subscriber.deliver(item);
       return;
     }
     this.metrics?.catchUps.inc({ result: 'history' });
     this.caughtUp.add(subscriber);
-    this.metrics?.historyItems.inc({ use: 'catch_up' }, items.length);
     const sent = new Set<number>();
     for (const item of inChainOrder(prevId, items, this.sequencing)) {
       if (item.seq !== undefined) sent.add(item.seq);
       subscriber.deliver(item);
     }
-    for (const item of state.buffer) if (item.seq === undefined || !sent.has(item.seq)) subscriber.deliver(item);
+    for (const item of liveAfter(state.buffer, prevId)) if (item.seq === undefined || !sent.has(item.seq)) subscriber.deliver(item);
   }
 
   // --- refresh ----------------------------------------------------------------------------------
@@ -361,6 +380,27 @@ function countOf(entry: ChannelEntry): number {
 function noop(): void {}
 
 /** History items after `prevId` in id / prev-id order, as the live sequencer would deliver them; repeats dropped. */
+/** Keeps a live item for a catch-up in progress, up to MAX_CATCH_UP_BUFFER (then it recovers from the origin). */
+function keep(c: CatchUp, item: PublishItem): void {
+  if (c.isOverflowed) return;
+  if (c.buffer.length >= MAX_CATCH_UP_BUFFER) {
+    c.isOverflowed = true;
+    c.buffer.length = 0;
+  } else {
+    c.buffer.push(item);
+  }
+}
+
+/**
+ * The live items kept during a catch-up that come after `prevId`: when the client's last id
+ * itself arrives live (it got it from another sidecar first), it and what came before it are
+ * already the client's.
+ */
+function liveAfter(buffer: readonly PublishItem[], prevId: string): readonly PublishItem[] {
+  for (let i = buffer.length - 1; i >= 0; i--) if (buffer[i]!.id === prevId) return buffer.slice(i + 1);
+  return buffer;
+}
+
 function inChainOrder(prevId: string, items: readonly PublishItem[], options: SequencerOptions): PublishItem[] {
   const sequencer = new ChannelSequencer({ waitMs: 0, maxPending: Math.max(options.maxPending, items.length), idTtlMs: 1 }, prevId);
   const out: PublishItem[] = [];

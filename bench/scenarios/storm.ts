@@ -165,8 +165,9 @@ async function historyCounters(port: number): Promise<string> {
     return (
       `the survivor's catch-ups (kong_grip_catch_ups_total): history ${read('kong_grip_catch_ups_total{result="history"}')}, ` +
       `not_found ${read('kong_grip_catch_ups_total{result="not_found"}')}, error ${read('kong_grip_catch_ups_total{result="error"}')}, ` +
-      `overflow ${read('kong_grip_catch_ups_total{result="overflow"}')}; items read from JetStream for them ` +
-      `${read('kong_grip_history_items_total{use="catch_up"}')} (each one request, kong_grip_history_items_total)`
+      `overflow ${read('kong_grip_catch_ups_total{result="overflow"}')}; items they delivered ` +
+      `${read('kong_grip_history_items_total{use="catch_up"}')} (kong_grip_history_items_total), of which from the recent items in memory ` +
+      `${read('kong_grip_history_kept_items_total')} (kong_grip_history_kept_items_total; the rest read from JetStream, one request each)`
     );
   } catch (err) {
     return `the survivor's /metrics could not be read at the end: ${(err as Error).message}`;

@@ -6,7 +6,7 @@ import {
   applySetMeta, firstHeader, isWsEventsContentType, parseKeepAliveInterval, replayedHandshakeHeaders, wsRequestHeaders, type WsMeta,
 } from '../grip/ws-headers.js';
 import type { HeaderList } from '../grip/types.js';
-import type { Logger } from '../log.js';
+import type { HoldLog } from './lazy-log.js';
 import type { Metrics } from '../metrics.js';
 import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
 import type { Clock, Timer } from './clock.js';
@@ -105,7 +105,7 @@ export class WsOriginLink implements KeepAliveMember {
     private readonly url: URL,
     clientHeaders: HeaderList,
     private readonly connectionId: string,
-    private readonly log: Logger,
+    private readonly log: HoldLog,
   ) {
     this.replayed = replayedHandshakeHeaders(clientHeaders);
   }

@@ -1,11 +1,17 @@
 import test from 'ava';
-import { limitYoungGeneration, nurseryBytes, youngGenerationSetByOperator } from '../../../sidecar/src/process/young-generation.js';
+import { limitYoungGeneration, nurseryBytes, scavengeSetByOperator, youngGenerationSetByOperator } from '../../../sidecar/src/process/young-generation.js';
 
 test('the operator\'s own young-generation flags win, on the command line or in NODE_OPTIONS', (t) => {
   t.true(youngGenerationSetByOperator(['--max-semi-space-size=16'], undefined));
   t.true(youngGenerationSetByOperator(['--max_semi_space_size', '8'], undefined));
   t.true(youngGenerationSetByOperator([], '--inspect --semi-space-growth-factor=2'));
   t.true(youngGenerationSetByOperator([], '--min-semi-space-size=4'));
+});
+
+test('the operator\'s choice of parallel scavenging wins', (t) => {
+  t.true(scavengeSetByOperator(['--parallel-scavenge'], undefined));
+  t.true(scavengeSetByOperator([], '--no_parallel_scavenge'));
+  t.false(scavengeSetByOperator(['--max-semi-space-size=4'], '--enable-source-maps'));
 });
 
 test('other flags leave the young generation to the sidecar', (t) => {

@@ -11,8 +11,8 @@ import v8 from 'node:v8';
 // held streams (bench/README.md, "Where the bytes go"). A smaller nursery is scavenged more often,
 // also in the middle of a fan-out; a parallel scavenge then waits for helper threads, and on a
 // machine whose cores are busy (here: with the clients) that wait raised the SSE fan-out p99 at
-// 1,000 streams. Scavenged on the main thread alone, the p99 was the same as with V8's defaults;
-// a nursery of a few MiB is scavenged in well under a millisecond, mostly dead objects.
+// 1,000 streams. Scavenged on the main thread alone it was even with V8's defaults in most runs
+// (bench/README.md has the figures, and the runs that were not).
 //
 // How: V8 takes the nursery's maximum (--max-semi-space-size) only before the heap is set up,
 // which only a `node` command line can do. It reads --semi-space-growth-factor each time it

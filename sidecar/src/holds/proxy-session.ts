@@ -59,6 +59,8 @@ const USABLE_LAST_EVENT_ID = /^[\x21-\x7e]{1,256}$/;
 const GRIP_LAST_SPECIALS = /[,;"\\]/;
 const REQUEST_TOO_LARGE_TEXT = 'Request too large to accept GRIP instruct.\n';
 const EMPTY = Buffer.alloc(0);
+/** The origin set no subscription meta (subscriptionMeta). */
+const NO_META = Symbol('no meta');
 
 /** Responses still queued behind an earlier one on their connection, by connection: one listener per socket. */
 const queuedResponses = new WeakMap<Socket, Set<ServerResponse>>();
@@ -325,8 +327,9 @@ export class ProxySession implements OriginReask {
   private apply({ instruct, body }: GripResponse, checkPosition: boolean): void {
     const hold = instruct.hold;
     const headers = withoutHeaders(instruct.headers, ['content-length']);
-    const meta = this.subscriptionMeta(instruct.meta);
-    if (meta === undefined) return;
+    const subMeta = this.subscriptionMeta(instruct.meta);
+    if (subMeta === undefined) return;
+    const meta = subMeta === NO_META ? undefined : subMeta;
     const goneLink: GoneLink | undefined = instruct.goneLink === undefined ? undefined : { url: instruct.goneLink.url, requestUrl: this.target.url };
     if (hold?.mode === 'response') {
       new ResponseHold(this.deps.responseHolds, this.res, {
@@ -378,11 +381,16 @@ export class ProxySession implements OriginReask {
   }
 
   /** The connection's subscription meta from the origin's answer; undefined (502 sent) when it is over the limits. */
-  private subscriptionMeta(fields: Readonly<Record<string, string>>): SubscriptionMeta | undefined {
+  /**
+   * None (NO_META) when the origin set no meta: most holds have none, and every held connection
+   * would otherwise keep an empty one (the holds create it if a later answer sets some).
+   */
+  private subscriptionMeta(fields: Readonly<Record<string, string>>): SubscriptionMeta | typeof NO_META | undefined {
+    const entries = Object.entries(fields);
+    if (entries.length === 0) return NO_META;
     const meta = new SubscriptionMeta({ maxKeys: this.deps.limits.maxMetaKeys, maxBytes: this.deps.limits.maxMetaBytes });
     try {
-      const entries = Object.entries(fields);
-      if (entries.length > 0) meta.apply(entries);
+      meta.apply(entries);
     } catch (err) {
       if (!(err instanceof MetaLimitError)) throw err;
       this.fail(new KgError('KG_ERR_INSTRUCT_INVALID', err.message));

@@ -124,7 +124,8 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   /** Cancels the next-link fetch in flight, or the wait before its retry. */
   private fetchAbort: AbortController | undefined;
   private retryTimer: Timer | undefined;
-  private readonly requestUrl: URL;
+  /** Only with a next link (which the fetches check against it): a URL and its strings are a few hundred bytes a stream. */
+  private readonly requestUrl: URL | undefined;
   private readonly goneLink: GoneLink | undefined;
   private readonly startedAt: number;
   private readonly usage: ConnectionUsage | undefined;
@@ -136,7 +137,8 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
 
   constructor(private readonly deps: StreamHoldDeps, private readonly res: ServerResponse, options: StreamHoldOptions) {
     this.startedAt = deps.clock.now();
-    this.requestUrl = options.requestUrl;
+    // Next links come only from a page of a next link, so a stream without one never fetches.
+    this.requestUrl = options.nextLink === undefined ? undefined : options.requestUrl;
     this.usage = options.usage;
     this.goneLink = options.goneLink;
     holdsByResponse.set(res, this);
@@ -438,7 +440,7 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
     for (let attempt = 0; ; attempt++) {
       const abort = (this.fetchAbort = new AbortController());
       try {
-        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, { requestUrl: this.requestUrl, signal: abort.signal });
+        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, { requestUrl: this.requestUrl as URL, signal: abort.signal });
       } catch (err) {
         if (this.isClosed()) return undefined; // cancelled: the stream ended, not an origin error
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });

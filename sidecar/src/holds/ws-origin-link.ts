@@ -6,7 +6,7 @@ import {
   applySetMeta, firstHeader, isWsEventsContentType, parseKeepAliveInterval, replayedHandshakeHeaders, wsRequestHeaders, type WsMeta,
 } from '../grip/ws-headers.js';
 import type { HeaderList } from '../grip/types.js';
-import type { Logger } from '../log.js';
+import type { HoldLog } from './lazy-log.js';
 import type { Metrics } from '../metrics.js';
 import type { PostWsEvents, WsOriginOutcome } from '../origin/ws-origin.js';
 import type { Clock, Timer } from './clock.js';
@@ -68,6 +68,12 @@ type LinkState = 'opening' | 'open' | 'muted' | 'closed';
 const OPEN_EVENTS: readonly WsEvent[] = [{ type: 'OPEN' }];
 const OPEN_FAILED: OpenRefusal = { type: 'failed' };
 const CLOSE_NO_STATUS: WsEvent = { type: 'CLOSE', reason: '' };
+const NO_META: WsMeta = new Map();
+
+/** A Set-Meta-<Name> reply header (applySetMeta ignores a bare "Set-Meta-"). */
+function isSetMeta([name]: readonly [string, string]): boolean {
+  return name.length > 9 && name.slice(0, 9).toLowerCase() === 'set-meta-';
+}
 
 function payloadLength(event: WsEvent): number {
   return event.type === 'TEXT' || event.type === 'BINARY' || event.type === 'PING' || event.type === 'PONG' ? event.content.length : 0;
@@ -93,7 +99,8 @@ export class WsOriginLink implements KeepAliveMember {
   /** Content-Bytes-Replayed of the request in flight (kept for its retries) and of the farewell. */
   private inFlightReplayBytes = 0;
   private farewellReplayBytes = 0;
-  private readonly meta: WsMeta = new Map();
+  /** Made with the first Set-Meta-* reply header: an empty Map is ~180 bytes a session, and most never get one. */
+  private meta: WsMeta | undefined;
   private readonly replayed: HeaderList;
   keepAliveMark = 0;
   keepAliveTicks = 0;
@@ -105,7 +112,7 @@ export class WsOriginLink implements KeepAliveMember {
     private readonly url: URL,
     clientHeaders: HeaderList,
     private readonly connectionId: string,
-    private readonly log: Logger,
+    private readonly log: HoldLog,
   ) {
     this.replayed = replayedHandshakeHeaders(clientHeaders);
   }
@@ -356,7 +363,7 @@ export class WsOriginLink implements KeepAliveMember {
 
   /** Reply headers that apply to every reply, then the events; undefined if the body is malformed. */
   private decodeReply(reply: OriginReply): DecodedWsEvent[] | undefined {
-    applySetMeta(reply.headers, this.meta);
+    if (reply.headers.some(isSetMeta)) applySetMeta(reply.headers, (this.meta ??= new Map()));
     const interval = parseKeepAliveInterval(reply.headers, this.deps.ws.keepAliveMinSec);
     if (interval === 'off') this.keepAliveMs = undefined;
     else if (interval !== undefined) this.keepAliveMs = interval * 1000;
@@ -373,7 +380,7 @@ export class WsOriginLink implements KeepAliveMember {
   /** `replayedBytes`: content bytes at the start of `events` that the origin did not accept last time. */
   private post(events: readonly WsEvent[], replayedBytes = 0): Promise<WsOriginOutcome> {
     const body = encodeWsEvents(events);
-    const headers = wsRequestHeaders(this.replayed, this.connectionId, this.meta, body.length);
+    const headers = wsRequestHeaders(this.replayed, this.connectionId, this.meta ?? NO_META, body.length);
     if (replayedBytes > 0) headers.push([CONTENT_BYTES_REPLAYED, String(replayedBytes)]);
     return this.deps.post(this.url, headers, body);
   }

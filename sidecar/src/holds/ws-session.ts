@@ -20,6 +20,7 @@ import type { RequestTarget, TargetConnection } from '../server/request-target.j
 import type { ConnectionUsage } from '../usage/usage-ledger.js';
 import type { Clock, Timer } from './clock.js';
 import type { KeepAliveMember, KeepAliveWheel } from './keep-alive-wheel.js';
+import { LazyChildLog, type HoldLog } from './lazy-log.js';
 import { WsOriginLink, type OpenRefusal, type OriginLinkOwner } from './ws-origin-link.js';
 import { filterItem, hasActiveFilters, type FilterContext } from '../filters/filters.js';
 import { MetaLimitError, SubscriptionMeta } from '../filters/sub-meta.js';
@@ -168,7 +169,8 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
   /** Filters of the subscriptions that have some (created with the first). */
   private channelFilters: Map<string, string[]> | undefined;
   private meta: SubscriptionMeta | undefined;
-  private readonly log: Logger;
+  /** Made into a pino child only when a line is written (lazy-log.ts). */
+  private readonly log: HoldLog;
   private readonly startedAt: number;
   /** The keep-alive control message, framed; in idle mode every write restarts the wait. */
   private keepAliveFrame: Buffer | undefined;
@@ -204,7 +206,7 @@ export class WsSession implements Subscriber, OriginLinkOwner, KeepAliveMember {
     this.socket = upgrade.socket;
     this.url = upgrade.target.url;
     this.opening = { req: upgrade.req, head: upgrade.head, clientHeaders: upgrade.target.headers, earlyData: undefined, earlyBytes: 0 };
-    this.log = deps.log.child({ connId: this.connectionId, holdKind: 'ws', route: upgrade.target.url.pathname });
+    this.log = new LazyChildLog(deps.log, 'ws', this.connectionId, upgrade.target.url);
     this.link = new WsOriginLink(deps, this, upgrade.target.url, upgrade.target.headers, this.connectionId, this.log);
   }
 

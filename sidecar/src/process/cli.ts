@@ -5,6 +5,7 @@ import { loadConfig, readArgs, USAGE } from '../config.js';
 import { isKgError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { startSidecar } from '../sidecar.js';
+import { limitYoungGeneration } from './young-generation.js';
 
 // grip-sidecar: parse flags, env and file into a Config, start, stop cleanly on signals. With
 // --workers N > 1 this process becomes the cluster primary and each worker runs this file again.
@@ -17,6 +18,8 @@ function fail(message: string, code: number): void {
 }
 
 async function main(): Promise<void> {
+  // Before anything is allocated: the young generation stays small (young-generation.ts).
+  limitYoungGeneration();
   const argv = process.argv.slice(2);
   let config;
   try {

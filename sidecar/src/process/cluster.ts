@@ -5,6 +5,7 @@ import { withoutCredentials, type Config } from '../config.js';
 import { startControlServer, type ControlServer } from '../publish/control-server.js';
 import type { Logger } from '../log.js';
 import { listenFailure } from '../listen-failure.js';
+import { setAcceptPolicy } from './accept-policy.js';
 import { createMetrics } from '../metrics.js';
 import { createBus, recordBusMetrics, startSidecar } from '../sidecar.js';
 
@@ -132,6 +133,7 @@ export async function runPrimary(config: Readonly<Config>, log: Logger, onStartF
   const pendingMetrics = new Map<number, { left: Set<number>; collected: Metric[][]; done: () => void }>();
   let control: ControlServer | undefined;
 
+  setAcceptPolicy();
   const fork = (): void => {
     const worker = cluster.fork();
     states.set(worker.id, { worker, startedAt: Date.now(), clientPort: undefined, bus: { type: 'connecting' } });

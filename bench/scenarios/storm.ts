@@ -28,7 +28,7 @@ export interface StormParams {
   tailMs?: number;
   /** Bound on each wait (every client receiving; every client moved; every client at the last id); default 60 s + 10 ms per client. */
   waitMs?: number;
-  /** How often the survivor's RSS is read (default 100 ms) and its /metrics (default 250 ms). */
+  /** How often the survivor's RSS is read (default 100 ms) and its /metrics (default 1000 ms: each scrape lists every handle and open file of each worker, work the storm would otherwise pay for). */
   rssEveryMs?: number;
   metricsEveryMs?: number;
 }
@@ -209,7 +209,7 @@ export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormPara
     }
     const marked = sumOf(await ctx.agents.all<{ marked: number }>({ op: 'storm-mark', ...(rig.victimPort !== undefined ? { port: rig.victimPort } : {}) }), (m) => m.marked);
     ctx.log(`${tag}: every client receiving; ${marked} clients to move; disruption`);
-    sampler = new SurvivorSampler(rig, p.rssEveryMs ?? 100, p.metricsEveryMs ?? 250);
+    sampler = new SurvivorSampler(rig, p.rssEveryMs ?? 100, p.metricsEveryMs ?? 1000);
     const cpuBefore = treeCpuMs(rig.rootPid);
     const perProcessBefore = cpuByProcess(process.pid);
     const disruptedAtMs = monotonicMs();
@@ -267,7 +267,7 @@ export async function runStorm(ctx: ScenarioContext, rig: StormRig, p: StormPara
     );
     if (rig.metricsPort !== undefined) {
       notes.push(
-        `${tag}: survivor's event-loop lag = the highest nodejs_eventloop_lag_max_seconds over ${sampler.scrapes} scrapes of its /metrics every ${p.metricsEveryMs ?? 250} ms ` +
+        `${tag}: survivor's event-loop lag = the highest nodejs_eventloop_lag_max_seconds over ${sampler.scrapes} scrapes of its /metrics every ${p.metricsEveryMs ?? 1000} ms ` +
           `(in cluster mode the maximum over its processes, each reset at every scrape)${sampler.failedScrapes > 0 ? `; ${sampler.failedScrapes} scrapes failed` : ''}; ` +
           `its CPU from the disruption until every client held again ${survivorCpuMs.toFixed(0)} ms (all its processes, from /proc)`,
       );

@@ -10,7 +10,7 @@ import { runStorm, STORM_SECTION } from '../../../bench/scenarios/storm.js';
 import { startKongGripPair, startPushpinRestartable, type StormRig } from '../../../bench/storm-rig.js';
 import { type BenchRig, metric, startBenchRig } from '../../helpers/bench.js';
 
-const PARAMS = { clients: 200, channels: 4, ratePerS: 100, tailMs: 300, waitMs: 20_000 };
+const PARAMS = { clients: 200, channels: 4, ratePerS: 100, tailMs: 300, waitMs: 20_000, metricsEveryMs: 100 };
 
 function pushpinInstalled(): boolean {
   try {

@@ -1,13 +1,17 @@
-// Pulls `data:` values out of a Server-Sent Events body stream. Events end with a blank line;
-// only the first data line of each event is reported (bench messages are one line). Comments
-// and other fields are skipped. Pure: no I/O.
+// Pulls one field's values out of a Server-Sent Events body stream. Events end with a blank line
+// (`\n\n` or `\r\n\r\n`); only the first line of the field in each event is reported (bench
+// messages are one line). Comments and other fields are skipped. Pure: no I/O.
 
-export class SseDataExtractor {
+export class SseFieldExtractor {
   private pending = '';
 
-  /** Feeds body text; calls `onData(text, start, end)` once per complete event with data. */
-  push(body: string, onData: (text: string, start: number, end: number) => void): void {
+  /** `field` with its colon, e.g. `data:` or `id:`. */
+  constructor(private readonly field: string) {}
+
+  /** Feeds body text; calls `onField(text, start, end)` once per complete event with the field. */
+  push(body: string, onField: (text: string, start: number, end: number) => void): void {
     const text = this.pending.length > 0 ? this.pending + body : body;
+    const field = this.field;
     let from = 0;
     for (;;) {
       // An event ends at a blank line: `\n\n` or `\r\n\r\n`, whichever comes first.
@@ -20,10 +24,11 @@ export class SseDataExtractor {
       while (line < eventEnd) {
         let eol = text.indexOf('\n', line);
         if (eol < 0 || eol > eventEnd) eol = eventEnd;
-        if (text.startsWith('data:', line)) {
-          const start = text.charCodeAt(line + 5) === 32 ? line + 6 : line + 5;
+        if (text.startsWith(field, line)) {
+          const valueAt = line + field.length;
+          const start = text.charCodeAt(valueAt) === 32 ? valueAt + 1 : valueAt;
           const stop = text.charCodeAt(eol - 1) === 13 ? eol - 1 : eol;
-          onData(text, start, stop);
+          onField(text, start, stop);
           break;
         }
         line = eol + 1;
@@ -31,5 +36,12 @@ export class SseDataExtractor {
       from = eventEnd + (useCrlf ? 4 : 2);
     }
     this.pending = from < text.length ? text.slice(from) : '';
+  }
+}
+
+/** The `data:` of each event (the fan-out clients' bench messages). */
+export class SseDataExtractor extends SseFieldExtractor {
+  constructor() {
+    super('data:');
   }
 }

@@ -3,21 +3,19 @@
 // the other address it knows (and back again on each failed attempt). Reconnects of one agent
 // share a window of attempts in flight (AttemptWindow).
 
-import net from 'node:net';
+import type net from 'node:net';
 import { ChunkedDecoder } from '../wire/chunked.js';
 import { BodyFraming, findHeadEnd, parseResponseHead } from '../wire/http-head.js';
 import { monotonicMs } from '../wire/message.js';
 import { SseIdExtractor } from '../wire/sse-ids.js';
 import { AttemptWindow } from './attempt-window.js';
 import { IdLedger } from './id-ledger.js';
+import { connectLoopback } from './loopback-socket.js';
 import type { LocalEndpoint } from './open-many.js';
 
 const OPEN_TIMEOUT_MS = 30_000;
 /** Pause before a failed reconnect is tried again (on the other address). */
 const RETRY_PAUSE_MS = 100;
-
-/** One read buffer for every socket in the agent (see stream-client.ts). */
-const SHARED_READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
 /** An attempt that got a response other than 200. */
 export class StatusError extends Error {
@@ -164,19 +162,7 @@ export class StormClient {
         head = '';
         if (rest.length > 0) onBody(rest);
       };
-      const socket = net.connect({
-        port,
-        host: '127.0.0.1',
-        ...this.fleet.takeEndpoint(),
-        noDelay: true,
-        onread: {
-          buffer: SHARED_READ_BUFFER,
-          callback: (nread: number, buf: Uint8Array): boolean => {
-            onData(Buffer.from(buf.buffer, buf.byteOffset, nread));
-            return true;
-          },
-        },
-      });
+      const socket = connectLoopback(port, this.fleet.takeEndpoint(), onData);
       this.socket = socket;
       socket.on('connect', () => {
         const last = this.lastEventId === undefined ? '' : `Last-Event-ID: ${this.lastEventId}\r\n`;

@@ -1,7 +1,7 @@
 // One held SSE or WebSocket connection on a raw `net` socket, with minimal parsing: the clients
 // must not be the bottleneck when thousands share one agent process.
 
-import net from 'node:net';
+import type net from 'node:net';
 import { StreamKind } from '../agent-protocol.js';
 import { ChunkedDecoder } from '../wire/chunked.js';
 import { BodyFraming, findHeadEnd, parseResponseHead } from '../wire/http-head.js';
@@ -9,16 +9,10 @@ import { monotonicMs, parseBenchMessage } from '../wire/message.js';
 import { SseDataExtractor } from '../wire/sse-extract.js';
 import { encodeClientControlFrame, encodeWsHandshake, WsFrameParser, type WsFrameSink, WsOpcode } from '../wire/ws-frames.js';
 import type { DeliveryRecorder, StreamProgress } from './delivery-recorder.js';
+import { connectLoopback } from './loopback-socket.js';
 import type { LocalEndpoint } from './open-many.js';
 
 const OPEN_TIMEOUT_MS = 30_000;
-
-/**
- * One read buffer for every socket in the agent: with `onread`, Node reads straight into it and
- * calls us synchronously, skipping the stream machinery ('data' events, a Buffer per read).
- * Everything kept past the callback is copied (strings, or Buffer.from in the frame parser).
- */
-const SHARED_READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
 export class StreamClient implements StreamProgress, WsFrameSink {
   lastSeq = -1;
@@ -55,19 +49,7 @@ export class StreamClient implements StreamProgress, WsFrameSink {
         rejectOpen(err);
       }
     };
-    this.socket = net.connect({
-      port,
-      host: '127.0.0.1',
-      ...local,
-      noDelay: true,
-      onread: {
-        buffer: SHARED_READ_BUFFER,
-        callback: (nread: number, buf: Uint8Array): boolean => {
-          onData(Buffer.from(buf.buffer, buf.byteOffset, nread));
-          return true;
-        },
-      },
-    });
+    this.socket = connectLoopback(port, local, (chunk) => onData(chunk));
     this.socket.on('connect', () => {
       const host = `127.0.0.1:${port}`;
       this.socket.write(

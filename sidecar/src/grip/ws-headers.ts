@@ -100,14 +100,21 @@ export function parseKeepAliveInterval(headers: HeaderList, minSec: number): num
   return Math.min(Math.max(n, minSec), MAX_TIMER_SEC);
 }
 
-/** Applies Set-Meta-<Name> headers to `meta`: a value binds, an empty value deletes. */
-export function applySetMeta(headers: HeaderList, meta: WsMeta): void {
+/**
+ * Applies Set-Meta-<Name> headers to `meta`: a value binds, an empty value deletes. Returns the
+ * meta, made when `meta` is undefined and a Set-Meta header comes (else still undefined).
+ */
+export function applySetMeta(headers: HeaderList, meta: WsMeta | undefined): WsMeta | undefined {
+  let out = meta;
   for (const [k, v] of headers) {
     if (k.length <= 9 || lower(k.slice(0, 9)) !== 'set-meta-') continue;
     const name = k.slice(9);
-    if (v === '') meta.delete(lower(name));
-    else meta.set(lower(name), { name, value: v });
+    // Made with the first Set-Meta-* header: most sessions never get one.
+    out ??= new Map();
+    if (v === '') out.delete(lower(name));
+    else out.set(lower(name), { name, value: v });
   }
+  return out;
 }
 
 /** Origin headers of the OPEN reply that go into the client's 101 Switching Protocols. */

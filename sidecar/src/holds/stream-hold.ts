@@ -437,10 +437,13 @@ export class StreamHold implements PositionedSubscriber, CoalesceState, KeepAliv
   }
 
   private async fetchWithRetries(url: string): Promise<FetchedPage | undefined> {
+    const requestUrl = this.requestUrl;
+    // Kept whenever the stream started with a next link, the only way to reach a fetch.
+    if (requestUrl === undefined) throw new Error('next-link fetch on a stream that started without a next link');
     for (let attempt = 0; ; attempt++) {
       const abort = (this.fetchAbort = new AbortController());
       try {
-        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, { requestUrl: this.requestUrl as URL, signal: abort.signal });
+        return await this.deps.links.fetch(url, this.lastIds ?? EMPTY_IDS, { requestUrl, signal: abort.signal });
       } catch (err) {
         if (this.isClosed()) return undefined; // cancelled: the stream ended, not an origin error
         this.deps.metrics.originErrors.inc({ kind: 'next_link' });

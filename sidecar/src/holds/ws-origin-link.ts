@@ -70,11 +70,6 @@ const OPEN_FAILED: OpenRefusal = { type: 'failed' };
 const CLOSE_NO_STATUS: WsEvent = { type: 'CLOSE', reason: '' };
 const NO_META: WsMeta = new Map();
 
-/** A Set-Meta-<Name> reply header (applySetMeta ignores a bare "Set-Meta-"). */
-function isSetMeta([name]: readonly [string, string]): boolean {
-  return name.length > 9 && name.slice(0, 9).toLowerCase() === 'set-meta-';
-}
-
 function payloadLength(event: WsEvent): number {
   return event.type === 'TEXT' || event.type === 'BINARY' || event.type === 'PING' || event.type === 'PONG' ? event.content.length : 0;
 }
@@ -363,7 +358,7 @@ export class WsOriginLink implements KeepAliveMember {
 
   /** Reply headers that apply to every reply, then the events; undefined if the body is malformed. */
   private decodeReply(reply: OriginReply): DecodedWsEvent[] | undefined {
-    if (reply.headers.some(isSetMeta)) applySetMeta(reply.headers, (this.meta ??= new Map()));
+    this.meta = applySetMeta(reply.headers, this.meta);
     const interval = parseKeepAliveInterval(reply.headers, this.deps.ws.keepAliveMinSec);
     if (interval === 'off') this.keepAliveMs = undefined;
     else if (interval !== undefined) this.keepAliveMs = interval * 1000;

@@ -379,7 +379,6 @@ function countOf(entry: ChannelEntry): number {
 
 function noop(): void {}
 
-/** History items after `prevId` in id / prev-id order, as the live sequencer would deliver them; repeats dropped. */
 /** Keeps a live item for a catch-up in progress, up to MAX_CATCH_UP_BUFFER (then it recovers from the origin). */
 function keep(c: CatchUp, item: PublishItem): void {
   if (c.isOverflowed) return;
@@ -401,6 +400,7 @@ function liveAfter(buffer: readonly PublishItem[], prevId: string): readonly Pub
   return buffer;
 }
 
+/** History items after `prevId` in id / prev-id order, as the live sequencer would deliver them; repeats dropped. */
 function inChainOrder(prevId: string, items: readonly PublishItem[], options: SequencerOptions): PublishItem[] {
   const sequencer = new ChannelSequencer({ waitMs: 0, maxPending: Math.max(options.maxPending, items.length), idTtlMs: 1 }, prevId);
   const out: PublishItem[] = [];

@@ -52,6 +52,13 @@ test('Set-Meta-* binds meta and an empty value deletes it', (t) => {
   t.deepEqual([...meta.keys()], ['room']);
 });
 
+test('Set-Meta-* makes the meta only when one comes', (t) => {
+  t.is(applySetMeta([['X', 'y'], ['Set-Meta-', 'ignored']], undefined), undefined);
+  const made = applySetMeta([['Set-Meta-User', 'alice']], undefined);
+  t.deepEqual([...(made?.values() ?? [])], [{ name: 'User', value: 'alice' }]);
+  t.is(applySetMeta([['Set-Meta-room', 'r1']], made), made, 'an existing meta is updated in place');
+});
+
 test('accepts application/websocket-events with parameters and in any case', (t) => {
   t.true(isWsEventsContentType('application/websocket-events'));
   t.true(isWsEventsContentType('Application/WebSocket-Events; charset=utf-8'));

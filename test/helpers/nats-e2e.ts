@@ -2,8 +2,9 @@ import type { IncomingMessage } from 'node:http';
 import { channelToSubject, DEFAULT_SUBJECT_PREFIX } from '../../sidecar/src/bus/subject.js';
 import { startGripOrigin, TEST_SIG_KEY } from './grip-origin.js';
 import { request } from './http.js';
-import { waitUntil, type NatsServer } from './nats-server.js';
-import type { SidecarProcess } from './sidecar-process.js';
+import type { ExecutionContext } from 'ava';
+import { NatsServer, waitUntil } from './nats-server.js';
+import { SidecarProcess } from './sidecar-process.js';
 
 // Shared pieces of the end-to-end NATS tests: an origin that holds on the channel named in the
 // query string, and waits on what NATS itself reports.
@@ -56,6 +57,21 @@ export async function waitForInterest(nats: NatsServer, channel: string, connect
 export async function waitForNoInterest(nats: NatsServer, channel: string): Promise<void> {
   const subject = subjectOf(channel);
   await waitUntil(`no NATS subscription on ${subject}`, async () => !(await nats.subjects()).includes(subject));
+}
+
+/**
+ * A nats-server, the channel origin and a sidecar with two worker processes on them, ready; all
+ * stopped when the test ends. `env` goes to the sidecar (e.g. its accept policy).
+ */
+export async function startTwoWorkers(t: ExecutionContext, env?: Record<string, string>) {
+  const nats = await NatsServer.start();
+  t.teardown(() => nats.dispose());
+  const origin = await startChannelOrigin();
+  t.teardown(() => origin.close());
+  const side = await SidecarProcess.start(['--origin', origin.url, '--sig-key', TEST_SIG_KEY, '--nats', nats.url, '--workers', '2'], env === undefined ? {} : { env });
+  t.teardown(() => side.stop().then(() => undefined));
+  await waitForReadiness(side, true);
+  return { nats, origin, side };
 }
 
 /** Waits until the sidecar's readiness is `ready` (it depends on the NATS connection). */

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { TEST_SIG_KEY } from '../helpers/grip-origin.js';
 import { startGripGateway } from '../helpers/grip-gateway.js';
 import type { GatewayConsumer } from '../helpers/kong-gateway.js';
@@ -16,7 +16,8 @@ const SECRET = 'kong-ws-limit-handoff-secret-0123456789abcdef';
 const PLUGIN_ID = 'e2e00000-0000-4000-8000-0000000000f1';
 const BOB: GatewayConsumer = { id: 'b0b00000-0000-4000-8000-000000000002', username: 'bob' };
 
-test('a client over ws_burst is closed with 1008 naming the limit; the messages within it reached the origin, and the origin gets CLOSE 1008', async (t) => {
+/** An echoing WebSocket origin behind a Kong-mode sidecar and the Kong stand-in, the plugin configured with `limits`. */
+async function startWsRoute(t: ExecutionContext, limits: Record<string, number>) {
   const origin = await startWsOrigin(echoHandler());
   const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY, usage: { enabled: false } });
   t.teardown(async () => {
@@ -24,8 +25,13 @@ test('a client over ws_burst is closed with 1008 naming the limit; the messages 
     await origin.close();
   });
   const gateway = await startGripGateway(t, {
-    sidecarPort: side.sidecar.clientPort, config: { secret: SECRET, origin: origin.url, ws_messages_per_second: 1, ws_burst: 3 }, entity: { pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
+    sidecarPort: side.sidecar.clientPort, config: { secret: SECRET, origin: origin.url, ...limits }, entity: { pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
   });
+  return { origin, side, gateway };
+}
+
+test('a client over ws_burst is closed with 1008 naming the limit; the messages within it reached the origin, and the origin gets CLOSE 1008', async (t) => {
+  const { origin, side, gateway } = await startWsRoute(t, { ws_messages_per_second: 1, ws_burst: 3 });
 
   const client = await connect(gateway.url('/chat?apikey=bob-key'));
   const log = logOf(client);
@@ -48,15 +54,7 @@ test('a client over ws_burst is closed with 1008 naming the limit; the messages 
 });
 
 test('without limits in the config a burst of client messages passes (the plugin signs a v1 token)', async (t) => {
-  const origin = await startWsOrigin(echoHandler());
-  const side = await startTestSidecar({ nats: (await kongNats()).url, kongSecret: SECRET, kong: { allowedOrigins: [origin.url] }, sigKey: TEST_SIG_KEY, usage: { enabled: false } });
-  t.teardown(async () => {
-    await side.close();
-    await origin.close();
-  });
-  const gateway = await startGripGateway(t, {
-    sidecarPort: side.sidecar.clientPort, config: { secret: SECRET, origin: origin.url }, entity: { pluginId: PLUGIN_ID }, consumers: { 'bob-key': BOB },
-  });
+  const { gateway } = await startWsRoute(t, {});
   const client = await connect(gateway.url('/chat?apikey=bob-key'));
   const words = Array.from({ length: 50 }, (_, i) => `m${i}`);
   for (const m of words) client.send(m);

@@ -1,9 +1,7 @@
 import test from 'ava';
 import { readdirSync } from 'node:fs';
 import { request } from '../helpers/http.js';
-import { startChannelOrigin, TEST_SIG_KEY, waitForReadiness } from '../helpers/nats-e2e.js';
-import { NatsServer } from '../helpers/nats-server.js';
-import { SidecarProcess } from '../helpers/sidecar-process.js';
+import { startChannelOrigin, startTwoWorkers } from '../helpers/nats-e2e.js';
 import { startTestSidecar } from '../helpers/sidecar.js';
 
 // /metrics speaks the names standard Node.js dashboards query (prom-client's defaults, no
@@ -44,13 +42,7 @@ test('one process: standard process_* and nodejs_* names, the rest under kong_gr
 });
 
 test('with workers: the same names once each, summed over the processes (start time left out)', async (t) => {
-  const nats = await NatsServer.start();
-  t.teardown(() => nats.dispose());
-  const origin = await startChannelOrigin();
-  t.teardown(() => origin.close());
-  const side = await SidecarProcess.start(['--origin', origin.url, '--sig-key', TEST_SIG_KEY, '--nats', nats.url, '--workers', '2']);
-  t.teardown(() => side.stop().then(() => undefined));
-  await waitForReadiness(side, true);
+  const { side } = await startTwoWorkers(t);
   const readiness = JSON.parse((await request(`${side.controlUri}readyz`)).body) as { workers: Array<{ pid: number }> };
   const pids = [side.pid, ...readiness.workers.map((w) => w.pid)];
   t.is(pids.length, 3);

@@ -1,9 +1,8 @@
 import test from 'ava';
 import { withDeadline } from '../../bench/proc.js';
 import { openStream, request, waitForEach } from '../helpers/http.js';
-import { publishHttp, sseItem, startChannelOrigin, waitForInterest, waitForReadiness, TEST_SIG_KEY } from '../helpers/nats-e2e.js';
-import { NatsServer, waitUntil } from '../helpers/nats-server.js';
-import { SidecarProcess } from '../helpers/sidecar-process.js';
+import { publishHttp, sseItem, startTwoWorkers, waitForInterest } from '../helpers/nats-e2e.js';
+import { waitUntil } from '../helpers/nats-server.js';
 
 // --workers N: N processes on one listen port, each with its own NATS connection; the primary
 // serves the control port for all of them and replaces a worker that dies.
@@ -14,18 +13,13 @@ interface Readiness {
 }
 
 test('two workers share the port, each subscribes on NATS, and one publish reaches all their clients', async (t) => {
-  const nats = await NatsServer.start();
-  t.teardown(() => nats.dispose());
-  const origin = await startChannelOrigin();
-  t.teardown(() => origin.close());
-  const side = await SidecarProcess.start(['--origin', origin.url, '--sig-key', TEST_SIG_KEY, '--nats', nats.url, '--workers', '2']);
-  t.teardown(() => side.stop().then(() => undefined));
-  await waitForReadiness(side, true);
+  // Round-robin (node's hand-over) so that six connections reach both workers: with the default
+  // on Linux the kernel picks, and six could all go to one.
+  const { nats, side } = await startTwoWorkers(t, { NODE_CLUSTER_SCHED_POLICY: 'rr' });
   const readiness = JSON.parse((await request(`${side.controlUri}readyz`)).body) as Readiness;
   t.is(readiness.workers.length, 2);
   t.is(new Set(readiness.workers.map((w) => w.pid)).size, 2);
 
-  // Connections are handed to the workers in turn, so both get clients.
   const streams = await withDeadline(Promise.all(Array.from({ length: 6 }, () => openStream(side.url('/sse?ch=fan')))), 10_000, 'six response heads');
   t.teardown(() => streams.forEach((s) => s.close()));
   await waitForEach(streams, 'event: open\n');
@@ -40,13 +34,7 @@ test('two workers share the port, each subscribes on NATS, and one publish reach
 });
 
 test('a worker that dies is replaced, and readiness waits for the replacement', async (t) => {
-  const nats = await NatsServer.start();
-  t.teardown(() => nats.dispose());
-  const origin = await startChannelOrigin();
-  t.teardown(() => origin.close());
-  const side = await SidecarProcess.start(['--origin', origin.url, '--sig-key', TEST_SIG_KEY, '--nats', nats.url, '--workers', '2']);
-  t.teardown(() => side.stop().then(() => undefined));
-  await waitForReadiness(side, true);
+  const { nats, side } = await startTwoWorkers(t);
   const before = JSON.parse((await request(`${side.controlUri}readyz`)).body) as Readiness;
   const victim = before.workers[0]!.pid;
   process.kill(victim, 'SIGKILL');
